@@ -1,0 +1,1 @@
+"""Images wing: digits data, the class-conditional digit denoiser, ControlNet, the generative model zoo."""

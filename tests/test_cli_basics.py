@@ -1,0 +1,37 @@
+"""The front door: help works, bad input is one line and a non-zero exit."""
+
+import subprocess
+import sys
+
+from storylab.errors import StorylabError
+from storylab.io import atomic_path, atomic_write_json
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "storylab.cli", *args], capture_output=True, text=True)
+
+
+def test_help_lists_groups():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for group in ("train", "sample", "evaluate", "guidance"):
+        assert group in out.stdout
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    atomic_write_json(target, {"a": 1})
+    assert target.read_text().strip().startswith("{")
+
+
+def test_storylab_error_carries_exit_code():
+    assert StorylabError("x").exit_code == 2
+    assert StorylabError("x", exit_code=3).exit_code == 3
