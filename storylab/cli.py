@@ -17,6 +17,7 @@ from storylab.errors import StorylabError
 COMMAND_MODULES = (
     "storylab.guidance.cli",
     "storylab.images.cli",
+    "storylab.images.features_cli",
     "storylab.images.control_cli",
     "storylab.images.zoo_cli",
     "storylab.camera.cli",
