@@ -1,0 +1,219 @@
+"""Guidance rules: how the branch predictions of one step combine into the eps a sampler uses.
+
+Every rule declares which branches it needs for a given strength (so that a step with w = 0 costs
+one network evaluation instead of two) and combines eps-form predictions. All formulas are in the
+diffusers convention scale = w + 1 (see :mod:`storylab.guidance.schedules`).
+
+* :class:`NoGuidance` - the conditional prediction alone.
+* :class:`CFG` - classifier-free guidance eps = eps_u + (w + 1)(eps_c - eps_u) (Ho & Salimans 2022),
+  optionally with guidance rescale phi (Lin et al. 2023, eq. 15-16) and with the negative condition
+  as the reference branch (negative prompting).
+* :class:`ClassifierGuidance` - eps_hat = eps - s_t gamma grad_x log p(y | x_t, t) (Dhariwal & Nichol
+  2021, eq. 14; s_t = sqrt(1 - alpha-bar_t) for DDPM/DDIM, sigma for EDM).
+* :class:`CFGPlusPlus` - CFG++ (Chung et al. 2024): x_0 from eps_u + lambda (eps_c - eps_u), renoise with eps_u.
+* :class:`APG` - adaptive projected guidance (Sadat et al. 2024): the x_0-space guidance difference is
+  split into parts parallel and orthogonal to the conditional x_0, the parallel part down-weighted
+  by eta, its norm capped at r, with optional (negative) momentum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from storylab.diffusion.contract import Prediction, StepContext
+from storylab.errors import StorylabError
+
+RULES = ("none", "cfg", "negative", "classifier", "cfg++", "apg")
+
+
+def _per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).flatten(1).sum(1).reshape(-1, *([1] * (a.ndim - 1)))
+
+
+class GuidanceRule:
+    """Base class: ``strength(scale)``, ``branches(w)`` and ``combine(eps, ctx, w)``."""
+
+    name = "rule"
+
+    def strength(self, scale: float) -> float:
+        """The quantity a weight schedule modulates (w = scale - 1 for CFG-like rules)."""
+        return scale - 1.0
+
+    def branches(self, w: float) -> tuple[str, ...]:
+        """The branches (cond, uncond, negative) this rule evaluates at strength ``w``."""
+        raise NotImplementedError
+
+    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
+        """Combine eps-form branch predictions into the sampler's prediction."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget per-sampling state (momentum); called at step 0."""
+
+
+class NoGuidance(GuidanceRule):
+    """Plain conditional sampling: eps = eps_c (one network evaluation per step)."""
+
+    name = "none"
+
+    def branches(self, w: float) -> tuple[str, ...]:
+        return ("cond",)
+
+    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
+        return Prediction(eps["cond"])
+
+
+@dataclass
+class CFG(GuidanceRule):
+    """Classifier-free guidance eps = eps_ref + (w + 1)(eps_c - eps_ref), ref = uncond or negative.
+
+    ``rescale`` is phi of Lin et al. (2023): eps_resc = eps * std(eps_c) / std(eps), then
+    phi eps_resc + (1 - phi) eps (per sample).
+    """
+
+    rescale: float = 0.0
+    reference: str = "uncond"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rescale <= 1.0:
+            raise StorylabError(f"guidance rescale phi must be in [0, 1], got {self.rescale}")
+        self.name = "negative" if self.reference == "negative" else "cfg"
+
+    def branches(self, w: float) -> tuple[str, ...]:
+        if w == 0.0:
+            return ("cond",)
+        if w == -1.0:
+            return (self.reference,)
+        return ("cond", self.reference)
+
+    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
+        if w == 0.0:
+            return Prediction(eps["cond"])
+        if w == -1.0:
+            return Prediction(eps[self.reference])
+        cond, ref = eps["cond"], eps[self.reference]
+        guided = ref + (w + 1.0) * (cond - ref)
+        if self.rescale > 0:
+            dims = tuple(range(1, guided.ndim))
+            factor = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
+            guided = self.rescale * guided * factor + (1 - self.rescale) * guided
+        return Prediction(guided)
+
+
+@dataclass
+class ClassifierGuidance(GuidanceRule):
+    """Classifier guidance: eps_hat = eps - s_t gamma grad_x log p(y | x_t, t) (Dhariwal & Nichol 2021).
+
+    ``classifier(x_t, t) -> logits`` must be noise-aware (trained on q_sample'd inputs with t as
+    input); ``labels`` are the requested classes ``(B,)``. ``base`` picks the branch whose eps is
+    guided (the conditional model by default, the unconditional one for pure classifier guidance).
+    The strength is gamma itself (gamma = 0: no guidance).
+    """
+
+    classifier: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    labels: torch.Tensor | None = None
+    base: str = "cond"
+    name: str = field(default="classifier", init=False)
+
+    def strength(self, scale: float) -> float:
+        return scale
+
+    def branches(self, w: float) -> tuple[str, ...]:
+        return (self.base,)
+
+    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
+        if w == 0.0:
+            return Prediction(eps[self.base])
+        if self.classifier is None or self.labels is None:
+            raise StorylabError("classifier guidance needs a classifier and labels")
+        with torch.enable_grad():
+            x = ctx.x.detach().requires_grad_(True)
+            log_probs = torch.log_softmax(self.classifier(x, ctx.t), dim=-1)
+            selected = log_probs[torch.arange(x.shape[0], device=x.device), self.labels.to(x.device)]
+            grad = torch.autograd.grad(selected.sum(), x)[0]
+        return Prediction(eps[self.base] - ctx.s * w * grad)
+
+
+@dataclass
+class CFGPlusPlus(GuidanceRule):
+    """CFG++ (Chung et al. 2024): x_0 from eps_u + lambda (eps_c - eps_u), renoise with eps_u.
+
+    The strength is lambda itself (the paper uses lambda in [0, 1]; lambda = 0 is unconditional).
+    """
+
+    name: str = field(default="cfg++", init=False)
+
+    def strength(self, scale: float) -> float:
+        return scale
+
+    def branches(self, w: float) -> tuple[str, ...]:
+        return ("uncond",) if w == 0.0 else ("cond", "uncond")
+
+    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
+        uncond = eps["uncond"]
+        if w == 0.0:
+            return Prediction(uncond)
+        return Prediction(uncond + w * (eps["cond"] - uncond), renoise_eps=uncond)
+
+
+@dataclass
+class APG(GuidanceRule):
+    """Adaptive projected guidance (Sadat et al. 2024) in x_0 space.
+
+    diff = x0_c - x0_u (+ momentum * running average), norm capped at ``norm_threshold`` (0 = off),
+    split into diff_par (along x0_c) and diff_orth; x0 = x0_c + w (diff_orth + eta diff_par).
+    With eta = 1, no cap and no momentum this is exactly CFG.
+    """
+
+    eta: float = 0.0
+    norm_threshold: float = 0.0
+    momentum: float = 0.0
+    name: str = field(default="apg", init=False)
+    _running: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    def reset(self) -> None:
+        self._running = None
+
+    def branches(self, w: float) -> tuple[str, ...]:
+        return ("cond",) if w == 0.0 else ("cond", "uncond")
+
+    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
+        if w == 0.0:
+            return Prediction(eps["cond"])
+        x0_c, x0_u = ctx.eps_to_x0(eps["cond"]), ctx.eps_to_x0(eps["uncond"])
+        diff = x0_c - x0_u
+        if self.momentum != 0.0:
+            if self._running is not None and self._running.shape == diff.shape:
+                diff = diff + self.momentum * self._running
+            self._running = diff
+        if self.norm_threshold > 0:
+            norm = diff.flatten(1).norm(dim=1).reshape(-1, *([1] * (diff.ndim - 1)))
+            diff = diff * torch.clamp(self.norm_threshold / norm.clamp_min(1e-12), max=1.0)
+        unit = x0_c / x0_c.flatten(1).norm(dim=1).reshape(-1, *([1] * (diff.ndim - 1))).clamp_min(1e-12)
+        parallel = _per_sample_dot(diff, unit) * unit
+        orthogonal = diff - parallel
+        x0 = x0_c + w * (orthogonal + self.eta * parallel)
+        return Prediction(ctx.x0_to_eps(x0))
+
+
+def make_rule(name: str, **options) -> GuidanceRule:
+    """Build a rule by name: none, cfg, negative, classifier, cfg++, apg."""
+    key = name.strip().lower()
+    if key == "none":
+        return NoGuidance()
+    if key == "cfg":
+        return CFG(rescale=options.get("rescale", 0.0))
+    if key == "negative":
+        return CFG(rescale=options.get("rescale", 0.0), reference="negative")
+    if key == "classifier":
+        return ClassifierGuidance(classifier=options.get("classifier"), labels=options.get("labels"),
+                                  base=options.get("base", "cond"))
+    if key in ("cfg++", "cfgpp"):
+        return CFGPlusPlus()
+    if key == "apg":
+        return APG(eta=options.get("eta", 0.0), norm_threshold=options.get("norm_threshold", 0.0),
+                   momentum=options.get("momentum", 0.0))
+    raise StorylabError(f"unknown guidance '{name}' (choose from {', '.join(RULES)})")
