@@ -1,0 +1,143 @@
+"""MCQA and OEQA prompts for the V, L and VL settings of the Short Film Dataset protocol.
+
+Following SFD (Ghermi et al. 2024): L gives the film's subtitles as ``HH:MM:SS - HH:MM:SS text``
+lines, V gives frames sampled uniformly over the film, VL gives both; MCQA lists the five options as
+A-E and asks for the option letter only; OEQA asks for a short free-form answer. When the subtitles
+exceed the token budget, lines are dropped evenly across the whole film (never just the end), and
+the prompt records how many lines it kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from storylab.errors import StorylabError
+from storylab.videoqa.data import LETTERS, Question, SubtitleLine
+
+MODES = ("V", "L", "VL")
+TASKS = ("mcqa", "oeqa")
+SYSTEM_PROMPT = ("You are a careful viewer of short films. You answer questions about the story of the film "
+                 "from what you are given of it.")
+TokenCounter = Callable[[str], int]
+
+
+def approx_token_count(text: str) -> int:
+    """Estimate tokens as characters / 4, the usual rule of thumb for English BPE vocabularies."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+def format_timestamp(seconds: float) -> str:
+    """Seconds as ``HH:MM:SS`` (the SFD subtitle-prompt format)."""
+    s = max(0, int(seconds))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def format_subtitle_line(line: SubtitleLine, with_speaker: bool = False) -> str:
+    """One subtitle as ``HH:MM:SS - HH:MM:SS text`` (optionally ``speaker: text``)."""
+    text = f"{line.speaker}: {line.text}" if with_speaker and line.speaker else line.text
+    return f"{format_timestamp(line.start)} - {format_timestamp(line.end)} {text}"
+
+
+def even_subset(costs: Sequence[int], budget: int) -> list[int]:
+    """Indices of the most lines, spread evenly over the film (linspace), whose costs fit in ``budget``.
+
+    Keeping every k-th line rather than the first ones keeps the whole story in view, as long-video
+    QA needs; the count is lowered from the proportional estimate until the chosen lines fit.
+    """
+    n = len(costs)
+    total = sum(costs)
+    if total <= budget:
+        return list(range(n))
+    k = min(n, int(n * budget / max(total, 1)) + 1)
+    while k > 0:
+        idx = sorted(set(np.linspace(0, n - 1, k).round().astype(int).tolist()))
+        if sum(costs[i] for i in idx) <= budget:
+            return idx
+        k -= 1
+    return []
+
+
+@dataclass
+class PromptConfig:
+    """How prompts are built: frames, subtitle budget and formatting (defaults: the SFD setting)."""
+
+    num_frames: int = 8
+    max_subtitle_tokens: int = 6000
+    with_speaker: bool = False
+    frame_max_side: int = 512
+
+
+@dataclass
+class Prompt:
+    """A built prompt: system and user text, frames for V/VL, and the subtitle truncation record."""
+
+    system: str
+    text: str
+    frames: list[np.ndarray] = field(default_factory=list)
+    subtitles_total: int = 0
+    subtitles_kept: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether subtitle lines were dropped to fit the token budget."""
+        return self.subtitles_kept < self.subtitles_total
+
+    def hash(self) -> str:
+        """A SHA-256 of the system text, user text and frame pixels (identifies the exact request)."""
+        h = hashlib.sha256()
+        h.update(self.system.encode())
+        h.update(b"\0")
+        h.update(self.text.encode())
+        for f in self.frames:
+            h.update(b"\0")
+            h.update(str(f.shape).encode())
+            h.update(np.ascontiguousarray(f).tobytes())
+        return h.hexdigest()
+
+
+def subtitle_block(lines: Sequence[SubtitleLine], budget: int, count: TokenCounter = approx_token_count,
+                   with_speaker: bool = False) -> tuple[str, int]:
+    """The subtitles as prompt lines within ``budget`` tokens, dropped evenly; returns (text, lines kept)."""
+    formatted = [format_subtitle_line(s, with_speaker) for s in lines]
+    keep = even_subset([count(t) + 1 for t in formatted], budget)
+    return "\n".join(formatted[i] for i in keep), len(keep)
+
+
+def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[SubtitleLine] = (),
+                 frames: Sequence[np.ndarray] = (), config: PromptConfig | None = None,
+                 count: TokenCounter = approx_token_count) -> Prompt:
+    """Build the SFD prompt for one question: MCQA (letters A-E, letter only) or OEQA, in V, L or VL."""
+    config = config or PromptConfig()
+    if task not in TASKS:
+        raise StorylabError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if mode not in MODES:
+        raise StorylabError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    parts = []
+    kept = total = 0
+    if "V" in mode:
+        if not frames:
+            raise StorylabError(f"mode {mode} needs frames of video {question.video_id}")
+        parts.append(f"You are shown {len(frames)} frames sampled uniformly over the whole film, in order.")
+    if "L" in mode:
+        total = len(subtitles)
+        if total:
+            block, kept = subtitle_block(subtitles, config.max_subtitle_tokens, count, config.with_speaker)
+            note = "" if kept == total else (f" ({kept} of {total} lines, spread evenly over the film, "
+                                              f"to fit the length limit)")
+            parts.append(f"These are the film's subtitles{note}, one line each as 'start - end text':\n{block}")
+        else:
+            parts.append("The film has no subtitles.")
+    parts.append(f"Question: {question.question}")
+    if task == "mcqa":
+        options = "\n".join(f"{LETTERS[i]}) {o}" for i, o in enumerate(question.options))
+        parts.append(f"Options:\n{options}")
+        parts.append("Answer with the option letter only.")
+    else:
+        parts.append("Answer the question in one or two short sentences.")
+    return Prompt(system=SYSTEM_PROMPT, text="\n\n".join(parts), frames=list(frames) if "V" in mode else [],
+                  subtitles_total=total, subtitles_kept=kept)
