@@ -1,0 +1,149 @@
+"""From motion tags to captions, as E.T. does (Courant et al., ECCV 2024, Sec. 3 "Caption generation").
+
+E.T. writes an *outline* of the tagged segments ("Total frames N; [Camera motion] Between frames s and
+e: tag; ... [Main character motion] ...") and asks an LLM for a short factual caption without frame
+numbers. Two captioners share that outline:
+
+* :class:`TemplateCaptioner` (default): deterministic templates with several phrasings per motion,
+  chosen by a hash of the outline, and proper sequencing ("... while the character moves right,
+  then pushes in").
+* :class:`ChatCaptioner`: any OpenAI-compatible ``/chat/completions`` endpoint (temperature 0.6,
+  top-p 0.95); an answer that mentions frame numbers is re-prompted once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from storylab.camera.tagging import MotionTags, Segment, tag_name
+from storylab.errors import StorylabError
+
+CAMERA_PHRASES = {
+    "static": ("stays static", "remains still", "holds its position"),
+    "trucking_right": ("trucks right", "tracks to the right", "slides right"),
+    "trucking_left": ("trucks left", "tracks to the left", "slides left"),
+    "boom_bottom": ("booms down", "cranes down", "lowers"),
+    "boom_top": ("booms up", "cranes up", "rises"),
+    "push_in": ("pushes in", "dollies in", "moves in"),
+    "pull_out": ("pulls out", "dollies out", "pulls back"),
+}
+CHARACTER_PHRASES = {
+    "static": ("remains stationary", "stands still", "stays in place"),
+    "moves_right": ("moves right", "walks to the right", "heads right"),
+    "moves_left": ("moves left", "walks to the left", "heads left"),
+    "moves_down": ("moves down", "goes down", "lowers"),
+    "moves_up": ("moves up", "goes up", "climbs"),
+    "moves_forward": ("moves forward", "walks forward", "advances"),
+    "moves_backward": ("moves backward", "steps back", "walks backward"),
+}
+SEQUENCE_WORDS = (", then ", ", and then ", ", after which it ")
+SIMULTANEITY_WORDS = (" while ", " as ")
+
+
+def outline(camera: MotionTags, character: MotionTags | None = None) -> str:
+    """E.T.'s caption outline: total frames, then the camera and character segments."""
+    lines = [f"Total frames {len(camera.frames)};", "[Camera motion]"]
+    lines += [f"Between frames {s.start} and {s.end}: {tag_name(s.label, 'camera')};" for s in camera.segments]
+    if character is not None:
+        lines.append("[Main character motion]")
+        lines += [f"Between frames {s.start} and {s.end}: {tag_name(s.label, 'character')};"
+                  for s in character.segments]
+    return "\n".join(lines)
+
+
+def _phrase(name: str, table: dict[str, tuple[str, ...]], rng: np.random.Generator) -> str:
+    parts = name.split("-")
+    return " and ".join(table[p][int(rng.integers(len(table[p])))] for p in parts)
+
+
+def _dominant(frames: np.ndarray, segment: Segment) -> int:
+    return int(np.bincount(frames[segment.start:segment.end + 1]).argmax())
+
+
+class Captioner(Protocol):
+    """Anything that turns tags into a caption."""
+
+    def caption(self, camera: MotionTags, character: MotionTags | None = None) -> str: ...
+
+
+@dataclass
+class TemplateCaptioner:
+    """Deterministic template captions with several phrasings, sequenced by camera segment."""
+
+    seed: int = 0
+
+    def caption(self, camera: MotionTags, character: MotionTags | None = None) -> str:
+        """Caption the camera segments in order, each with the character's dominant motion meanwhile."""
+        rng = np.random.default_rng(zlib.crc32(outline(camera, character).encode()) + self.seed)
+        clauses, last_char = [], None
+        for i, seg in enumerate(camera.segments):
+            verb = _phrase(tag_name(seg.label, "camera"), CAMERA_PHRASES, rng)
+            clause = ("the camera " + verb) if i == 0 else verb
+            if character is not None:
+                char_label = _dominant(character.frames, seg)
+                if char_label != last_char:
+                    clause += SIMULTANEITY_WORDS[int(rng.integers(2))] + "the character " + _phrase(
+                        tag_name(char_label, "character"), CHARACTER_PHRASES, rng)
+                    last_char = char_label
+            clauses.append(clause)
+        text = clauses[0]
+        for clause in clauses[1:]:
+            text += SEQUENCE_WORDS[int(rng.integers(len(SEQUENCE_WORDS)))] + clause
+        return text[0].upper() + text[1:] + "."
+
+
+PROMPT = ("You write captions for camera trajectories in movie shots. Given an outline of the camera's and "
+          "the main character's motion segments, write one short factual caption describing the camera "
+          "motion (and the character's, when given) in order. Never mention frame numbers.")
+
+
+@dataclass
+class ChatCaptioner:
+    """Captions from an OpenAI-compatible chat endpoint (E.T. used Mistral-7B-Instruct).
+
+    Hand-written on urllib (stdlib) rather than the ``openai`` client: one POST with JSON is all it
+    needs, and it keeps the dependency list short.
+    """
+
+    base_url: str
+    model: str = "mistral-7b-instruct"
+    api_key: str | None = None
+    temperature: float = 0.6
+    top_p: float = 0.95
+    timeout: float = 60.0
+
+    def _ask(self, messages: list[dict[str, str]]) -> str:
+        body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
+                           "top_p": self.top_p}).encode()
+        headers = {"Content-Type": "application/json"}
+        key = self.api_key or os.environ.get("OPENAI_API_KEY")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self.base_url.rstrip("/") + "/chat/completions", body, headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                answer = json.loads(response.read().decode())
+            return str(answer["choices"][0]["message"]["content"]).strip()
+        except (urllib.error.URLError, OSError, KeyError, IndexError, ValueError) as exc:
+            raise StorylabError(f"caption endpoint {self.base_url} failed: {exc}") from None
+
+    def caption(self, camera: MotionTags, character: MotionTags | None = None) -> str:
+        """Ask for a caption; re-prompt once if the answer contains frame numbers."""
+        messages = [{"role": "system", "content": PROMPT}, {"role": "user", "content": outline(camera, character)}]
+        text = self._ask(messages)
+        if re.search(r"\d", text):
+            messages += [{"role": "assistant", "content": text},
+                         {"role": "user", "content": "Rewrite it without any frame numbers or digits."}]
+            text = self._ask(messages)
+        if not text:
+            raise StorylabError(f"caption endpoint {self.base_url} returned an empty caption")
+        return text
