@@ -1,0 +1,247 @@
+"""One SFD evaluation run: answer every question with a backend, log predictions, judge, summarise.
+
+The run folder holds ``run.json`` (settings), ``predictions.jsonl`` (append-only, one record per
+question, flushed as each answer arrives), ``judgements.jsonl`` (OEQA verdicts, append-only),
+``cache/`` (model replies by request) and ``summary.json`` (metrics, written atomically at the end).
+Rerunning the same command resumes: answered questions are skipped and cached replies are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storylab.errors import StorylabError
+from storylab.io import atomic_write_json, atomic_write_text
+from storylab.videoqa.backends import Backend, QAItem, Reply, make_backend
+from storylab.videoqa.data import (Question, SubtitleLine, check_subtitle_videos, load_questions, load_subtitles)
+from storylab.videoqa.frames import FrameCache, find_video
+from storylab.videoqa.parsing import parse_mcqa_answer
+from storylab.videoqa.pool import run_concurrently
+from storylab.videoqa.prompts import MODES, TASKS, Prompt, PromptConfig, approx_token_count, build_prompt
+from storylab.videoqa.scoring import judge_predictions, read_jsonl, score_mcqa, score_oeqa
+
+PREDICTIONS = "predictions.jsonl"
+JUDGEMENTS = "judgements.jsonl"
+SUMMARY = "summary.json"
+RUN = "run.json"
+
+
+@dataclass
+class EvalConfig:
+    """Everything an ``storylab videoqa eval`` run needs; the CLI fills it (defaults: the SFD setting)."""
+
+    questions: Path
+    out: Path
+    task: str = "mcqa"
+    mode: str = "L"
+    backend: str = "retrieval"
+    subtitles: Path | None = None
+    videos: Path | None = None
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    concurrency: int = 4
+    limit: int | None = None
+    judge: str = "embedding"
+    name: str | None = None
+    timeout: float = 120.0
+    retries: int = 3
+    backoff: float = 1.0
+    max_tokens: int = 128
+    seed: int = 0
+    cache_dir: Path | None = None
+    ignore_extra_subtitles: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Inputs:
+    """The loaded, checked inputs of a run."""
+
+    questions: list[Question]
+    subtitles: dict[str, list[SubtitleLine]]
+
+
+def load_inputs(cfg: EvalConfig) -> Inputs:
+    """Load and check questions, subtitles and (for V/VL) the presence of every video file."""
+    if cfg.task not in TASKS:
+        raise StorylabError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    if cfg.mode not in MODES:
+        raise StorylabError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
+    if cfg.concurrency < 1:
+        raise StorylabError(f"--concurrency must be >= 1, got {cfg.concurrency}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise StorylabError(f"--limit must be >= 1, got {cfg.limit}")
+    questions = load_questions(cfg.questions)
+    if cfg.limit is not None:
+        questions = questions[:cfg.limit]
+    subtitles: dict[str, list[SubtitleLine]] = {}
+    if "L" in cfg.mode:
+        if cfg.subtitles is None:
+            raise StorylabError(f"mode {cfg.mode} needs --subtitles (an SFD subtitles CSV or a folder of .srt/.vtt)")
+        subtitles = load_subtitles(cfg.subtitles)
+        if not cfg.ignore_extra_subtitles:
+            all_questions = questions if cfg.limit is None else load_questions(cfg.questions)
+            check_subtitle_videos(subtitles, all_questions, str(cfg.subtitles))
+    if "V" in cfg.mode:
+        if cfg.videos is None:
+            raise StorylabError(f"mode {cfg.mode} needs --videos (a folder of <video_id>.mp4 files)")
+        if not Path(cfg.videos).is_dir():
+            raise StorylabError(f"videos folder not found: {cfg.videos}")
+        for vid in dict.fromkeys(q.video_id for q in questions):
+            find_video(cfg.videos, vid)
+    return Inputs(questions, subtitles)
+
+
+def _run_settings(cfg: EvalConfig, backend: Backend) -> dict[str, Any]:
+    return {"task": cfg.task, "mode": cfg.mode, "backend": backend.spec, "prompt": asdict(cfg.prompt)}
+
+
+def _resume(out: Path, settings: dict[str, Any], known: dict[str, Question]) -> list[dict[str, Any]]:
+    """Records already in ``out`` (after checking they come from the same settings); repairs a torn last line."""
+    run_file, pred_file = out / RUN, out / PREDICTIONS
+    if run_file.exists():
+        try:
+            previous = json.loads(run_file.read_text())
+        except ValueError:
+            raise StorylabError(f"{run_file} is not valid JSON; use another --out") from None
+        diff = [k for k in settings if previous.get(k) != settings[k]]
+        if diff:
+            raise StorylabError(f"--out {out} holds a run with other settings ({', '.join(diff)}); "
+                                "use another --out folder")
+    elif pred_file.exists():
+        raise StorylabError(f"--out {out} has {PREDICTIONS} but no {RUN}; use another --out folder")
+    if not pred_file.exists():
+        return []
+    raw = pred_file.read_text(encoding="utf-8", errors="replace")
+    if raw and not raw.endswith("\n"):  # killed mid-write: drop the torn line so appends stay valid
+        atomic_write_text(pred_file, raw[:raw.rfind("\n") + 1])
+    records = read_jsonl(pred_file)
+    for rec in records:
+        if str(rec.get("question_id")) not in known:
+            raise StorylabError(f"{pred_file} has question {rec.get('question_id')} that is not in the questions "
+                                "file; use another --out folder")
+    return records
+
+
+def _prompt_for(q: Question, cfg: EvalConfig, backend: Backend, subtitles: list[SubtitleLine],
+                frames: list) -> Prompt:
+    """Build the prompt, capping the subtitle budget by the model's context when the backend knows it."""
+    count = getattr(backend, "count_tokens", None) or approx_token_count
+    pcfg = cfg.prompt
+    if backend.context_length is not None and "L" in cfg.mode:
+        bare = build_prompt(q, cfg.task, cfg.mode, [], frames, pcfg, count)
+        room = backend.context_length - cfg.max_tokens - count(bare.system + bare.text) - 32
+        if room < 1:
+            raise StorylabError(f"backend {backend.spec}: the context of {backend.context_length} tokens leaves no "
+                                "room for subtitles; lower --max-tokens")
+        if room < pcfg.max_subtitle_tokens:
+            pcfg = PromptConfig(**{**asdict(pcfg), "max_subtitle_tokens": room})
+    return build_prompt(q, cfg.task, cfg.mode, subtitles, frames, pcfg, count)
+
+
+def make_record(q: Question, cfg: EvalConfig, backend: Backend, prompt: Prompt, reply: Reply,
+                seconds: float) -> dict[str, Any]:
+    """One predictions line: ids, prompt hash and truncation, raw reply, parsed answer and correctness."""
+    rec: dict[str, Any] = {"question_id": q.question_id, "video_id": q.video_id, "task": cfg.task, "mode": cfg.mode,
+                           "backend": backend.spec, "prompt_hash": prompt.hash(), "response": reply.text}
+    if cfg.task == "mcqa":
+        parsed = parse_mcqa_answer(reply.text, q.options)
+        rec.update(parsed=parsed.letter, parse_rule=parsed.rule, answer=q.correct_letter,
+                   correct=parsed.index == q.correct_answer)
+    else:
+        rec["reference"] = q.answer
+    rec.update(subtitles_kept=prompt.subtitles_kept, subtitles_total=prompt.subtitles_total,
+               subtitles_truncated=prompt.truncated, num_frames=len(prompt.frames), cached=reply.cached,
+               seconds=round(seconds, 4))
+    if reply.meta:
+        rec["meta"] = reply.meta
+    return rec
+
+
+def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
+    """Answer every question (resuming), judge OEQA answers, write ``summary.json`` and return it."""
+    from storylab.training.progress import progress_bar
+
+    inputs = load_inputs(cfg)
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise StorylabError(f"--out {out} exists and is not a folder")
+    cache_dir = cfg.cache_dir or out / "cache"
+    if backend is None:
+        backend = make_backend(cfg.backend, cache_dir=cache_dir, timeout=cfg.timeout, retries=cfg.retries,
+                               backoff=cfg.backoff, max_tokens=cfg.max_tokens, seed=cfg.seed)
+    settings = _run_settings(cfg, backend)
+    known = {q.question_id: q for q in inputs.questions}
+    records = _resume(out, settings, known)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / RUN, {**settings, "questions": str(cfg.questions), "subtitles": str(cfg.subtitles or ""),
+                                  "videos": str(cfg.videos or ""), "name": cfg.name or backend.label})
+    done = {str(r["question_id"]) for r in records}
+    todo = [q for q in inputs.questions if q.question_id not in done]
+    frame_cache = FrameCache(cfg.videos, cfg.prompt.num_frames, cfg.prompt.frame_max_side) if "V" in cfg.mode else None
+    harness = [0.0, 0.0]  # seconds spent in the harness (prompt, parse, write) and in the backend
+
+    def work(q: Question) -> tuple[Prompt, Reply, float, float]:
+        t0 = time.perf_counter()
+        frames = frame_cache.frames(q.video_id) if frame_cache is not None else []
+        prompt = _prompt_for(q, cfg, backend, inputs.subtitles.get(q.video_id, []), frames)
+        t1 = time.perf_counter()
+        reply = backend.answer(QAItem(q, cfg.task, cfg.mode, prompt, inputs.subtitles.get(q.video_id, [])))
+        return prompt, reply, t1 - t0, time.perf_counter() - t1
+
+    started = time.perf_counter()
+    with open(out / PREDICTIONS, "a", encoding="utf-8") as log, \
+            progress_bar(f"{backend.label} {cfg.task} {cfg.mode}", total=len(inputs.questions), completed=len(done),
+                         enabled=cfg.progress) as bar:
+        def save(q: Question, result: tuple[Prompt, Reply, float, float]) -> None:
+            t0 = time.perf_counter()
+            prompt, reply, build_s, backend_s = result
+            rec = make_record(q, cfg, backend, prompt, reply, backend_s)
+            log.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            log.flush()
+            records.append(rec)
+            harness[0] += build_s + time.perf_counter() - t0
+            harness[1] += backend_s
+            if cfg.task == "mcqa":
+                bar.update(len(records), acc=sum(bool(r.get("correct")) for r in records) / len(records))
+            else:
+                bar.advance()
+
+        try:
+            run_concurrently(todo, work, save, cfg.concurrency)
+        except StorylabError as exc:
+            raise StorylabError(f"{exc} ({len(records)} of {len(inputs.questions)} answers are saved in "
+                                f"{out / PREDICTIONS}; rerun the same command to resume)", exc.exit_code) from None
+    answer_s = time.perf_counter() - started
+    summary = summarise(cfg, backend, inputs, records, out, cache_dir)
+    n_new = len(todo)
+    summary.update(wall_s=round(time.perf_counter() - started, 3), answer_s=round(answer_s, 3), answered_now=n_new,
+                   harness_ms_per_question=round(1000 * harness[0] / n_new, 3) if n_new else None,
+                   backend_s_per_question=round(harness[1] / n_new, 4) if n_new else None)
+    atomic_write_json(out / SUMMARY, summary)
+    return summary
+
+
+def summarise(cfg: EvalConfig, backend: Backend, inputs: Inputs, records: list[dict[str, Any]], out: Path,
+              cache_dir: Path) -> dict[str, Any]:
+    """The run's metrics (MCQA accuracy, or OEQA yes-rate and mean score) plus bookkeeping counts."""
+    from storylab.training.progress import progress_bar
+    from storylab.videoqa.judge import make_judge
+
+    known = {q.question_id: q for q in inputs.questions}
+    if cfg.task == "mcqa":
+        metrics = score_mcqa(records, known)
+    else:
+        judge = make_judge(cfg.judge, cache_dir=cache_dir, timeout=cfg.timeout, retries=cfg.retries, backoff=cfg.backoff)
+        with progress_bar(f"judge {judge.spec}", total=len(records), enabled=cfg.progress) as bar:
+            verdicts = judge_predictions(records, known, judge, out / JUDGEMENTS, cfg.concurrency, bar)
+        metrics = score_oeqa(verdicts, judge.spec, len(known))
+    return {"method": cfg.name or backend.label, "backend": backend.spec, "mode": cfg.mode, **metrics,
+            "subtitles_truncated": sum(bool(r.get("subtitles_truncated")) for r in records),
+            "cached_replies": sum(bool(r.get("cached")) for r in records),
+            "videos_without_subtitles": sorted({q.video_id for q in inputs.questions
+                                                if "L" in cfg.mode and not inputs.subtitles.get(q.video_id)}),
+            "questions_file": str(cfg.questions), "prompt": asdict(cfg.prompt)}
