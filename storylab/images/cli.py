@@ -1,0 +1,180 @@
+"""Digits commands: ``storylab train digits|classifier``, ``storylab sample digits``, ``storylab evaluate digits``."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from storylab.cli_groups import evaluate_app, sample_app, train_app
+from storylab.errors import StorylabError
+from storylab.guidance.rules import RULES
+from storylab.guidance.schedules import SPEC_HELP
+from storylab.images.assets import CLASSIFIER, DENOISER
+
+
+def _command_line() -> str:
+    return "storylab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def parse_classes(text: str, num_classes: int = 10) -> list[int]:
+    """Parse ``all`` or a comma list of class indices (``0,3,7``)."""
+    if text.strip().lower() == "all":
+        return list(range(num_classes))
+    try:
+        classes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise StorylabError(f"--classes must be 'all' or comma-separated integers, got '{text}'") from None
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if not classes or bad:
+        raise StorylabError(f"--classes must name classes between 0 and {num_classes - 1}, got '{text}'")
+    return classes
+
+
+def _positive(value: int, name: str) -> int:
+    if value < 1:
+        raise StorylabError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+@train_app.command("digits")
+def train_digits(out: Path = typer.Option(DENOISER, "--out", help="Checkpoint to write (safetensors)."),
+                 steps: int = typer.Option(2000, "--steps", help="Optimisation steps."),
+                 batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
+                 lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay after warm-up)."),
+                 channels: int = typer.Option(32, "--channels", help="UNet base width (64 or 128 for a bigger model)."),
+                 p_uncond: float = typer.Option(0.1, "--p-uncond", help="Probability of dropping the label (CFG training)."),
+                 schedule: str = typer.Option("cosine", "--beta-schedule", help="Noise schedule: linear or cosine."),
+                 prediction: str = typer.Option("eps", "--prediction", help="Network target: eps, x0 or v."),
+                 seed: int = typer.Option(0, "--seed", help="Random seed."),
+                 resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present."),
+                 progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+                 ) -> None:
+    """Train the class-conditional digit diffusion model on the digits train split (Accelerate)."""
+    from storylab.diffusion import BETA_SCHEDULES, PREDICTIONS
+    from storylab.images.denoiser import DigitDiffusionConfig, train_digit_model
+    from storylab.images.unet import UNetConfig
+    from storylab.training import TrainConfig
+
+    _positive(steps, "--steps"), _positive(batch_size, "--batch-size"), _positive(channels, "--channels")
+    if schedule not in BETA_SCHEDULES:
+        raise StorylabError(f"unknown --beta-schedule '{schedule}' (choose from {', '.join(BETA_SCHEDULES)})")
+    if prediction not in PREDICTIONS:
+        raise StorylabError(f"unknown --prediction '{prediction}' (choose from {', '.join(PREDICTIONS)})")
+    if not 0 <= p_uncond < 1:
+        raise StorylabError(f"--p-uncond must be in [0, 1), got {p_uncond}")
+    if channels % 8:
+        raise StorylabError(f"--channels must be a multiple of 8 (GroupNorm groups), got {channels}")
+    config = DigitDiffusionConfig(unet=UNetConfig(channels=channels), beta_schedule=schedule, prediction=prediction,
+                                  p_uncond=p_uncond)
+    tc = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), ema_decay=0.995,
+                     checkpoint_every=250, seed=seed, progress=progress)
+    _, info = train_digit_model(out, config, tc, batch_size, resume=resume,
+                                extra={"command": _command_line(), "seed": seed})
+    print(f"saved {out}  ({info['seconds']:.0f} s, final loss {info['loss']:.4f})")
+
+
+@train_app.command("classifier")
+def train_classifier_cmd(out: Path = typer.Option(CLASSIFIER, "--out", help="Checkpoint to write (safetensors)."),
+                         steps: int = typer.Option(1500, "--steps", help="Optimisation steps."),
+                         batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
+                         lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate."),
+                         channels: int = typer.Option(32, "--channels", help="Base width."),
+                         seed: int = typer.Option(0, "--seed", help="Random seed."),
+                         resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume if a state file exists."),
+                         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+                         ) -> None:
+    """Train the noise-aware classifier p(y | x_t, t) used by classifier guidance."""
+    from storylab.images.noisy_classifier import ClassifierConfig, train_classifier
+    from storylab.training import TrainConfig
+
+    _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+    tc = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), ema_decay=0.995, checkpoint_every=250,
+                     seed=seed, progress=progress)
+    _, info = train_classifier(out, ClassifierConfig(channels=channels), tc, batch_size, resume=resume,
+                               extra={"command": _command_line(), "seed": seed})
+    accs = "  ".join(f"t={t}: {a:.3f}" for t, a in info["accuracy"].items())
+    print(f"saved {out}  ({info['seconds']:.0f} s; test accuracy by noise level  {accs})")
+
+
+def build_rule(guidance: str, labels, classifier_path: Path, num_classes: int, rescale: float, apg_eta: float,
+               apg_norm: float, apg_momentum: float):
+    """Make the guidance rule named on the command line (loading the classifier for classifier guidance)."""
+    from storylab.guidance import make_rule
+
+    if guidance == "classifier":
+        from storylab.images.noisy_classifier import load_classifier
+
+        clf = load_classifier(classifier_path, num_classes=num_classes)
+        return make_rule("classifier", classifier=clf, labels=labels)
+    return make_rule(guidance, rescale=rescale, eta=apg_eta, norm_threshold=apg_norm, momentum=apg_momentum)
+
+
+@sample_app.command("digits")
+def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write."),
+                      checkpoint: Path = typer.Option(DENOISER, "--checkpoint", help="Digit denoiser checkpoint."),
+                      guidance: str = typer.Option("cfg", "--guidance", help=f"Guidance rule: {', '.join(RULES)}."),
+                      scale: float = typer.Option(3.0, "--scale", help="Guidance scale (diffusers convention, 1 = conditional; gamma for classifier; lambda for cfg++)."),
+                      schedule: str = typer.Option("constant", "--schedule", help=f"Weight schedule SPEC: {SPEC_HELP}."),
+                      sampler: str = typer.Option("ddim", "--sampler", help="Sampler: ddpm, ddim or edm-heun."),
+                      steps: int = typer.Option(50, "--steps", help="Sampling steps."),
+                      seed: int = typer.Option(0, "--seed", help="Random seed."),
+                      classes: str = typer.Option("all", "--classes", help="Classes to draw: 'all' or e.g. '3,5'."),
+                      per_class: int = typer.Option(10, "--per-class", help="Samples per class (one grid row each)."),
+                      negative_class: int = typer.Option(-1, "--negative-class", help="Class to steer away from (with --guidance negative)."),
+                      rescale: float = typer.Option(0.0, "--rescale", help="Guidance rescale phi (Lin et al.), 0 = off."),
+                      classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
+                      eta: float = typer.Option(0.0, "--eta", help="DDIM stochasticity eta."),
+                      apg_eta: float = typer.Option(0.0, "--apg-eta", help="APG: weight of the parallel component."),
+                      apg_norm: float = typer.Option(0.0, "--apg-norm", help="APG: norm threshold r (0 = off)."),
+                      apg_momentum: float = typer.Option(0.0, "--apg-momentum", help="APG: momentum beta."),
+                      ) -> None:
+    """Draw a grid of digits (one row per class) with any guidance rule, schedule and sampler."""
+    import torch
+
+    from storylab.images.denoiser import load_digit_model, sample_digits
+    from storylab.images.grid import save_grid
+
+    _positive(steps, "--steps"), _positive(per_class, "--per-class")
+    if out.suffix.lower() != ".png":
+        raise StorylabError(f"--out must be a .png file, got {out}")
+    model = load_digit_model(checkpoint)
+    wanted = parse_classes(classes, model.num_classes)
+    labels = torch.tensor([c for c in wanted for _ in range(per_class)])
+    negative = None
+    if guidance == "negative":
+        if not 0 <= negative_class < model.num_classes:
+            raise StorylabError("--guidance negative needs --negative-class between 0 and 9")
+        negative = torch.full_like(labels, negative_class)
+    rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum)
+    images = sample_digits(model, labels, rule, scale, schedule, sampler, steps, seed, negative=negative, eta=eta)
+    save_grid(images, out, nrow=per_class)
+    print(f"wrote {out}  ({len(labels)} samples, {guidance} scale {scale} schedule {schedule}, {sampler} {steps} steps)")
+
+
+@evaluate_app.command("digits")
+def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", help="Folder for study.json and the plots."),
+                        checkpoint: Path = typer.Option(DENOISER, "--checkpoint", help="Digit denoiser checkpoint."),
+                        schedules: str = typer.Option("constant,linear,invlinear,cosine,sine,v-shape,lambda-shape",
+                                                      "--schedules", help="Semicolon- or comma-separated schedule SPECs (use ';' when a SPEC has commas)."),
+                        scales: str = typer.Option("1.5,3,5", "--scales", help="Comma-separated mean guidance scales."),
+                        guidance: str = typer.Option("cfg", "--guidance", help="Guidance rule (cfg or classifier)."),
+                        per_class: int = typer.Option(50, "--per-class", help="Samples per class for each cell."),
+                        steps: int = typer.Option(25, "--steps", help="DDIM steps."),
+                        seed: int = typer.Option(0, "--seed", help="Random seed (same noise for every cell)."),
+                        classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
+                        ) -> None:
+    """The schedule study of Wang et al. 2024: FID, precision, recall, density, coverage, diversity, adherence."""
+    from storylab.images.study import parse_list, run_study
+
+    spec_list = parse_list(schedules)
+    try:
+        scale_list = [float(s) for s in scales.split(",") if s.strip()]
+    except ValueError:
+        raise StorylabError(f"--scales must be comma-separated numbers, got '{scales}'") from None
+    if not scale_list:
+        raise StorylabError("--scales is empty")
+    _positive(per_class, "--per-class"), _positive(steps, "--steps")
+    run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier)
