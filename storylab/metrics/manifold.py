@@ -77,6 +77,7 @@ def density_coverage(real: Any, fake: Any, k: int = 5) -> tuple[float, float]:
     coverage = fraction of real samples whose REAL k-NN ball contains at least one fake sample.
     Only real balls are used, so outliers in ``fake`` cannot inflate either value. k = 5 is the
     paper's recommendation; needs N > k (``real`` is ``(N, D)``, ``fake`` is ``(M, D)``).
+    Coverage grows with M / N: compare values only at equal set sizes (ideally M = N).
     """
     real_arr, fake_arr = _prepare(real, fake, k)
     real_radii = knn_radii(real_arr, k, "real")
