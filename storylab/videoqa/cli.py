@@ -56,6 +56,8 @@ def eval_command(
                                          "runs to never pay twice for the same request."),
     ignore_extra_subtitles: bool = typer.Option(False, "--ignore-extra-subtitles", help="Accept subtitles of videos that "
                                                 "no question asks about (default: refuse, it usually means mismatched files)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (retrieval baseline, embedding judge, hf: models); "
+                                "raise it for a large hf: model on an idle machine."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Answer SFD questions with a model and write predictions (JSONL) and a summary; resumes when rerun."""
@@ -81,7 +83,7 @@ def eval_command(
                      prompt=PromptConfig(num_frames=frames, max_subtitle_tokens=max_subtitle_tokens, with_speaker=speakers),
                      concurrency=concurrency, limit=limit, judge=judge, name=name, timeout=timeout, retries=retries,
                      backoff=backoff, max_tokens=max_tokens, seed=seed, cache_dir=cache,
-                     ignore_extra_subtitles=ignore_extra_subtitles, progress=progress)
+                     ignore_extra_subtitles=ignore_extra_subtitles, progress=progress, threads=threads)
     summary = run_eval(cfg)
     _console().print(summary_table(summary))
     _console().print(f"predictions: {out / 'predictions.jsonl'}  summary: {out / 'summary.json'}")

@@ -74,8 +74,11 @@ class EmbeddingJudge:
     """Offline fallback: cosine similarity of prediction and reference with the MiniLM sentence encoder."""
 
     def __init__(self, threshold: float = 0.5, encoder=None) -> None:
+        from transformers.utils import logging as hf_logging
+
         from storylab.text_encoder import default_encoder
 
+        hf_logging.disable_progress_bar()
         if not 0.0 <= threshold <= 1.0:
             raise StorylabError(f"embedding judge threshold must be in [0, 1], got {threshold}")
         self.threshold = threshold

@@ -54,6 +54,7 @@ class EvalConfig:
     cache_dir: Path | None = None
     ignore_extra_subtitles: bool = False
     progress: bool = True
+    threads: int | None = 1  # torch CPU threads during the run (None: leave torch's setting)
 
 
 @dataclass
@@ -162,7 +163,27 @@ def make_record(q: Question, cfg: EvalConfig, backend: Backend, prompt: Prompt, 
 
 
 def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
-    """Answer every question (resuming), judge OEQA answers, write ``summary.json`` and return it."""
+    """Answer every question (resuming), judge OEQA answers, write ``summary.json`` and return it.
+
+    torch runs with ``cfg.threads`` CPU threads for the duration of the run (restored afterwards):
+    the encoder calls of the baseline and judge are small, and extra threads only fight each other
+    and the request threads on a busy machine.
+    """
+    import torch
+
+    if cfg.threads is None:
+        return _run_eval(cfg, backend)
+    if cfg.threads < 1:
+        raise StorylabError(f"--threads must be >= 1, got {cfg.threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _run_eval(cfg, backend)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
     from storylab.training.progress import progress_bar
 
     inputs = load_inputs(cfg)

@@ -25,6 +25,9 @@ class HFBackend:
 
     def __init__(self, spec: str, cache: ResponseCache | None = None, max_tokens: int = 128, device: str = "cpu") -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the run has its own progress bar
 
         self.spec = spec
         self.path = Path(spec[len("hf:"):]).expanduser()

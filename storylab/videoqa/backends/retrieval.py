@@ -52,8 +52,11 @@ class RetrievalBaseline:
     label = "Retrieval (MiniLM)"
 
     def __init__(self, config: RetrievalConfig | None = None, encoder=None) -> None:
+        from transformers.utils import logging as hf_logging
+
         from storylab.text_encoder import default_encoder
 
+        hf_logging.disable_progress_bar()  # the run has its own progress bar
         self.config = config or RetrievalConfig()
         self.encoder = encoder if encoder is not None else default_encoder()
         self._windows: dict[str, tuple[list[str], torch.Tensor]] = {}
