@@ -60,7 +60,7 @@ def _read_csv(path: str | os.PathLike, what: str) -> pd.DataFrame:
     if not p.is_file():
         raise StorylabError(f"{what} file not found: {p}")
     try:
-        return pd.read_csv(p, dtype=str, keep_default_na=False)
+        return pd.read_csv(p, dtype=object, keep_default_na=False)  # plain str cells: fast to iterate
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorylabError(f"{what} file {p} is not a readable CSV: {first}") from None

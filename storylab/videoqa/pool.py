@@ -18,6 +18,10 @@ R = TypeVar("R")
 def run_concurrently(items: Iterable[T], work: Callable[[T], R], on_result: Callable[[T, R], None],
                      concurrency: int = 1) -> None:
     """Call ``work`` on every item with at most ``concurrency`` in flight; ``on_result`` runs in this thread."""
+    if concurrency <= 1:  # no threads at all: the cheapest path, and the order of the items is kept
+        for item in items:
+            on_result(item, work(item))
+        return
     pending = iter(items)
     error: BaseException | None = None
     with ThreadPoolExecutor(max(1, concurrency)) as pool:

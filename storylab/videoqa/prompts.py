@@ -81,6 +81,7 @@ class Prompt:
     frames: list[np.ndarray] = field(default_factory=list)
     subtitles_total: int = 0
     subtitles_kept: int = 0
+    _hash: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def truncated(self) -> bool:
@@ -89,6 +90,8 @@ class Prompt:
 
     def hash(self) -> str:
         """A SHA-256 of the system text, user text and frame pixels (identifies the exact request)."""
+        if self._hash is not None:
+            return self._hash
         h = hashlib.sha256()
         h.update(self.system.encode())
         h.update(b"\0")
@@ -97,21 +100,39 @@ class Prompt:
             h.update(b"\0")
             h.update(str(f.shape).encode())
             h.update(np.ascontiguousarray(f).tobytes())
-        return h.hexdigest()
+        self._hash = h.hexdigest()
+        return self._hash
 
 
-def subtitle_block(lines: Sequence[SubtitleLine], budget: int, count: TokenCounter = approx_token_count,
-                   with_speaker: bool = False) -> tuple[str, int]:
+@dataclass(frozen=True)
+class SubtitleTrack:
+    """A film's subtitles formatted as prompt lines, with each line's token cost (computed once per film)."""
+
+    lines: tuple[str, ...]
+    costs: tuple[int, ...]
+
+
+def subtitle_track(lines: Sequence[SubtitleLine], count: TokenCounter = approx_token_count,
+                   with_speaker: bool = False) -> SubtitleTrack:
+    """Format a film's subtitles once; every question about the film reuses the result."""
+    formatted = tuple(format_subtitle_line(s, with_speaker) for s in lines)
+    return SubtitleTrack(formatted, tuple(count(t) + 1 for t in formatted))
+
+
+def subtitle_block(track: SubtitleTrack, budget: int) -> tuple[str, int]:
     """The subtitles as prompt lines within ``budget`` tokens, dropped evenly; returns (text, lines kept)."""
-    formatted = [format_subtitle_line(s, with_speaker) for s in lines]
-    keep = even_subset([count(t) + 1 for t in formatted], budget)
-    return "\n".join(formatted[i] for i in keep), len(keep)
+    keep = even_subset(track.costs, budget)
+    return "\n".join(track.lines[i] for i in keep), len(keep)
 
 
-def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[SubtitleLine] = (),
+def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[SubtitleLine] | SubtitleTrack = (),
                  frames: Sequence[np.ndarray] = (), config: PromptConfig | None = None,
                  count: TokenCounter = approx_token_count) -> Prompt:
-    """Build the SFD prompt for one question: MCQA (letters A-E, letter only) or OEQA, in V, L or VL."""
+    """Build the SFD prompt for one question: MCQA (letters A-E, letter only) or OEQA, in V, L or VL.
+
+    ``subtitles`` are the film's lines, or their :func:`subtitle_track` (faster when many questions
+    share a film).
+    """
     config = config or PromptConfig()
     if task not in TASKS:
         raise StorylabError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -124,9 +145,10 @@ def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[S
             raise StorylabError(f"mode {mode} needs frames of video {question.video_id}")
         parts.append(f"You are shown {len(frames)} frames sampled uniformly over the whole film, in order.")
     if "L" in mode:
-        total = len(subtitles)
+        track = subtitles if isinstance(subtitles, SubtitleTrack) else subtitle_track(subtitles, count, config.with_speaker)
+        total = len(track.lines)
         if total:
-            block, kept = subtitle_block(subtitles, config.max_subtitle_tokens, count, config.with_speaker)
+            block, kept = subtitle_block(track, config.max_subtitle_tokens)
             note = "" if kept == total else (f" ({kept} of {total} lines, spread evenly over the film, "
                                               f"to fit the length limit)")
             parts.append(f"These are the film's subtitles{note}, one line each as 'start - end text':\n{block}")

@@ -21,7 +21,8 @@ from storylab.videoqa.data import (Question, SubtitleLine, check_subtitle_videos
 from storylab.videoqa.frames import FrameCache, find_video
 from storylab.videoqa.parsing import parse_mcqa_answer
 from storylab.videoqa.pool import run_concurrently
-from storylab.videoqa.prompts import MODES, TASKS, Prompt, PromptConfig, approx_token_count, build_prompt
+from storylab.videoqa.prompts import (MODES, TASKS, Prompt, PromptConfig, SubtitleTrack, approx_token_count,
+                                      build_prompt, subtitle_track)
 from storylab.videoqa.scoring import judge_predictions, read_jsonl, score_mcqa, score_oeqa
 
 PREDICTIONS = "predictions.jsonl"
@@ -127,10 +128,10 @@ def _resume(out: Path, settings: dict[str, Any], known: dict[str, Question]) -> 
     return records
 
 
-def _prompt_for(q: Question, cfg: EvalConfig, backend: Backend, subtitles: list[SubtitleLine],
+def _prompt_for(q: Question, cfg: EvalConfig, backend: Backend, subtitles: SubtitleTrack,
                 frames: list) -> Prompt:
     """Build the prompt, capping the subtitle budget by the model's context when the backend knows it."""
-    count = getattr(backend, "count_tokens", None) or approx_token_count
+    count = _counter(backend)
     pcfg = cfg.prompt
     if backend.context_length is not None and "L" in cfg.mode:
         bare = build_prompt(q, cfg.task, cfg.mode, [], frames, pcfg, count)
@@ -141,6 +142,11 @@ def _prompt_for(q: Question, cfg: EvalConfig, backend: Backend, subtitles: list[
         if room < pcfg.max_subtitle_tokens:
             pcfg = PromptConfig(**{**asdict(pcfg), "max_subtitle_tokens": room})
     return build_prompt(q, cfg.task, cfg.mode, subtitles, frames, pcfg, count)
+
+
+def _counter(backend: Backend):
+    """The backend's own token counter (hf:), else the characters / 4 estimate."""
+    return getattr(backend, "count_tokens", None) or approx_token_count
 
 
 def make_record(q: Question, cfg: EvalConfig, backend: Backend, prompt: Prompt, reply: Reply,
@@ -204,11 +210,15 @@ def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
     todo = [q for q in inputs.questions if q.question_id not in done]
     frame_cache = FrameCache(cfg.videos, cfg.prompt.num_frames, cfg.prompt.frame_max_side) if "V" in cfg.mode else None
     harness = [0.0, 0.0]  # seconds spent in the harness (prompt, parse, write) and in the backend
+    tracks: dict[str, SubtitleTrack] = {}  # formatted subtitles per film, shared by its questions
 
     def work(q: Question) -> tuple[Prompt, Reply, float, float]:
         t0 = time.perf_counter()
         frames = frame_cache.frames(q.video_id) if frame_cache is not None else []
-        prompt = _prompt_for(q, cfg, backend, inputs.subtitles.get(q.video_id, []), frames)
+        if q.video_id not in tracks:
+            tracks[q.video_id] = subtitle_track(inputs.subtitles.get(q.video_id, []), _counter(backend),
+                                                cfg.prompt.with_speaker)
+        prompt = _prompt_for(q, cfg, backend, tracks[q.video_id], frames)
         t1 = time.perf_counter()
         reply = backend.answer(QAItem(q, cfg.task, cfg.mode, prompt, inputs.subtitles.get(q.video_id, [])))
         return prompt, reply, t1 - t0, time.perf_counter() - t1
