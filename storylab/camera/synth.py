@@ -163,3 +163,27 @@ def synth_sample(sample_id: str, rng: np.random.Generator, cfg: SynthConfig | No
     return ETSample(sample_id=sample_id, kitti_poses=poses, char_positions=char,
                     caption=captioner.caption(cam_tags, char_tags), caption_cam=captioner.caption(cam_tags),
                     cam_segments=cam_tags.frames, char_segments=char_tags.frames)
+
+
+def write_synth_dataset(out: str, n: int, seed: int = 0, test_fraction: float = 0.1, cfg: SynthConfig | None = None,
+                        captioner: Captioner | None = None, progress: bool = True) -> dict[str, list[str]]:
+    """Write ``n`` synthetic samples in the E.T. layout under ``out`` with full_train / full_test splits."""
+    from storylab.camera.et_format import write_sample, write_split
+    from storylab.errors import StorylabError
+    from storylab.training.progress import progress_bar
+
+    if n < 2:
+        raise StorylabError(f"--n must be at least 2 (one train and one test sample), got {n}")
+    if not 0 < test_fraction < 1:
+        raise StorylabError(f"test fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    ids = [f"2024_synth{seed:04d}_{i:05d}_00000" for i in range(n)]
+    with progress_bar("synthesising trajectories", total=n, enabled=progress) as bar:
+        for sid in ids:
+            write_sample(out, synth_sample(sid, rng, cfg, captioner))
+            bar.advance()
+    n_test = max(1, int(round(n * test_fraction)))
+    splits = {"train": ids[:-n_test], "test": ids[-n_test:]}
+    for part, part_ids in splits.items():
+        write_split(out, part_ids, "full", part)
+    return splits

@@ -1,0 +1,200 @@
+"""Camera wing commands: ``storylab camera tag|caption|synth|generate|render``, ``storylab train director|clatr``
+and ``storylab evaluate director``. Heavy imports stay inside the functions."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from storylab.cli_groups import camera_app, evaluate_app, train_app
+from storylab.errors import StorylabError
+
+
+def _tags_json(traj: Path, char: Optional[Path], fps: float) -> dict:
+    from storylab.camera.et_format import read_char, read_kitti_poses
+    from storylab.camera.tagging import tag_camera, tag_character
+
+    poses = read_kitti_poses(traj)
+    result = {"camera": tag_camera(poses, fps).to_json()}
+    if char is not None:
+        result["character"] = tag_character(read_char(char, len(poses)), fps).to_json()
+    return result
+
+
+@camera_app.command("tag")
+def tag_command(
+    traj: Path = typer.Argument(..., help="KITTI trajectory file (12 floats a line, camera-to-world)."),
+    char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3); tags the character too."),
+    fps: float = typer.Option(25.0, "--fps", help="Frames per second of the trajectory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON {camera: {frames, segments}, character: ...}."),
+) -> None:
+    """Tag camera (and character) motion with E.T.'s rule: 27 classes, mode filter, short-segment merging."""
+    if fps <= 0:
+        raise StorylabError(f"--fps must be positive, got {fps}")
+    result = _tags_json(traj, char, fps)
+    if as_json:
+        print(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"motion tags of {traj.name} ({len(result['camera']['frames'])} frames at {fps:g} fps)")
+    for col in ("who", "start", "end", "frames", "tag"):
+        table.add_column(col)
+    for who, tags in result.items():
+        for s in tags["segments"]:
+            table.add_row(who, str(s["start"]), str(s["end"]), str(s["end"] - s["start"] + 1), s["tag"])
+    Console().print(table)
+
+
+def _captioner(endpoint: Optional[str], model: str):
+    from storylab.camera.captions import ChatCaptioner, TemplateCaptioner
+
+    return ChatCaptioner(base_url=endpoint, model=model) if endpoint else TemplateCaptioner()
+
+
+@camera_app.command("caption")
+def caption_command(
+    traj: Path = typer.Argument(..., help="KITTI trajectory file."),
+    char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3)."),
+    fps: float = typer.Option(25.0, "--fps", help="Frames per second."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); default: template captioner."),
+    model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to the endpoint."),
+    show_outline: bool = typer.Option(False, "--outline", help="Also print E.T.'s segment outline."),
+) -> None:
+    """Caption a trajectory from its motion tags (E.T.'s outline -> caption)."""
+    from storylab.camera.captions import outline
+    from storylab.camera.et_format import read_char, read_kitti_poses
+    from storylab.camera.tagging import tag_camera, tag_character
+
+    poses = read_kitti_poses(traj)
+    cam = tag_camera(poses, fps)
+    ch = tag_character(read_char(char, len(poses)), fps) if char is not None else None
+    if show_outline:
+        print(outline(cam, ch))
+    print(_captioner(endpoint, model).caption(cam, ch))
+
+
+@camera_app.command("synth")
+def synth_command(
+    n: int = typer.Option(..., "--n", help="Number of samples."),
+    out: Path = typer.Option(..., "--out", help="Output folder (E.T. layout)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of samples in full_test_split.txt."),
+    min_seconds: float = typer.Option(2.0, "--min-seconds", help="Shortest sample (seconds at 25 fps)."),
+    max_seconds: float = typer.Option(12.0, "--max-seconds", help="Longest sample (at most 12 s = 300 frames)."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="OpenAI-compatible base URL for captions; default: template captioner."),
+    model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to the endpoint."),
+) -> None:
+    """Write a synthetic E.T.-format data set (tags and captions from the real tagging/captioning)."""
+    from storylab.camera.synth import SynthConfig, write_synth_dataset
+
+    if not 0 < min_seconds <= max_seconds <= 12:
+        raise StorylabError(f"need 0 < --min-seconds <= --max-seconds <= 12, got {min_seconds} and {max_seconds}")
+    splits = write_synth_dataset(str(out), n, seed, test_fraction, SynthConfig(min_seconds=min_seconds, max_seconds=max_seconds),
+                                 _captioner(endpoint, model))
+    print(f"wrote {n} samples to {out} ({len(splits['train'])} train, {len(splits['test'])} test)")
+
+
+@camera_app.command("generate")
+def generate_command(
+    caption: str = typer.Argument(..., help="Text describing the camera (and character) motion."),
+    out: Path = typer.Option(..., "--out", help="Output KITTI trajectory file."),
+    char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3); sets the length."),
+    char_motion: str = typer.Option("static", "--char-motion", help="Without --char: static, right, left, forward, backward, up, down."),
+    frames: int = typer.Option(150, "--frames", help="Without --char: trajectory length in frames (<= 300)."),
+    config: str = typer.Option("crossattn", "--config", help="Shipped DIRECTOR config: incontext (A), adaln (B), crossattn (C)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A DIRECTOR checkpoint; default: the shipped tiny one of --config."),
+    guidance_scale: float = typer.Option(1.4, "--guidance-scale", help="CFG scale w (1 = conditional only)."),
+    schedule: str = typer.Option("constant", "--schedule", help="Guidance weight schedule SPEC (constant, linear, clamp:linear:c=2, pcs:s=0.5, interval:start=..,stop=..)."),
+    steps: int = typer.Option(10, "--steps", help="EDM Heun steps (rho 40, sigma 0.002..80)."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed."),
+    text_encoder: Optional[Path] = typer.Option(None, "--text-encoder", help="Local text model folder; default: the checkpoint's (all-MiniLM-L6-v2)."),
+    render_path: Optional[Path] = typer.Option(None, "--render", help="Also write a picture: .png (3D plot) or .gif (animation)."),
+) -> None:
+    """Generate a camera trajectory from a caption with DIRECTOR (EDM Heun + CFG)."""
+    t_start = time.perf_counter()
+    from storylab.camera.et_format import check_caption, read_char, write_kitti_poses
+    from storylab.camera.generate import TrajectoryGenerator, character_motion, shipped_checkpoint
+
+    caption = check_caption(caption)
+    if render_path is not None and render_path.suffix.lower() not in (".png", ".gif"):
+        raise StorylabError(f"--render must end in .png or .gif, got {render_path}")
+    char_positions = read_char(char) if char is not None else character_motion(char_motion, frames)
+    gen = TrajectoryGenerator(checkpoint or shipped_checkpoint(config), str(text_encoder) if text_encoder else None)
+    result = gen(caption, char_positions, guidance_scale, schedule, seed, steps)
+    write_kitti_poses(out, result.kitti_poses)
+    if render_path is not None:
+        from storylab.camera.render import render
+        render(render_path, result.kitti_poses, result.char_positions, caption)
+    t = result.timings
+    print(f"wrote {out} ({len(result.kitti_poses)} frames); load {t['load']:.2f} s, encode {t['encode']:.2f} s, "
+          f"sample {t['sample']:.2f} s, total {time.perf_counter() - t_start:.2f} s")
+
+
+@camera_app.command("render")
+def render_command(
+    traj: Path = typer.Argument(..., help="KITTI trajectory file."),
+    out: Path = typer.Option(..., "--out", help="Output .png (3D plot with frustums) or .gif (animation)."),
+    char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3)."),
+    title: Optional[str] = typer.Option(None, "--title", help="Title (e.g. the caption)."),
+) -> None:
+    """Render a trajectory (and character) as a 3D plot or an animation."""
+    from storylab.camera.et_format import read_char, read_kitti_poses
+    from storylab.camera.render import render
+
+    poses = read_kitti_poses(traj)
+    render(out, poses, read_char(char, len(poses)) if char is not None else None, title)
+    print(f"wrote {out}")
+
+
+@train_app.command("director")
+def train_director_command(
+    data: Path = typer.Option(..., "--data", help="E.T.-format folder (traj/, char/, caption/, split files)."),
+    config: str = typer.Option("crossattn", "--config", help="incontext (A), adaln (B) or crossattn (C)."),
+    size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads; CPU) or paper (d 512, 8 layers, 16 heads)."),
+    out: Path = typer.Option(Path("director.safetensors"), "--out", help="Checkpoint path (resume state beside it)."),
+    subset: str = typer.Option("full", "--subset", help="Split subset: pure, mixed or full."),
+    steps: int = typer.Option(3000, "--steps", help="Training steps (paper: 170000)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size (paper: 128)."),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate (paper: 1e-4)."),
+    warmup: int = typer.Option(100, "--warmup", help="Warm-up steps (paper: 5000)."),
+    ema: float = typer.Option(0.995, "--ema", help="EMA decay (paper: 0.9999)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    text_encoder: Optional[Path] = typer.Option(None, "--text-encoder", help="Local text model folder (e.g. CLIP ViT-B/32); default all-MiniLM-L6-v2."),
+    eval_every: int = typer.Option(0, "--eval-every", help="Every N steps, sample the test split and print C-F1 (0 = never)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N training samples."),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = torch's default)."),
+) -> None:
+    """Train DIRECTOR (EDM, x0 prediction, CFG condition dropout, EMA) on an E.T.-format data set."""
+    import torch
+
+    from storylab.camera.data import attach_text, load_samples
+    from storylab.camera.director import DirectorConfig
+    from storylab.camera.training import DirectorTrainConfig, TagScoreMonitor, train_director
+    from storylab.text_encoder import SentenceEncoder
+
+    if threads:
+        torch.set_num_threads(threads)
+    encoder = SentenceEncoder(text_encoder)
+    model_cfg = DirectorConfig.build(config, size, text_dim=encoder.dim,
+                                     text_encoder=str(text_encoder) if text_encoder else None)
+    train_cfg = DirectorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema, seed=seed)
+    tokens = config == "crossattn"
+    train_data = attach_text(load_samples(data, subset, "train", limit), encoder, data, tokens)
+    callbacks = []
+    if eval_every:
+        test = attach_text(load_samples(data, subset, "test"), encoder, data, tokens)
+        callbacks.append(TagScoreMonitor(test, eval_every))
+    command = (f"storylab train director --data {data} --config {config} --size {size} --steps {steps} "
+               f"--batch-size {batch_size} --lr {lr} --seed {seed}")
+    state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks)
+    print(f"wrote {out} after {state.step} steps ({state.losses.get('wall_seconds', 0):.0f} s), "
+          f"loss {state.losses.get('loss', float('nan')):.4f}")
+
+
+from storylab.camera import evaluation_cli  # noqa: E402,F401  (registers train clatr, evaluate director)

@@ -1,0 +1,136 @@
+"""An E.T.-format split as DIRECTOR training tensors: padded features, masks and caption encodings.
+
+Captions are encoded once with the frozen sentence encoder (token states for config C, the pooled
+vector for A and B) and cached under ``ROOT/.storylab_cache/`` (E.T. likewise ships precomputed CLIP
+text features next to the data), keyed by the encoder and the captions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from storylab.camera.constants import MAX_FRAMES
+from storylab.camera.et_format import read_sample, read_split
+from storylab.camera.features import encode_camera, encode_character, pad_features
+from storylab.errors import StorylabError
+from storylab.training.progress import progress_bar
+
+
+@dataclass
+class DirectorData:
+    """Stacked samples of one split (N samples, T = max_frames, L = text tokens)."""
+
+    ids: list[str]
+    captions: list[str]
+    x: torch.Tensor            # (N, T, 9) camera features
+    mask: torch.Tensor         # (N, T) bool
+    char: torch.Tensor         # (N, T, 3) character features
+    cam_segments: torch.Tensor  # (N, T) long, -1 on padding
+    text: torch.Tensor | None = None         # (N, Dt) pooled
+    text_tokens: torch.Tensor | None = None  # (N, L, Dt) float16
+    text_mask: torch.Tensor | None = None    # (N, L) float
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The tensors a training batch holds, in a fixed order (see :func:`unpack_batch`)."""
+        return (self.x, self.mask, self.char, self.text, self.text_tokens, self.text_mask)
+
+
+def load_samples(root: str | os.PathLike, subset: str = "full", part: str = "train", limit: int | None = None,
+                 max_frames: int = MAX_FRAMES, caption_field: str = "caption", progress: bool = True) -> DirectorData:
+    """Read and featurise a split (camera features, character features, reference tags)."""
+    ids = read_split(root, subset, part)[:limit]
+    xs, masks, chars, segs, captions = [], [], [], [], []
+    with progress_bar(f"reading {part} split", total=len(ids), enabled=progress) as bar:
+        for sid in ids:
+            s = read_sample(root, sid)
+            caption = getattr(s, caption_field)
+            if caption is None:
+                raise StorylabError(f"sample {sid} has no {caption_field}/{sid}.txt")
+            x, m = pad_features(encode_camera(s.kitti_poses), max_frames)
+            char = s.char_positions if s.char_positions is not None else np.zeros((s.n_frames, 3))
+            c, _ = pad_features(encode_character(char), max_frames)
+            seg = np.full(max_frames, -1, dtype=np.int64)
+            if s.cam_segments is not None:
+                seg[:s.n_frames] = s.cam_segments
+            xs.append(x), masks.append(m), chars.append(c), segs.append(seg), captions.append(caption)
+            bar.advance()
+    return DirectorData(ids, captions, torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks)),
+                        torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(segs)))
+
+
+def token_states(encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last-layer token states (N, L, D) and mask (N, L), padded to the longest text of the batch.
+
+    The foundation's ``SentenceEncoder.token_states`` always pads to 77 tokens; our captions have
+    ~25, so running the same tokenizer and model with dynamic padding is ~3x cheaper. Padding
+    positions are masked (and zeroed) downstream, so the result is the same up to the padding.
+    """
+    batch = encoder.tokenizer(list(texts), padding=True, truncation=True, max_length=encoder.max_length,
+                              return_tensors="pt").to(encoder.device)
+    with torch.no_grad():
+        out = encoder.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return out.last_hidden_state.float(), batch["attention_mask"].bool()
+
+
+def encode_captions(encoder, captions: list[str], tokens: bool, batch_size: int = 64,
+                    progress: bool = True) -> dict[str, torch.Tensor]:
+    """Pooled vectors (and, with ``tokens``, masked token states in float16) for a list of captions."""
+    out: dict[str, list[torch.Tensor]] = {"text": [], "text_tokens": [], "text_mask": []}
+    with progress_bar("encoding captions", total=len(captions), enabled=progress) as bar:
+        for i in range(0, len(captions), batch_size):
+            part = captions[i:i + batch_size]
+            out["text"].append(encoder.encode(part))
+            if tokens:
+                states, mask = token_states(encoder, part)
+                full = torch.zeros(len(part), encoder.max_length, states.shape[-1])
+                full[:, :states.shape[1]] = states * mask[..., None]
+                m = torch.zeros(len(part), encoder.max_length)
+                m[:, :mask.shape[1]] = mask.float()
+                out["text_tokens"].append(full.half())
+                out["text_mask"].append(m)
+            bar.advance(len(part))
+    return {k: torch.cat(v) for k, v in out.items() if v}
+
+
+def attach_text(data: DirectorData, encoder, root: str | os.PathLike | None, tokens: bool,
+                progress: bool = True) -> DirectorData:
+    """Fill ``data.text`` (and token states) from the encoder, through the on-disk cache when ``root`` is given."""
+    from safetensors.torch import load_file, save_file
+
+    from storylab.io import atomic_path
+
+    key = hashlib.sha1((str(encoder.path) + "\n" + str(tokens) + "\n" + "\n".join(data.captions)).encode()).hexdigest()
+    cache = Path(root) / ".storylab_cache" / f"text_{key[:16]}.safetensors" if root is not None else None
+    if cache is not None and cache.exists():
+        enc = load_file(str(cache))
+    else:
+        enc = encode_captions(encoder, data.captions, tokens, progress=progress)
+        if cache is not None:
+            with atomic_path(cache) as tmp:
+                save_file({k: v.contiguous() for k, v in enc.items()}, str(tmp))
+    data.text = enc["text"]
+    data.text_tokens = enc.get("text_tokens")
+    data.text_mask = enc.get("text_mask")
+    if data.text_tokens is None:  # configs A and B never read them; keep the batch layout fixed
+        data.text_tokens = torch.zeros(len(data), 1, data.text.shape[1], dtype=torch.float16)
+        data.text_mask = torch.zeros(len(data), 1)
+    return data
+
+
+def make_condition(mask: torch.Tensor, char: torch.Tensor, text: torch.Tensor, text_tokens: torch.Tensor,
+                   text_mask: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Crop a padded batch to its longest valid length and build the DIRECTOR condition dict."""
+    t = int(mask.sum(1).max())
+    n_tok = max(1, int((text_mask > 0).sum(1).max()))
+    cond = {"char": char[:, :t].float(), "text": text.float(), "text_tokens": text_tokens[:, :n_tok].float(),
+            "text_mask": text_mask[:, :n_tok].float(), "mask": mask[:, :t]}
+    return cond, mask[:, :t]

@@ -1,0 +1,235 @@
+"""DIRECTOR: a diffusion transformer for camera trajectories (Courant et al., ECCV 2024, Sec. 4, Fig. 4).
+
+The network F(c_in x, c_noise, cond) -> (B, T, 9) is wrapped by EDM preconditioning
+(:func:`storylab.diffusion.edm_denoise`, sigma_data 0.5, x_0 prediction); it never sees the schedule.
+Three ways to condition on the character path and the caption:
+
+* ``incontext`` (config A): three tokens prepended to the frame tokens - the noise level,
+  Linear(flattened character features) and Linear(pooled sentence embedding).
+* ``adaln`` (config B, DiT's adaLN-Zero): one condition vector (noise + character + text) produces
+  shift/scale/gate of every block, zero-initialised so each block starts as the identity.
+* ``crossattn`` (config C): learned registers + a noise token + per-frame character tokens + caption
+  token states, refined by two self-attention blocks; every main block cross-attends to them, then
+  self-attends, then applies its MLP.
+
+``cond`` is a dict with a batch dimension: ``char`` (B, T, 3), ``text`` (B, Dt) pooled,
+``text_tokens`` (B, L, Dt), ``text_mask`` (B, L) (1 = real token; zeroed with the caption in the
+null condition) and ``mask`` (B, T) bool (valid frames; not a condition modality).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from storylab.camera.constants import MAX_FRAMES
+from storylab.errors import StorylabError
+
+ARCHS = ("incontext", "adaln", "crossattn")
+SIZES = {"tiny": dict(d_model=64, n_layers=4, n_heads=4, cond_layers=2, n_registers=4),
+         "paper": dict(d_model=512, n_layers=8, n_heads=16, cond_layers=2, n_registers=16)}
+ARCH_LETTERS = {"incontext": "A", "adaln": "B", "crossattn": "C"}
+
+
+@dataclass
+class DirectorConfig:
+    """DIRECTOR architecture (``size`` fills width/depth/heads: ``tiny`` for CPU, ``paper`` = d 512, 8 layers, 16 heads)."""
+
+    arch: str = "crossattn"
+    size: str = "tiny"
+    d_model: int = 64
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.1
+    cond_layers: int = 2
+    n_registers: int = 4
+    max_frames: int = MAX_FRAMES
+    text_dim: int = 384
+    text_tokens: int = 77
+    text_encoder: str | None = None  # None: the bundled all-MiniLM-L6-v2
+
+    @classmethod
+    def build(cls, arch: str = "crossattn", size: str = "tiny", **overrides) -> "DirectorConfig":
+        """A config for ``arch`` at a named ``size`` preset, with explicit overrides."""
+        if arch not in ARCHS:
+            raise StorylabError(f"unknown DIRECTOR config '{arch}' (choose from {', '.join(ARCHS)})")
+        if size not in SIZES:
+            raise StorylabError(f"unknown size '{size}' (choose from {', '.join(SIZES)})")
+        return cls(arch=arch, size=size, **{**SIZES[size], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer sinusoidal embedding (Vaswani et al. 2017, Sec. 3.5) of (...,) positions -> (..., dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)
+    angles = positions.float()[..., None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class NoiseEmbedding(nn.Module):
+    """c_noise -> (B, d): sinusoidal features (scaled, as c_noise = ln(sigma)/4 is O(1)) then an MLP."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.d = d
+        self.mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+
+    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
+        return self.mlp(sinusoidal(c_noise * 1000.0, self.d))
+
+
+def self_attention_block(cfg: DirectorConfig) -> nn.TransformerEncoderLayer:
+    """A pre-LN transformer block (self-attention + GELU MLP)."""
+    return nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.mlp_ratio * cfg.d_model, cfg.dropout,
+                                      activation="gelu", batch_first=True, norm_first=True)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """DiT's adaLN modulation x (1 + scale) + shift, per sample."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class AdaLNBlock(nn.Module):
+    """DiT adaLN-Zero block (Peebles & Xie 2023, Sec. 3.2): zero-initialised modulation = identity at init."""
+
+    def __init__(self, cfg: DirectorConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Dropout(cfg.dropout),
+                                 nn.Linear(cfg.mlp_ratio * d, d))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)  # (B, d) each
+        h = modulate(self.norm1(x), shift1, scale1)
+        x = x + gate1[:, None] * self.attn(h, h, h, key_padding_mask=pad, need_weights=False)[0]
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class CrossAttentionBlock(nn.Module):
+    """DIRECTOR config C block: pre-LN cross-attention to the condition tokens, self-attention, MLP."""
+
+    def __init__(self, cfg: DirectorConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.norm_cross = nn.LayerNorm(d)
+        self.cross = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.norm_self = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Dropout(cfg.dropout),
+                                 nn.Linear(cfg.mlp_ratio * d, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor | None,
+                memory_pad: torch.Tensor | None) -> torch.Tensor:
+        h = self.norm_cross(x)
+        x = x + self.drop(self.cross(h, memory, memory, key_padding_mask=memory_pad, need_weights=False)[0])
+        h = self.norm_self(x)
+        x = x + self.drop(self.attn(h, h, h, key_padding_mask=pad, need_weights=False)[0])
+        return x + self.drop(self.mlp(self.norm_mlp(x)))
+
+
+class Director(nn.Module):
+    """DIRECTOR network F(x_in, c_noise, cond) -> (B, T, 9) for one of the three conditioning configs."""
+
+    def __init__(self, cfg: DirectorConfig) -> None:
+        super().__init__()
+        if cfg.arch not in ARCHS:
+            raise StorylabError(f"unknown DIRECTOR config '{cfg.arch}' (choose from {', '.join(ARCHS)})")
+        if cfg.d_model % cfg.n_heads:
+            raise StorylabError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
+        self.cfg = cfg
+        d = cfg.d_model
+        self.input = nn.Linear(9, d)
+        self.noise = NoiseEmbedding(d)
+        self.register_buffer("positions", sinusoidal(torch.arange(cfg.max_frames), d), persistent=False)
+        if cfg.arch in ("incontext", "adaln"):
+            self.char_proj = nn.Linear(cfg.max_frames * 3, d)
+            self.text_proj = nn.Linear(cfg.text_dim, d)
+        if cfg.arch == "incontext":
+            self.blocks = nn.ModuleList(self_attention_block(cfg) for _ in range(cfg.n_layers))
+            self.final_norm = nn.LayerNorm(d)
+            self.output = nn.Linear(d, 9)
+        elif cfg.arch == "adaln":
+            self.blocks = nn.ModuleList(AdaLNBlock(cfg) for _ in range(cfg.n_layers))
+            self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+            self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+            self.output = nn.Linear(d, 9)
+            for layer in (self.final_ada[1], self.output):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        else:
+            self.registers = nn.Parameter(torch.randn(cfg.n_registers, d) * 0.02)
+            self.char_token = nn.Linear(3, d)
+            self.text_token = nn.Linear(cfg.text_dim, d)
+            self.type_embed = nn.Parameter(torch.zeros(4, d))  # register, noise, character, text
+            self.cond_blocks = nn.ModuleList(self_attention_block(cfg) for _ in range(cfg.cond_layers))
+            self.blocks = nn.ModuleList(CrossAttentionBlock(cfg) for _ in range(cfg.n_layers))
+            self.final_norm = nn.LayerNorm(d)
+            self.output = nn.Linear(d, 9)
+
+    def _flat_char(self, char: torch.Tensor) -> torch.Tensor:
+        b, t, _ = char.shape
+        full = char.new_zeros(b, self.cfg.max_frames, 3)
+        full[:, :t] = char
+        return full.flatten(1)  # (B, max_frames * 3)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        b, t, _ = x.shape  # (B, T, 9)
+        if t > self.cfg.max_frames:
+            raise StorylabError(f"{t} frames is more than the model's maximum of {self.cfg.max_frames}")
+        mask = cond.get("mask")
+        pad = None if mask is None else ~mask.bool()  # (B, T) True = padding
+        h = self.input(x) + self.positions[:t]  # (B, T, d)
+        noise = self.noise(c_noise.reshape(-1).expand(b))  # (B, d)
+        if self.cfg.arch == "incontext":
+            prefix = torch.stack([noise, self.char_proj(self._flat_char(cond["char"])),
+                                  self.text_proj(cond["text"])], dim=1)  # (B, 3, d)
+            h = torch.cat([prefix, h], dim=1)  # (B, 3 + T, d)
+            full_pad = None if pad is None else torch.cat([pad.new_zeros(b, 3), pad], dim=1)
+            for block in self.blocks:
+                h = block(h, src_key_padding_mask=full_pad)
+            return self.output(self.final_norm(h[:, 3:]))
+        if self.cfg.arch == "adaln":
+            c = noise + self.char_proj(self._flat_char(cond["char"])) + self.text_proj(cond["text"])  # (B, d)
+            for block in self.blocks:
+                h = block(h, c, pad)
+            shift, scale = self.final_ada(c).chunk(2, dim=-1)
+            return self.output(modulate(self.final_norm(h), shift, scale))
+        # crossattn: condition tokens (B, R + 1 + T + L, d)
+        tokens = [self.registers.expand(b, -1, -1) + self.type_embed[0],
+                  noise[:, None] + self.type_embed[1],
+                  self.char_token(cond["char"]) + self.positions[:t] + self.type_embed[2],
+                  self.text_token(cond["text_tokens"]) + self.type_embed[3]]
+        memory = torch.cat(tokens, dim=1)
+        n_text = cond["text_tokens"].shape[1]
+        frame_pad = pad if pad is not None else torch.zeros(b, t, dtype=torch.bool, device=x.device)
+        text_pad = (cond["text_mask"] <= 0) if "text_mask" in cond else frame_pad.new_zeros(b, n_text)
+        memory_pad = torch.cat([frame_pad.new_zeros(b, self.cfg.n_registers + 1), frame_pad, text_pad], dim=1)
+        for block in self.cond_blocks:
+            memory = block(memory, src_key_padding_mask=memory_pad)
+        for block in self.blocks:
+            h = block(h, memory, pad, memory_pad)
+        return self.output(self.final_norm(h))
+
+
+def null_condition(cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The CFG null condition: every condition modality zeroed; the validity mask is kept."""
+    return {k: (v if k == "mask" else torch.zeros_like(v)) for k, v in cond.items()}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

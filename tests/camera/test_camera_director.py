@@ -1,0 +1,106 @@
+"""DIRECTOR properties: shapes and masks, adaLN-Zero identity, CFG scale 1, condition dropout, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from storylab.camera.director import ARCHS, AdaLNBlock, Director, DirectorConfig, count_parameters, null_condition
+from storylab.camera.sampling import SamplingConfig, guided_director, sample_trajectories
+from storylab.camera.training import drop_conditions, load_director, save_director
+from storylab.diffusion import StepContext, edm_denoise
+from storylab.errors import StorylabError
+
+
+def tiny(arch: str) -> Director:
+    torch.manual_seed(0)
+    return Director(DirectorConfig.build(arch, d_model=32, n_layers=2, n_heads=2, cond_layers=1, max_frames=40,
+                                         text_dim=16, dropout=0.0)).eval()
+
+
+def condition(b: int = 2, t: int = 12) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[1, 8:] = False
+    return {"char": torch.randn(b, t, 3, generator=g), "text": torch.randn(b, 16, generator=g),
+            "text_tokens": torch.randn(b, 5, 16, generator=g), "text_mask": torch.ones(b, 5), "mask": mask}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_output_shape_and_padding_does_not_leak(arch):
+    net, cond = tiny(arch), condition()
+    x = torch.randn(2, 12, 9)
+    out = net(x, torch.zeros(2), cond)
+    assert out.shape == (2, 12, 9) and torch.isfinite(out).all()
+    x2 = x.clone()
+    x2[1, 8:] = 100.0  # padded frames of sample 1 must not change its valid frames
+    out2 = net(x2, torch.zeros(2), cond)
+    torch.testing.assert_close(out[1, :8], out2[1, :8], atol=1e-5, rtol=1e-5)
+
+
+def test_zero_initialised_adaln_block_is_identity():
+    block = AdaLNBlock(DirectorConfig(d_model=32, n_heads=2, dropout=0.0)).eval()
+    x, c = torch.randn(3, 7, 32), torch.randn(3, 32)
+    torch.testing.assert_close(block(x, c, None), x)
+
+
+def test_adaln_network_starts_at_zero_output():
+    net, cond = tiny("adaln"), condition()
+    assert net(torch.randn(2, 12, 9), torch.zeros(2), cond).abs().max() == 0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cfg_scale_one_equals_conditional_prediction(arch):
+    net, cond = tiny(arch), condition()
+    x, sigma = torch.randn(2, 12, 9), torch.full((2,), 0.7)
+    guided = guided_director(net, cond, SamplingConfig(guidance_scale=1.0))
+    pred = guided(StepContext(x=x, t=sigma, step=0, num_steps=10, a=1.0, s=0.7))
+    x0 = edm_denoise(net, x, sigma, cond, 0.5)
+    torch.testing.assert_close(pred.eps, (x - x0) / 0.7, atol=1e-5, rtol=1e-5)
+    assert guided.nfe == 1  # the unconditional branch is skipped at w = 0
+
+
+def test_null_condition_zeroes_modalities_and_keeps_mask():
+    cond = condition()
+    null = null_condition(cond)
+    assert all(null[k].abs().sum() == 0 for k in ("char", "text", "text_tokens", "text_mask"))
+    assert torch.equal(null["mask"], cond["mask"])
+
+
+def test_condition_dropout_rates():
+    cond = {k: v.expand(4000, *v.shape[1:]) if k != "mask" else v for k, v in
+            {"char": torch.ones(1, 3, 3), "text": torch.ones(1, 4), "text_tokens": torch.ones(1, 2, 4),
+             "text_mask": torch.ones(1, 2), "mask": torch.ones(1, 3, dtype=torch.bool)}.items()}
+    out = drop_conditions(cond, 0.1, 0.1, torch.Generator().manual_seed(0))
+    char_kept = out["char"][:, 0, 0].mean().item()
+    both_dropped = ((out["char"][:, 0, 0] == 0) & (out["text"][:, 0] == 0)).float().mean().item()
+    assert 0.78 < char_kept < 0.84  # 0.9 * 0.9
+    assert 0.09 < both_dropped < 0.13  # 0.1 + 0.9 * 0.01
+
+
+def test_sampling_is_deterministic_and_shaped():
+    net, cond = tiny("crossattn"), condition()
+    a = sample_trajectories(net, cond, 12, SamplingConfig(steps=3), seed=5)
+    b = sample_trajectories(net, cond, 12, SamplingConfig(steps=3), seed=5)
+    assert a.shape == (2, 12, 9) and torch.equal(a, b)
+
+
+def test_paper_size_is_one_flag_away():
+    cfg = DirectorConfig.build("crossattn", "paper", text_dim=512)
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads) == (512, 8, 16)
+    with pytest.raises(StorylabError, match="unknown DIRECTOR config"):
+        DirectorConfig.build("film")
+
+
+def test_checkpoint_round_trip_and_kind(tmp_path):
+    net = tiny("incontext")
+    save_director(tmp_path / "d.safetensors", net, {"seed": 0})
+    back, extra = load_director(tmp_path / "d.safetensors")
+    assert extra["seed"] == 0 and back.cfg == net.cfg
+    cond = condition()
+    x = torch.randn(2, 12, 9)
+    torch.testing.assert_close(back(x, torch.zeros(2), cond), net(x, torch.zeros(2), cond))
+    from storylab.training import save_checkpoint
+    save_checkpoint(tmp_path / "o.safetensors", {"w": torch.zeros(1)}, "digits-denoiser", {})
+    with pytest.raises(StorylabError, match="expected 'director'"):
+        load_director(tmp_path / "o.safetensors")
