@@ -210,4 +210,5 @@ def check_subtitle_videos(subtitles: dict[str, list[SubtitleLine]], questions: l
     unknown = sorted(set(subtitles) - known)
     if unknown:
         more = f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else ""
-        raise StorylabError(f"subtitles {source} name video(s) with no question: {', '.join(unknown[:3])}{more}")
+        raise StorylabError(f"subtitles {source} name video(s) with no question: {', '.join(unknown[:3])}{more} "
+                             "(pass --ignore-extra-subtitles if that is intended)")

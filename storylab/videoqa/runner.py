@@ -97,6 +97,29 @@ def load_inputs(cfg: EvalConfig) -> Inputs:
     return Inputs(questions, subtitles)
 
 
+class _AppendLog:
+    """An append-only JSONL file opened on the first line (a run that answers nothing writes nothing)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._file = path, None
+
+    def write(self, line: str) -> None:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(line)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def __enter__(self) -> "_AppendLog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 def _run_settings(cfg: EvalConfig, backend: Backend) -> dict[str, Any]:
     return {"task": cfg.task, "mode": cfg.mode, "backend": backend.spec, "prompt": asdict(cfg.prompt)}
 
@@ -200,6 +223,10 @@ def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
     if backend is None:
         backend = make_backend(cfg.backend, cache_dir=cache_dir, timeout=cfg.timeout, retries=cfg.retries,
                                backoff=cfg.backoff, max_tokens=cfg.max_tokens, seed=cfg.seed)
+    judge = None
+    if cfg.task == "oeqa":  # a bad judge spec fails before any question is asked
+        from storylab.videoqa.judge import make_judge
+        judge = make_judge(cfg.judge, cache_dir=cache_dir, timeout=cfg.timeout, retries=cfg.retries, backoff=cfg.backoff)
     settings = _run_settings(cfg, backend)
     known = {q.question_id: q for q in inputs.questions}
     records = _resume(out, settings, known)
@@ -224,7 +251,7 @@ def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
         return prompt, reply, t1 - t0, time.perf_counter() - t1
 
     started = time.perf_counter()
-    with open(out / PREDICTIONS, "a", encoding="utf-8") as log, \
+    with _AppendLog(out / PREDICTIONS) as log, \
             progress_bar(f"{backend.label} {cfg.task} {cfg.mode}", total=len(inputs.questions), completed=len(done),
                          enabled=cfg.progress) as bar:
         def save(q: Question, result: tuple[Prompt, Reply, float, float]) -> None:
@@ -247,7 +274,11 @@ def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
             raise StorylabError(f"{exc} ({len(records)} of {len(inputs.questions)} answers are saved in "
                                 f"{out / PREDICTIONS}; rerun the same command to resume)", exc.exit_code) from None
     answer_s = time.perf_counter() - started
-    summary = summarise(cfg, backend, inputs, records, out, cache_dir)
+    try:
+        summary = summarise(cfg, backend, inputs, records, out, judge)
+    except StorylabError as exc:
+        raise StorylabError(f"{exc} (all {len(records)} answers are saved in {out / PREDICTIONS} and finished "
+                            f"verdicts in {out / JUDGEMENTS}; rerun the same command to resume)", exc.exit_code) from None
     n_new = len(todo)
     summary.update(wall_s=round(time.perf_counter() - started, 3), answer_s=round(answer_s, 3), answered_now=n_new,
                    harness_ms_per_question=round(1000 * harness[0] / n_new, 3) if n_new else None,
@@ -257,16 +288,14 @@ def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
 
 
 def summarise(cfg: EvalConfig, backend: Backend, inputs: Inputs, records: list[dict[str, Any]], out: Path,
-              cache_dir: Path) -> dict[str, Any]:
-    """The run's metrics (MCQA accuracy, or OEQA yes-rate and mean score) plus bookkeeping counts."""
+              judge=None) -> dict[str, Any]:
+    """The run's metrics (MCQA accuracy, or OEQA yes-rate and mean score with ``judge``) plus bookkeeping counts."""
     from storylab.training.progress import progress_bar
-    from storylab.videoqa.judge import make_judge
 
     known = {q.question_id: q for q in inputs.questions}
     if cfg.task == "mcqa":
         metrics = score_mcqa(records, known)
     else:
-        judge = make_judge(cfg.judge, cache_dir=cache_dir, timeout=cfg.timeout, retries=cfg.retries, backoff=cfg.backoff)
         with progress_bar(f"judge {judge.spec}", total=len(records), enabled=cfg.progress) as bar:
             verdicts = judge_predictions(records, known, judge, out / JUDGEMENTS, cfg.concurrency, bar)
         metrics = score_oeqa(verdicts, judge.spec, len(known))

@@ -119,3 +119,24 @@ def test_oeqa_with_llm_judge(tiny_set):
     assert summary["yes_rate"] == 0.5 and summary["mean_score"] == 2.5 and summary["judge"].endswith("/judge")
     judged = lines(tiny_set["root"] / "run" / "judgements.jsonl")
     assert len(judged) == 4 and {j["yes"] for j in judged} == {True, False}
+
+
+def test_judge_failure_keeps_verdicts_and_resumes(tiny_set):
+    def reply(body):
+        return "{'pred': 'yes', 'score': 5}" if "Correct answer:" in request_text(body) else "Something."
+
+    out = tiny_set["root"] / "run"
+    with ChatServer(reply, failures=[None] * 6 + [500]) as server:
+        cfg = config(tiny_set, server.spec(), task="oeqa", judge=server.spec("judge"), concurrency=1, retries=0)
+        with pytest.raises(StorylabError, match="all 4 answers are saved .* and finished verdicts"):
+            run_eval(cfg)
+        assert len(lines(out / "judgements.jsonl")) == 2
+        summary = run_eval(cfg)
+    assert summary["yes_rate"] == 1.0 and len(server.log.bodies) == 4 + 4  # nothing answered or judged twice
+
+
+def test_bad_judge_fails_before_any_question(tiny_set):
+    with ChatServer(lambda body: "x") as server:
+        with pytest.raises(StorylabError, match="unknown judge"):
+            run_eval(config(tiny_set, server.spec(), task="oeqa", judge="gpt"))
+    assert server.log.bodies == [] and not (tiny_set["root"] / "run" / "predictions.jsonl").exists()
