@@ -69,7 +69,7 @@ def score_mcqa(records: Sequence[dict[str, Any]], questions: dict[str, Question]
         elif parsed.index == q.correct_answer:
             correct += 1
     n = len(records)
-    return {"task": "mcqa", "accuracy": correct / n if n else 0.0, "n": n, "correct": correct, "unparsed": unparsed,
+    return {"accuracy": correct / n if n else 0.0, "n": n, "unparsed": unparsed, "task": "mcqa", "correct": correct,
             "missing": len(questions) - n, "parse_rules": dict(sorted(rules.items()))}
 
 
@@ -79,9 +79,9 @@ def score_oeqa(judgements: Sequence[Judgement], judge_spec: str, total_questions
     yes = sum(1 for j in judgements if j.yes)
     scores = [j.score for j in judgements if j.score is not None]
     unjudged = sum(1 for j in judgements if j.yes is None)
-    return {"task": "oeqa", "accuracy": yes / n if n else 0.0, "yes_rate": yes / n if n else 0.0,
-            "mean_score": sum(scores) / len(scores) if scores else 0.0, "n": n, "yes": yes, "unparsed": unjudged,
-            "missing": total_questions - n, "judge": judge_spec}
+    return {"accuracy": yes / n if n else 0.0, "n": n, "unparsed": unjudged, "task": "oeqa", "yes_rate": yes / n if n else 0.0,
+            "mean_score": sum(scores) / len(scores) if scores else 0.0, "yes": yes, "missing": total_questions - n,
+            "judge": judge_spec}
 
 
 def judgement_key(judge_spec: str, question_id: str, prediction: str) -> str:

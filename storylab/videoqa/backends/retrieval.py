@@ -72,11 +72,13 @@ class RetrievalBaseline:
 
     def option_scores(self, question: str, options: Sequence[str], windows: torch.Tensor) -> torch.Tensor:
         """Score ``(5,)`` per option: mean similarity of "question + option" to its top-k windows (or to the question alone)."""
+        blind = windows.shape[0] == 0
+        texts = list(options) + [question] if blind else [f"{question} {o}" for o in options]
         with self._lock:
-            queries = self.encoder.encode([f"{question} {o}" for o in options] + [question] + list(options))
-        qo, q, o = queries[:len(options)], queries[len(options)], queries[len(options) + 1:]
-        if windows.shape[0] == 0:  # no text to retrieve from: the blind question-option similarity
-            return o @ q
+            queries = self.encoder.encode(texts)
+        if blind:  # no text to retrieve from: the question-option similarity alone
+            return queries[:len(options)] @ queries[len(options)]
+        qo = queries
         sims = qo @ windows.T  # (5, W)
         k = min(self.config.top_k, sims.shape[1])
         return sims.topk(k, dim=1).values.mean(dim=1)
