@@ -36,6 +36,7 @@ class LaughterConfig:
     max_silence: float = 0.1        # s of inner silence closed inside one event
     padding: float = 0.6            # s added on both sides of each event
     threshold_db: float | None = None  # fixed energy threshold in dBFS; None = adaptive (Otsu on frame energies)
+    floor_db: float = -70.0         # the adaptive threshold never goes below this (digital silence is not laughter)
     hop: float = 0.01               # s per energy frame
     smooth: float = 0.05            # s moving-average window on the energy
     clusters: int = 3               # KMeans clusters; the smallest is dropped as music; 0 or 1 = no clustering
@@ -208,7 +209,8 @@ def laughter_events(paths: Sequence[str | os.PathLike], config: LaughterConfig =
             if warning:
                 warnings.warn(f"{Path(path).name}: {warning}", stacklevel=2)
             energy = frame_energy_db(signal, track.sample_rate, config.hop, config.smooth)
-            threshold = config.threshold_db if config.threshold_db is not None else adaptive_threshold(energy)
+            threshold = config.threshold_db if config.threshold_db is not None else \
+                max(adaptive_threshold(energy), config.floor_db)
             events = energy_events(energy, threshold, config)
             result = LaughterResult(path=str(path), duration=track.duration, laughter=[], candidates=events,
                                     threshold_db=threshold, channel=described,

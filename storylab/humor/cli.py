@@ -1,0 +1,350 @@
+"""Humor wing commands: ``storylab humor synth|laughter|label|detect``, ``train funnynet``, ``evaluate funnynet``.
+
+Heavy imports stay inside the command functions so that ``storylab --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from storylab.cli_groups import evaluate_app, humor_app, train_app
+from storylab.errors import StorylabError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "humor"
+DEFAULT_CHECKPOINT = ASSETS / "funnynet_avt.safetensors"
+
+
+def _media_files(inputs: List[Path]) -> list[Path]:
+    from storylab.humor.media import MEDIA_SUFFIXES
+
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in MEDIA_SUFFIXES and not f.name.startswith("."))
+            if not found:
+                raise StorylabError(f"no media files ({', '.join(MEDIA_SUFFIXES)}) in folder {p}")
+            files += found
+        elif not p.exists():
+            raise StorylabError(f"media file not found: {p}")
+        else:
+            files.append(p)
+    return files
+
+
+def _warn_line(message, category, filename, lineno, file=None, line=None):  # one line, no source echo
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _laughter_config(channel: str, threshold_db: Optional[float], encoder: Optional[Path], clusters: int, seed: int):
+    from storylab.humor.laughter import LaughterConfig
+
+    if encoder is not None and not encoder.is_file():
+        raise StorylabError(f"audio encoder checkpoint not found: {encoder}")
+    return LaughterConfig(channel=channel, threshold_db=threshold_db, encoder=str(encoder) if encoder else None,
+                          clusters=clusters, seed=seed)
+
+
+def _summary(title: str, columns: list[str], rows: list[list], stream=sys.stderr) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="right" if c not in ("file", "model", "moment text") else "left")
+    for r in rows:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r])
+    Console(file=stream).print(table)
+
+
+@humor_app.command("synth")
+def synth_command(
+    out: Path = typer.Option(..., "--out", help="Folder for the episodes (mp4 + srt) and truth/ (ground truth)."),
+    episodes: int = typer.Option(4, help="Number of episodes."),
+    duration: float = typer.Option(120.0, help="Seconds of dialogue per episode."),
+    scenes: int = typer.Option(2, help="Scenes per episode, each opened by a music stinger."),
+    fps: int = typer.Option(10, help="Video frame rate."),
+    width: int = typer.Option(160, help="Frame width in pixels."),
+    height: int = typer.Option(120, help="Frame height in pixels."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same show)."),
+) -> None:
+    """Make a synthetic sitcom: espeak-ng dialogue, canned laughter after punchlines, music stingers, SRT subtitles."""
+    from storylab.humor.synth import SynthConfig, synth_sitcom
+
+    eps = synth_sitcom(out, SynthConfig(episodes=episodes, duration=duration, scenes=scenes, fps=fps, width=width,
+                                        height=height, seed=seed))
+    _summary("synthetic sitcom", ["file", "seconds", "lines", "laughs", "stingers"],
+             [[f"{e.name}.mp4", round(e.duration, 1), len(e.lines), len(e.laughter), len(e.music)] for e in eps])
+    print(f"wrote {len(eps)} episode(s) to {out} (ground truth in {Path(out) / 'truth'})")
+
+
+@humor_app.command("laughter")
+def laughter_command(
+    media: List[Path] = typer.Argument(..., help="Media files (mp4, mkv, webm, wav, ...) or folders of them."),
+    as_json: bool = typer.Option(False, "--json", help="Print {\"files\": [{\"path\", \"laughter\": [{\"start\", \"end\"}]}]} on stdout."),
+    channel: str = typer.Option("auto", help="auto (L - R for stereo, --surround channel for 5.1, full mix for mono), diff, mix, or a channel index."),
+    threshold_db: Optional[float] = typer.Option(None, help="Fixed energy threshold in dBFS; default adaptive (Otsu)."),
+    encoder: Optional[Path] = typer.Option(None, help="BYOL-A checkpoint (.pth/.safetensors) for event embeddings; default log-mel statistics."),
+    clusters: int = typer.Option(3, help="KMeans clusters over all events; the smallest is dropped as music (1 = keep all)."),
+    seed: int = typer.Option(0, help="KMeans seed."),
+    out: Optional[Path] = typer.Option(None, help="Also write the JSON to this file."),
+) -> None:
+    """Detect canned laughter with FunnyNet-W's unsupervised recipe (channel trick, energy events, KMeans)."""
+    from storylab.humor.data import write_laughter_json
+    from storylab.humor.laughter import laughter_events
+
+    files = _media_files(media)
+    config = _laughter_config(channel, threshold_db, encoder, clusters, seed)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_line
+        results = laughter_events(files, config, progress=len(files) > 1)
+    if out is not None:
+        write_laughter_json(out, results)
+    if as_json:
+        print(json.dumps({"files": [r.to_json() for r in results]}, indent=2))
+    _summary("laughter", ["file", "seconds", "channel", "threshold dB", "candidates", "laughter"],
+             [[Path(r.path).name, round(r.duration, 1), r.channel, round(r.threshold_db, 1), len(r.candidates),
+               len(r.laughter)] for r in results])
+    total = sum(len(r.laughter) for r in results)
+    if total == 0:
+        print(f"no laughter found in {len(results)} file(s)", file=sys.stderr)
+
+
+@humor_app.command("label")
+def label_command(
+    media: List[Path] = typer.Argument(..., help="Episodes (media files or folders); subtitles are read from the .srt/.vtt of the same name."),
+    out: Path = typer.Option(..., "--out", help="Clips table to write (.csv or .parquet); laughter.json is written next to it."),
+    window: float = typer.Option(8.0, help="Seconds of context before each laughter onset (the paper's N)."),
+    negative_ratio: float = typer.Option(1.0, help="Negative clips per positive clip."),
+    margin: float = typer.Option(2.0, help="No negative window may end within this many seconds of a laughter onset."),
+    holdout: float = typer.Option(0.25, help="Share of episodes (the last ones) marked split=test."),
+    subtitles_csv: Optional[Path] = typer.Option(None, help="SFD-style subtitles CSV (text,start,end,speaker,video_id; video_id = file stem) instead of .srt files."),
+    channel: str = typer.Option("auto", help="Laughter channel (see `storylab humor laughter --help`)."),
+    threshold_db: Optional[float] = typer.Option(None, help="Fixed laughter energy threshold in dBFS; default adaptive."),
+    encoder: Optional[Path] = typer.Option(None, help="BYOL-A checkpoint for laughter event embeddings."),
+    clusters: int = typer.Option(3, help="KMeans clusters for the laughter/music split."),
+    seed: int = typer.Option(0, help="Seed for negative sampling and KMeans."),
+) -> None:
+    """Label clips: positives are the seconds before each laughter onset, negatives are windows not followed by laughter."""
+    from storylab.humor.data import write_laughter_json
+    from storylab.humor.labels import LabelConfig, clip_table, write_clip_table
+    from storylab.humor.laughter import laughter_events
+    from storylab.humor.subtitles import check_against_duration, find_subtitles, read_subtitles
+
+    files = _media_files(media)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise StorylabError(f"--out must end in .csv or .parquet, got '{out.name}'")
+    config = _laughter_config(channel, threshold_db, encoder, clusters, seed)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_line
+        results = laughter_events(files, config, progress=True)
+    subs = []
+    for f, r in zip(files, results):
+        if subtitles_csv is not None:
+            s = read_subtitles(subtitles_csv, video_id=f.stem)
+            name = subtitles_csv.name
+        else:
+            found = find_subtitles(f)
+            s = read_subtitles(found) if found else []
+            name = found.name if found else ""
+        check_against_duration(s, r.duration, name)
+        subs.append(s)
+    label_config = LabelConfig(window=window, negative_ratio=negative_ratio, margin=margin, holdout=holdout, seed=seed)
+    df = clip_table(results, subs, label_config)
+    if df.empty:
+        print(f"no laughter found in {len(files)} file(s): no clips labelled, nothing written")
+        return
+    write_laughter_json(out.with_name("laughter.json"), results)
+    write_clip_table(df, out)
+    rows = [[Path(r.path).name, len(r.laughter), int(((df.file == r.path) & (df.label == 1)).sum()),
+             int(((df.file == r.path) & (df.label == 0)).sum()), str(df[df.file == r.path].split.iloc[0]) if (df.file == r.path).any() else "-"]
+            for r in results]
+    _summary("clips", ["file", "laughs", "positives", "negatives", "split"], rows)
+    print(f"wrote {len(df)} clips to {out} and laughter to {out.with_name('laughter.json')}")
+
+
+def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
+                  audio_channels: int, audio_dim: int, video_encoder: Optional[Path], frames: int, frame_size: int,
+                  text_encoder: Optional[Path], text_tokens: int):
+    from storylab.humor.model import FunnyNetConfig
+
+    text_dim = 384
+    if text_encoder is not None:
+        from storylab.text_encoder import SentenceEncoder
+        text_dim = SentenceEncoder(text_encoder).dim
+    for p, what in ((audio_encoder, "audio encoder checkpoint"), (video_encoder, "video model folder")):
+        if p is not None and not p.exists():
+            raise StorylabError(f"{what} not found: {p}")
+    return FunnyNetConfig(modalities=modalities, dim=dim, tokens=tokens, window=window,
+                          audio_encoder=str(audio_encoder) if audio_encoder else None, audio_channels=audio_channels,
+                          audio_dim=audio_dim, video_encoder=str(video_encoder) if video_encoder else None,
+                          frames=frames, frame_size=frame_size, text_encoder=str(text_encoder) if text_encoder else None,
+                          text_tokens=text_tokens, text_dim=text_dim)
+
+
+def _clips_path(data: Path, clips: Optional[Path]) -> Path:
+    if not data.is_dir():
+        raise StorylabError(f"--data must be a folder with the episodes and clips table, got {data}")
+    return clips if clips is not None else data / "clips.csv"
+
+
+@train_app.command("funnynet")
+def train_funnynet_command(
+    data: Path = typer.Option(..., help="Folder with the episodes and the clips table from `storylab humor label`."),
+    clips: Optional[Path] = typer.Option(None, help="Clips table; default DATA/clips.csv."),
+    modalities: str = typer.Option("a,v,t", help="Modalities to train on: any subset of a (audio), v (visual), t (text)."),
+    ablation: bool = typer.Option(False, help="Train every subset (A, V, T, AV, AT, VT, AVT) into --out-dir."),
+    out: Optional[Path] = typer.Option(None, help="Checkpoint to write; default DATA/funnynet_<modalities>.safetensors."),
+    out_dir: Optional[Path] = typer.Option(None, help="Folder for --ablation checkpoints; default DATA."),
+    epochs: int = typer.Option(100, help="Epochs over the training clips (paper: 100)."),
+    batch_size: int = typer.Option(16, help="Batch size (paper: 16)."),
+    lr: float = typer.Option(3e-4, help="Peak learning rate, cosine decay (paper: 1e-4 with frozen pretrained encoders)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    dim: int = typer.Option(512, help="Projection width (paper: 512)."),
+    tokens: int = typer.Option(16, help="Cross-attention fusion tokens per modality (paper: 16, so 16 x 32)."),
+    window: float = typer.Option(8.0, help="Clip length in seconds (must match the clips table)."),
+    audio_encoder: Optional[Path] = typer.Option(None, help="Frozen BYOL-A checkpoint; default a BYOL-A-design CNN trained with the head."),
+    audio_channels: int = typer.Option(16, help="Width of the trained audio CNN (BYOL-A: 64)."),
+    audio_dim: int = typer.Option(512, help="Output width of the trained audio CNN (BYOL-A: 2048)."),
+    video_encoder: Optional[Path] = typer.Option(None, help="Local transformers video model folder (e.g. VideoMAE); default a small frame CNN."),
+    frames: int = typer.Option(16, help="Frames per clip for the frame CNN (paper: 16)."),
+    frame_size: int = typer.Option(64, help="Frame size for the frame CNN (VideoMAE uses its own)."),
+    text_encoder: Optional[Path] = typer.Option(None, help="Local transformers text model folder; default the bundled all-MiniLM-L6-v2."),
+    text_tokens: int = typer.Option(64, help="Token states per clip fed to the text LSTM (paper: 64)."),
+) -> None:
+    """Train FunnyNet-W (encoders, 512-d projections, cross-attention fusion, CE + NT-Xent) on labelled clips."""
+    import torch
+
+    from storylab.humor.model import ABLATION_SUBSETS, parse_modalities
+    from storylab.humor.train import FunnyNetTrainConfig, classification_scores, load_split, predict, train_funnynet
+
+    clips_path = _clips_path(data, clips)
+    subsets = list(ABLATION_SUBSETS) if ablation else [parse_modalities(modalities)]
+    # decode every modality once; each subset uses its own part
+    full = _model_config("avt" if ablation else subsets[0], dim, tokens, window, audio_encoder, audio_channels,
+                         audio_dim, video_encoder, frames, frame_size, text_encoder, text_tokens)
+    train_inputs = load_split(clips_path, "train", full, progress=True)
+    rows = []
+    for subset in subsets:
+        config = _model_config(subset, dim, tokens, window, audio_encoder, audio_channels, audio_dim, video_encoder,
+                               frames, frame_size, text_encoder, text_tokens)
+        path = (out_dir or data) / f"funnynet_{subset}.safetensors" if (ablation or out is None) else out
+        command = " ".join(["storylab"] + sys.argv[1:])
+        model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+                                       path, extra={"command": command, "seed": seed})
+        scores = classification_scores(train_inputs.label.numpy(), predict(model, train_inputs))
+        rows.append([subset.upper(), str(path), losses.get("loss", float("nan")), scores["f1"], scores["acc"], round(losses.get("seconds", 0.0), 1)])
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    _summary("FunnyNet-W training (train split)", ["model", "checkpoint", "loss", "F1", "acc", "seconds"], rows)
+
+
+@evaluate_app.command("funnynet")
+def evaluate_funnynet_command(
+    data: Path = typer.Option(..., help="Folder with the episodes, the clips table and (for synthetic data) truth/."),
+    checkpoint: Optional[List[Path]] = typer.Option(None, help="FunnyNet-W checkpoint(s); default every DATA/funnynet_*.safetensors."),
+    clips: Optional[Path] = typer.Option(None, help="Clips table; default DATA/clips.csv."),
+    split: str = typer.Option("test", help="Which clips to score: test, train or all."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
+) -> None:
+    """Print F1/accuracy (funny = positive) per model, the modality ablation table and the laughter detector's scores."""
+    from storylab.humor.model import ABLATION_SUBSETS
+    from storylab.humor.train import classification_scores, load_funnynet, load_split, predict
+
+    clips_path = _clips_path(data, clips)
+    paths = list(checkpoint) if checkpoint else sorted(data.glob("funnynet_*.safetensors"))
+    if not paths:
+        raise StorylabError(f"no checkpoint given and no funnynet_*.safetensors in {data} (train one with: storylab train funnynet --data {data})")
+    results = []
+    cache = {}
+    for p in paths:
+        model = load_funnynet(p)
+        key = json.dumps({k: v for k, v in vars(model.config).items() if k != "modalities"}, sort_keys=True, default=str)
+        if key not in cache:
+            import dataclasses
+            cache[key] = load_split(clips_path, None if split == "all" else split,
+                                    dataclasses.replace(model.config, modalities="avt"), progress=True)
+        inputs = cache[key]
+        scores = classification_scores(inputs.label.numpy(), predict(model, inputs))
+        results.append({"checkpoint": str(p), "modalities": model.config.modalities.upper(), **scores})
+    order = {m.upper(): i for i, m in enumerate(ABLATION_SUBSETS)}
+    results.sort(key=lambda r: order.get(r["modalities"], 99))
+    _summary(f"FunnyNet-W on the {split} clips (funny = positive class)", ["model", "F1", "acc", "precision", "recall", "clips"],
+             [[r["modalities"], r["f1"], r["acc"], r["precision"], r["recall"], r["clips"]] for r in results], stream=sys.stdout)
+    report = {"funnynet": results}
+    detector = _detector_scores(data, clips_path)
+    if detector is not None:
+        _summary("laughter detector vs saved ground truth", ["event P@0.5", "event R@0.5", "event F1@0.5", "time acc", "events", "truth"],
+                 [[detector["event_precision"], detector["event_recall"], detector["event_f1"], detector["time_accuracy"],
+                   detector["events_predicted"], detector["events_truth"]]], stream=sys.stdout)
+        report["laughter_detector"] = detector
+    if as_json:
+        print(json.dumps(report, indent=2))
+
+
+def _detector_scores(data: Path, clips_path: Path):
+    from storylab.humor.data import read_laughter_json
+    from storylab.humor.evaluation import pooled_detector_scores
+
+    truth_dir = data / "truth"
+    laughter_path = clips_path.with_name("laughter.json")
+    if not truth_dir.is_dir() or not laughter_path.exists():
+        return None
+    detected = read_laughter_json(laughter_path)
+    pairs = []
+    for f, pred in detected.items():
+        t = truth_dir / f"{Path(f).stem}.json"
+        if t.exists():
+            truth = json.loads(t.read_text())
+            pairs.append((pred, [(x["start"], x["end"]) for x in truth["laughter"]], float(truth["duration"])))
+    return pooled_detector_scores(pairs, iou=0.5) if pairs else None
+
+
+@humor_app.command("detect")
+def detect_command(
+    video: Path = typer.Argument(..., help="Video to scan (mp4, mkv, webm, ...)."),
+    subtitles: Optional[Path] = typer.Option(None, help="Subtitles (.srt, .vtt or SFD .csv); default the .srt/.vtt next to the video."),
+    checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, help="FunnyNet-W checkpoint; default the shipped AVT model trained on the synthetic sitcom."),
+    as_json: bool = typer.Option(False, "--json", help="Print the funny moments as JSON on stdout."),
+    plot: Optional[Path] = typer.Option(None, help="Timeline PNG; default <video>.funny.png next to the video."),
+    stride: float = typer.Option(1.0, help="Seconds between scored windows."),
+    threshold: float = typer.Option(0.5, help="P(funny) above which a window counts as funny."),
+    keep_laughter: bool = typer.Option(False, help="Do not silence the video's own laughter before scoring (it is silenced by default, as in training)."),
+) -> None:
+    """Find funny moments in a video with FunnyNet-W and write a timeline plot."""
+    from storylab.humor.detect import DetectConfig, funny_moments, timeline_plot
+    from storylab.humor.laughter import laughter_events
+    from storylab.humor.media import media_duration
+    from storylab.humor.subtitles import check_against_duration, find_subtitles, read_subtitles
+    from storylab.humor.train import load_funnynet
+
+    if not video.exists():
+        raise StorylabError(f"video not found: {video}")
+    model = load_funnynet(checkpoint)
+    sub_path = subtitles or find_subtitles(video)
+    subs = read_subtitles(sub_path, video_id=video.stem) if sub_path else []
+    duration = media_duration(video)
+    if sub_path:
+        check_against_duration(subs, duration, sub_path.name)
+    elif "t" in model.config.modalities:
+        print(f"warning: no subtitles for {video.name}: the text branch sees empty text", file=sys.stderr)
+    laughter = []
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_line
+        laughter = laughter_events([video])[0].laughter if "a" in model.config.modalities or not keep_laughter else []
+    times, scores, moments = funny_moments(video, model, subs, DetectConfig(stride, threshold, not keep_laughter),
+                                           laughter, progress=True)
+    plot_path = plot or video.with_name(video.stem + ".funny.png")
+    timeline_plot(plot_path, times, scores, moments, laughter, threshold,
+                  f"{video.name}: FunnyNet-W ({model.config.modalities.upper()}), {len(moments)} funny moment(s)")
+    if as_json:
+        print(json.dumps({"path": str(video), "modalities": model.config.modalities, "plot": str(plot_path),
+                          "moments": [{"time": round(m.time, 2), "score": round(m.score, 4), "start": round(m.start, 2),
+                                       "end": round(m.end, 2), "text": m.text} for m in moments]}, indent=2))
+    _summary(f"funny moments in {video.name}", ["time", "score", "moment text"],
+             [[round(m.time, 1), m.score, (m.text[-60:] if m.text else "")] for m in moments])
+    print(f"timeline plot: {plot_path}", file=sys.stderr)

@@ -1,0 +1,142 @@
+"""Clip inputs for FunnyNet-W: laughter-silenced log-mel audio, sampled frames and subtitle token states.
+
+FunnyNet-W (Liu et al., IJCV 2024) cuts each N-second clip into its audio, its frames and its text; the
+laughter is replaced by silence of the same length before cutting, so the model never hears the answer.
+Frames are decoded once per file at the clip's frame rate and divided by 255 exactly once (the public
+code's double division is a known bug not reproduced here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from storylab.errors import StorylabError
+from storylab.humor.media import SAMPLE_RATE, load_audio, load_frames
+from storylab.humor.melspec import MelConfig, frames_for, log_mel
+from storylab.humor.model import FunnyNetConfig
+from storylab.io import atomic_write_json
+
+
+def silence_laughter(audio: np.ndarray, laughter: Sequence[tuple[float, float]], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Replace every laughter interval by silence of the same length (FunnyNet-W), returning a copy."""
+    out = np.array(audio, dtype=np.float32, copy=True)
+    for s, e in laughter:
+        out[..., max(0, int(s * sample_rate)):max(0, int(e * sample_rate))] = 0.0
+    return out
+
+
+def visual_spec(config: FunnyNetConfig) -> tuple[int, int]:
+    """(frames per clip, frame size) the visual encoder expects."""
+    if config.video_encoder:
+        from transformers import AutoConfig
+        cfg = AutoConfig.from_pretrained(config.video_encoder, local_files_only=True)
+        return int(getattr(cfg, "num_frames", config.frames)), int(getattr(cfg, "image_size", 224))
+    return config.frames, config.frame_size
+
+
+def write_laughter_json(path: str | os.PathLike, results) -> Path:
+    """Save laughter detections as ``{"files": [{"path", "laughter": [{"start", "end"}]}]}``."""
+    return atomic_write_json(path, {"files": [r.to_json() for r in results]})
+
+
+def read_laughter_json(path: str | os.PathLike) -> dict[str, list[tuple[float, float]]]:
+    """Read a laughter JSON into {resolved file path: intervals}."""
+    p = Path(path)
+    if not p.exists():
+        raise StorylabError(f"laughter file not found: {p} (storylab humor label writes it next to the clips table)")
+    try:
+        data = json.loads(p.read_text())
+        return {str(_resolve(f["path"], p.parent)): [(float(x["start"]), float(x["end"])) for x in f["laughter"]]
+                for f in data["files"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorylabError(f"{p.name} is not a laughter file (expected {{\"files\": [{{\"path\", \"laughter\"}}]}})") from exc
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else base / p
+
+
+@dataclass
+class ClipInputs:
+    """Model inputs for N clips (only the modalities asked for are filled)."""
+
+    label: torch.Tensor                 # (N,) long
+    audio: torch.Tensor | None = None   # (N, n_mels, T) log-mel, unnormalised
+    frames: torch.Tensor | None = None  # (N, F, 3, S, S) uint8
+    text: torch.Tensor | None = None    # (N, L, D) float
+    text_mask: torch.Tensor | None = None  # (N, L) bool
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def batch(self, idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+        """A model batch; frames become floats in [0, 1] here, divided by 255 once."""
+        out = {"label": self.label[idx]}
+        if self.audio is not None:
+            out["audio"] = self.audio[idx].float()
+        if self.frames is not None:
+            out["frames"] = self.frames[idx].float() / 255.0
+        if self.text is not None:
+            out["text"], out["text_mask"] = self.text[idx].float(), self.text_mask[idx]
+        return out
+
+
+def clip_inputs(files: Sequence[str], starts: Sequence[float], ends: Sequence[float], labels: Sequence[int],
+                texts: Sequence[str], config: FunnyNetConfig, laughter: dict[str, list[tuple[float, float]]] | None = None,
+                progress: bool = False) -> ClipInputs:
+    """Cut every clip's inputs: laughter-silenced log-mel, ``frames`` frames, subtitle token states."""
+    from storylab.training.progress import progress_bar
+
+    mods = config.modalities
+    n = len(files)
+    mel_cfg = MelConfig(n_mels=config.n_mels)
+    n_time = frames_for(config.window, mel_cfg)
+    n_frames, size = visual_spec(config)
+    audio = torch.zeros(n, config.n_mels, n_time, dtype=torch.float16) if "a" in mods else None
+    frames = torch.zeros(n, n_frames, 3, size, size, dtype=torch.uint8) if "v" in mods else None
+    by_file: dict[str, list[int]] = {}
+    for i, f in enumerate(files):
+        by_file.setdefault(str(f), []).append(i)
+    laughter = laughter or {}
+    with progress_bar("cutting clips", total=len(by_file), enabled=progress) as bar:
+        for f, idx in by_file.items():
+            if "a" in mods:
+                track = load_audio(f)
+                mono = silence_laughter(track.mono(), laughter.get(f, []))
+                win = int(round(config.window * SAMPLE_RATE))
+                for i in idx:
+                    e = int(round(ends[i] * SAMPLE_RATE))
+                    seg = mono[max(0, e - win):e]
+                    seg = np.pad(seg, (win - len(seg), 0))  # clips clamped at 0 are padded on the left
+                    audio[i] = log_mel(seg, mel_cfg)[:, :n_time].half()
+            if "v" in mods:
+                fps = n_frames / config.window
+                decoded = load_frames(f, fps=fps, size=size)
+                for i in idx:
+                    want = np.linspace(starts[i], ends[i], n_frames, endpoint=False)
+                    pick = np.clip(np.searchsorted(decoded.times, want, side="right") - 1, 0, len(decoded.times) - 1)
+                    frames[i] = torch.from_numpy(decoded.images[pick]).permute(0, 3, 1, 2)
+            bar.advance()
+    text = mask = None
+    if "t" in mods:
+        from storylab.text_encoder import SentenceEncoder
+        enc = SentenceEncoder(config.text_encoder, max_length=config.text_tokens)
+        if enc.dim != config.text_dim:
+            raise StorylabError(f"text encoder width {enc.dim} differs from the model's text_dim {config.text_dim}")
+        states, masks = [], []
+        for s in range(0, n, 64):
+            ts = enc.token_states(list(texts[s:s + 64]))
+            states.append(ts.states.half())
+            masks.append(ts.mask)
+        text = torch.cat(states) if states else torch.zeros(0, config.text_tokens, config.text_dim)
+        mask = torch.cat(masks) if masks else torch.zeros(0, config.text_tokens, dtype=torch.bool)
+    return ClipInputs(label=torch.as_tensor(np.asarray(labels, dtype=np.int64)), audio=audio, frames=frames,
+                      text=text, text_mask=mask)

@@ -1,0 +1,183 @@
+"""FunnyNet-W: modality encoders, 512-d gated projections, Cross-Attention Fusion, classifier and loss.
+
+Liu, Courant, Kalogeiton, "FunnyNet-W: Multimodal Learning of Funny Moments in Videos in the Wild",
+IJCV 2024, Sec. 3.2-3.3. Each modality feature is projected to 512-d (gated GELU unit + LayerNorm) and
+reshaped to 16 tokens x 32; the concatenation of all modalities' tokens queries each modality with
+cross-attention, the results are summed, passed through self-attention with a residual, split back per
+modality, flattened and summed, and a linear layer classifies funny / not funny. The loss is
+cross-entropy plus lambda times the NT-Xent (SimCLR) loss of every pair of projected modalities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from storylab.errors import StorylabError
+from storylab.humor.encoders import ByolAudioEncoder, FrameCNN, TextLSTM, TransformersVideoEncoder, load_byol_a
+
+MODALITY_NAMES = {"a": "audio", "v": "visual", "t": "text"}
+ABLATION_SUBSETS = ("a", "v", "t", "av", "at", "vt", "avt")
+
+
+def parse_modalities(value: str) -> str:
+    """Normalise ``a,v,t`` / ``avt`` / ``audio,text`` into a canonical subset string such as ``at``."""
+    names = {"audio": "a", "visual": "v", "video": "v", "text": "t", "a": "a", "v": "v", "t": "t"}
+    parts = [p.strip().lower() for p in value.replace("+", ",").split(",") if p.strip()]
+    if len(parts) == 1 and parts[0] not in names:
+        parts = list(parts[0])
+    chosen = set()
+    for p in parts:
+        if p not in names:
+            raise StorylabError(f"unknown modality '{p}' in '{value}' (use a, v, t: e.g. --modalities a,v,t)")
+        chosen.add(names[p])
+    if not chosen:
+        raise StorylabError("no modality given (use e.g. --modalities a,v,t)")
+    return "".join(m for m in "avt" if m in chosen)
+
+
+@dataclass
+class FunnyNetConfig:
+    """FunnyNet-W's architecture (defaults: the paper's fusion sizes, CPU-sized trainable encoders)."""
+
+    modalities: str = "avt"
+    dim: int = 512                 # projection width (paper: 512)
+    tokens: int = 16               # CAF tokens per modality (paper: 16 x 32)
+    heads: int = 4
+    dropout: float = 0.1
+    window: float = 8.0            # s of context per clip
+    n_mels: int = 64
+    audio_encoder: str | None = None   # BYOL-A checkpoint path (frozen); None = trained BYOL-A-design CNN
+    audio_channels: int = 16           # trained CNN width (BYOL-A: 64)
+    audio_dim: int = 512               # trained CNN output (BYOL-A: 2048)
+    video_encoder: str | None = None   # local transformers video model folder (e.g. VideoMAE); None = frame CNN
+    frames: int = 16                   # frames per clip (paper: 16)
+    frame_size: int = 64               # frame CNN input size (VideoMAE uses its own image_size)
+    frame_channels: tuple[int, ...] = (16, 32, 64, 128)
+    text_encoder: str | None = None    # local transformers text folder; None = bundled all-MiniLM-L6-v2
+    text_tokens: int = 64              # token states per clip (paper: 64)
+    text_dim: int = 384                # width of the text encoder's token states
+    lstm_hidden: int = 256
+    nt_xent_weight: float = 0.03       # lambda (paper: 0.03)
+    temperature: float = 0.5           # NT-Xent temperature (paper: 0.5)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.modalities = parse_modalities(self.modalities)
+        if self.dim % self.tokens:
+            raise StorylabError(f"projection width {self.dim} is not divisible by {self.tokens} tokens")
+        if (self.dim // self.tokens) % self.heads:
+            raise StorylabError(f"token width {self.dim // self.tokens} is not divisible by {self.heads} heads")
+        self.frame_channels = tuple(self.frame_channels)
+
+
+class GatedProjection(nn.Module):
+    """FunnyNet-W's projection: a gated GELU unit to ``dim`` followed by LayerNorm."""
+
+    def __init__(self, in_dim: int, dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, 2 * dim)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) -> (B, dim)."""
+        value, gate = self.linear(x).chunk(2, dim=-1)
+        return self.norm(self.dropout(value * F.gelu(gate)))
+
+
+class CrossAttentionFusion(nn.Module):
+    """Cross-Attention Fusion (FunnyNet-W, Sec. 3.3): concat queries each modality, sum, self-attention, split, sum."""
+
+    def __init__(self, modalities: int, dim: int = 512, tokens: int = 16, heads: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.tokens, self.width = tokens, dim // tokens
+        self.cross = nn.ModuleList(nn.MultiheadAttention(self.width, heads, dropout=dropout, batch_first=True)
+                                   for _ in range(modalities))
+        self.self_attn = nn.MultiheadAttention(self.width, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(self.width)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """M features (B, dim) -> fused (B, dim)."""
+        toks = [f.view(f.shape[0], self.tokens, self.width) for f in features]  # M x (B, 16, 32)
+        joint = torch.cat(toks, dim=1)  # (B, 16M, 32)
+        fused = sum(attn(joint, t, t, need_weights=False)[0] for attn, t in zip(self.cross, toks))  # (B, 16M, 32)
+        h = self.norm(fused)
+        fused = fused + self.self_attn(h, h, h, need_weights=False)[0]  # residual
+        parts = fused.split(self.tokens, dim=1)  # M x (B, 16, 32)
+        return sum(p.flatten(1) for p in parts)  # (B, dim)
+
+
+class FunnyNet(nn.Module):
+    """FunnyNet-W over any subset of audio (a), visual (v) and text (t)."""
+
+    def __init__(self, config: FunnyNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoders = nn.ModuleDict()
+        self.projections = nn.ModuleDict()
+        for m in config.modalities:
+            enc = self._encoder(m)
+            self.encoders[m] = enc
+            self.projections[m] = GatedProjection(enc.dim, config.dim, config.dropout)
+        self.fusion = CrossAttentionFusion(len(config.modalities), config.dim, config.tokens, config.heads, config.dropout)
+        self.classifier = nn.Linear(config.dim, 2)
+        # log-mel mean and std of the training clips (BYOL-A normalises by dataset statistics)
+        self.register_buffer("audio_stats", torch.tensor([0.0, 1.0]))
+
+    def _encoder(self, m: str) -> nn.Module:
+        c = self.config
+        if m == "a":
+            if c.audio_encoder:
+                return load_byol_a(c.audio_encoder)
+            return ByolAudioEncoder(c.n_mels, c.audio_dim, c.audio_channels)
+        if m == "v":
+            return TransformersVideoEncoder(c.video_encoder) if c.video_encoder else FrameCNN(c.frame_channels)
+        return TextLSTM(c.text_dim, c.lstm_hidden)
+
+    def project(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Encode and project every modality: {m: (B, dim)}."""
+        out = {}
+        for m in self.config.modalities:
+            if m == "a":
+                mean, std = self.audio_stats[0], self.audio_stats[1]
+                feat = self.encoders[m]((batch["audio"] - mean) / std)
+            elif m == "v":
+                feat = self.encoders[m](batch["frames"])
+            else:
+                feat = self.encoders[m](batch["text"], batch["text_mask"])
+            out[m] = self.projections[m](feat)
+        return out
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits (B, 2) and the projected features."""
+        z = self.project(batch)
+        fused = self.fusion([z[m] for m in self.config.modalities])
+        return self.classifier(fused), z
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent (SimCLR, Chen et al. 2020): the same clip's two views attract, all other 2B - 2 views repel."""
+    z = F.normalize(torch.cat([a, b]), dim=-1)  # (2B, D)
+    sim = z @ z.t() / temperature
+    n = a.shape[0]
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def funnynet_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy + lambda x sum over modality pairs of NT-Xent (FunnyNet-W, Eq. 3)."""
+    logits, z = model(batch)
+    ce = F.cross_entropy(logits, batch["label"])
+    core = model.module if hasattr(model, "module") else model
+    cfg = core.config
+    pairs = list(combinations(cfg.modalities, 2))
+    contrast = sum((nt_xent(z[p], z[q], cfg.temperature) for p, q in pairs), torch.zeros((), device=logits.device))
+    loss = ce + cfg.nt_xent_weight * contrast
+    acc = (logits.argmax(-1) == batch["label"]).float().mean()
+    return loss, {"ce": float(ce.detach()), "acc": float(acc)}

@@ -1,0 +1,82 @@
+"""FunnyNet-W's unsupervised laughter detector: channel trick, energy events, clustering, merging."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from storylab.errors import StorylabError
+from storylab.humor.evaluation import event_scores, time_scores
+from storylab.humor.laughter import (LaughterConfig, energy_events, frame_energy_db, laughter_channel,
+                                     laughter_events, merge_intervals, music_cluster_mask)
+from storylab.humor.media import AudioTrack
+
+SR = 16_000
+
+
+def test_channel_trick_cancels_dialogue_and_keeps_laughter(stereo_scene):
+    audio, truth = stereo_scene
+    signal, described, warning = laughter_channel(AudioTrack(audio, SR, "stereo"))
+    assert described == "L - R" and warning is None
+    inside = np.concatenate([signal[int(s * SR):int(e * SR)] for s, e in truth])
+    outside = signal[int(0.2 * SR):int(1.8 * SR)]
+    assert np.abs(outside).max() < 1e-6  # equal dialogue cancels exactly
+    assert inside.std() > 0.05
+
+
+def test_detector_finds_the_laughs(stereo_scene):
+    audio, truth = stereo_scene
+    result = laughter_events(["scene.wav"], LaughterConfig(clusters=1), tracks=[AudioTrack(audio, SR, "stereo")])[0]
+    assert len(result.laughter) == 2
+    for (s, e), (ts, te) in zip(result.laughter, truth):  # padded by 0.6 s on both sides
+        assert abs(s - (ts - 0.6)) < 0.1 and abs(e - (te + 0.6)) < 0.15
+    assert event_scores(result.laughter, truth, 0.5)["f1"] == 1.0
+
+
+def test_mono_falls_back_with_a_warning(stereo_scene):
+    audio, _ = stereo_scene
+    with pytest.warns(UserWarning, match="mono audio: no L - R"):
+        laughter_events(["m.wav"], LaughterConfig(clusters=1), tracks=[AudioTrack(audio[:1], SR, "mono")])
+
+
+def test_surround_uses_the_chosen_channel():
+    six = np.zeros((6, SR), np.float32)
+    six[4] = 1.0
+    signal, described, _ = laughter_channel(AudioTrack(six, SR, "5.1"))
+    assert described.startswith("channel 4") and signal.mean() == 1.0
+    signal, _, _ = laughter_channel(AudioTrack(six, SR, "5.1"), LaughterConfig(channel="2"))
+    assert signal.mean() == 0.0
+    with pytest.raises(StorylabError, match="channel 9 does not exist"):
+        laughter_channel(AudioTrack(six, SR, "5.1"), LaughterConfig(channel="9"))
+
+
+def test_energy_events_duration_limits_and_inner_silence():
+    hop = 0.01
+    energy = np.full(3000, -80.0, np.float32)
+    energy[100:150] = -10  # 0.5 s: too short
+    energy[300:400] = -10  # 1 s with a 0.05 s gap below: one event
+    energy[340:345] = -80
+    energy[600:700] = -10  # two parts split by a 0.3 s gap: two events
+    energy[730:830] = -10
+    energy[1000:2300] = -10  # 13 s: longer than 11 s, discarded
+    events = energy_events(energy, -40.0, LaughterConfig(hop=hop))
+    assert np.allclose(events, [(3.0, 4.0), (6.0, 7.0), (7.3, 8.3)])
+
+
+def test_merge_and_smallest_cluster_dropped():
+    assert merge_intervals([(5, 7), (1, 2), (1.5, 3), (7, 8)]) == [(1.0, 3.0), (5.0, 8.0)]
+    rng = np.random.default_rng(0)
+    emb = np.concatenate([rng.normal(0, 0.1, (10, 4)), rng.normal(5, 0.1, (8, 4)), rng.normal(-5, 0.1, (3, 4))])
+    keep = music_cluster_mask(emb, 3, seed=0)
+    assert keep[:18].all() and not keep[18:].any()
+
+
+def test_silence_means_no_laughter_and_a_note():
+    quiet = np.zeros((2, 5 * SR), np.float32)
+    result = laughter_events(["q.wav"], tracks=[AudioTrack(quiet, SR, "stereo")])[0]
+    assert result.laughter == [] and "no laughter found" in result.notes
+
+
+def test_time_level_scores():
+    s = time_scores([(0.0, 1.0)], [(0.5, 1.5)], duration=2.0)
+    assert s["accuracy"] == pytest.approx(0.5, abs=0.01) and s["precision"] == pytest.approx(0.5, abs=0.01)
