@@ -74,7 +74,8 @@ def random_shift(images: torch.Tensor, max_shift: int, background: float = -1.0,
     return crops.permute(0, 3, 1, 2).contiguous()
 
 
-def train_feature_net(config: FeatureTrainingConfig, command: str | None = None) -> tuple[SmallImageClassifier, dict[str, float]]:
+def train_feature_net(config: FeatureTrainingConfig,
+                      command: str | None = None) -> tuple[SmallImageClassifier, dict[str, float]]:
     """Train the digit feature network on the train split; save EMA weights to ``config.out``.
 
     Returns the trained (EMA) network in eval mode and ``{"train_accuracy", "test_accuracy"}``; both

@@ -18,8 +18,8 @@ from storylab.metrics.diversity import mean_pairwise_distance, vendi_score
 from storylab.metrics.frechet import frechet_distance
 from storylab.metrics.manifold import density_coverage, knn_radii, precision_recall
 
-__all__ = ["density_coverage", "distribution_report", "frechet_distance", "knn_radii", "mean_pairwise_distance",
-           "precision_recall", "real_floor", "vendi_score"]
+__all__ = ["density_coverage", "distribution_report", "draw_rows", "frechet_distance", "knn_radii",
+           "mean_pairwise_distance", "precision_recall", "real_floor", "vendi_score"]
 
 
 def distribution_report(real: Any, fake: Any, k_pr: int = 3, k_dc: int = 5) -> dict[str, float]:
@@ -52,8 +52,8 @@ def real_floor(real_a: Any, real_b: Any, n: int, seed: int = 0, replace: bool | 
     """FID between ``n`` rows of ``real_a`` and ``n`` rows of ``real_b`` (mean over ``repeats`` draws).
 
     Use it beside a model's FID at sample size ``n``: two independent real sets already differ by
-    this much (e.g. the train and test splits of the digits). Rows are drawn without replacement
-    when both sets have at least ``n`` rows, otherwise with replacement (``replace`` forces either;
+    this much (e.g. the train and test splits of the digits). By default each set is drawn from
+    without replacement, and only a set with fewer than ``n`` rows with replacement (``replace`` forces either;
     duplicated rows raise the finite-sample bias, so a floor drawn with replacement is markedly higher:
     about 2x on the digits at n = 360). The floor varies from draw to draw; average ``repeats`` draws.
     When ``n`` equals a set's size without replacement, that whole set is used.

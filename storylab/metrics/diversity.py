@@ -12,7 +12,7 @@ from storylab.metrics._arrays import as_features
 
 
 def vendi_score(feats: Any) -> float:
-    """Vendi score ``exp(-sum_i l_i log l_i)``, l_i the eigenvalues of ``K / n`` (Friedman & Dieng 2023, TMLR, Def. of the Vendi score).
+    """Vendi score ``exp(-sum_i l_i log l_i)``, l_i the eigenvalues of ``K / n`` (Friedman & Dieng 2023, TMLR).
 
     K is the cosine-similarity kernel ``K_ij = <x_i, x_j> / (|x_i| |x_j|)`` of the ``(n, D)`` features,
     so the score is the "effective number of distinct samples": 1 for n identical samples, n for n

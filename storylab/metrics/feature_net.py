@@ -147,6 +147,7 @@ def load_feature_net(path: str | os.PathLike) -> SmallImageClassifier:
         net = SmallImageClassifier(FeatureNetConfig(**ckpt.config))
         net.load_state_dict(ckpt.state_dict)
     except (TypeError, RuntimeError) as exc:
-        raise StorylabError(f"feature net checkpoint {path} does not match the network: {str(exc).splitlines()[0]}") from exc
+        reason = str(exc).splitlines()[0]
+        raise StorylabError(f"feature net checkpoint {path} does not match the network: {reason}") from exc
     net.extra = ckpt.extra  # type: ignore[attr-defined]  # training facts (command, seed, accuracy)
     return net.eval()

@@ -28,7 +28,7 @@ class _GivenFeatures(nn.Module):
 
 
 def frechet_distance(real_feats: Any, fake_feats: Any) -> float:
-    """Fréchet distance ``||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^{1/2})`` (Heusel et al. 2017, the FID formula).
+    """Fréchet distance ``||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^{1/2})`` (FID, Heusel et al. 2017).
 
     ``real_feats`` ``(N, D)`` and ``fake_feats`` ``(M, D)`` are feature vectors (tensors or arrays),
     N, M >= 2. The means, unbiased covariances and the trace of the matrix square root are computed

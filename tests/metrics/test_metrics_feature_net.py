@@ -7,8 +7,8 @@ import torch
 from storylab.errors import StorylabError
 from storylab.images.digits import load_digits_split
 from storylab.images.feature_training import load_digit_feature_net, random_shift
-from storylab.metrics import (FeatureNetConfig, SmallImageClassifier, adherence, density_coverage, extract_features, frechet_distance,
-                              load_feature_net, precision_recall, save_feature_net)
+from storylab.metrics import (FeatureNetConfig, SmallImageClassifier, adherence, density_coverage, extract_features,
+                              frechet_distance, load_feature_net, precision_recall, save_feature_net)
 from storylab.training import save_checkpoint
 
 
