@@ -63,3 +63,26 @@ def test_hf_backend_bad_inputs(tmp_path, tiny_lm):
         backend.chat("s", "t", [torch.zeros(2, 2, 3).numpy()])
     with pytest.raises(StorylabError, match="unknown backend 'gpt'"):
         make_backend("gpt")
+
+
+def test_hf_backend_runs_a_llama_with_a_chat_template(tiny_set, tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from storylab.text_encoder import bundled_minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_minilm_path(), local_files_only=True)
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<assistant>{% endif %}")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                         eos_token_id=tokenizer.sep_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    tokenizer.save_pretrained(tmp_path / "llama")
+    backend = make_backend(f"hf:{tmp_path / 'llama'}", max_tokens=3)
+    assert backend.render("sys", "hi") == "<system> sys\n<user> hi\n<assistant>"
+    cfg = EvalConfig(questions=tiny_set["questions"], subtitles=tiny_set["subtitles"], out=tmp_path / "run",
+                     backend=f"hf:{tmp_path / 'llama'}", mode="L", max_tokens=3, progress=False, limit=2)
+    first = run_eval(cfg, backend)
+    assert first["n"] == 2 and first["accuracy"] + first["unparsed"] / 2 <= 1.0

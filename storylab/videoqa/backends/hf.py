@@ -77,7 +77,9 @@ class HFBackend:
         key = request_key("hf", str(self.path.resolve()), prompt, max_new)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             return Reply(hit, cached=True)
-        batch = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        # only ids and mask: BERT-style tokenizers add token_type_ids that decoder-only models reject
+        batch = {k: encoded[k].to(self.device) for k in ("input_ids", "attention_mask") if k in encoded}
         length = batch["input_ids"].shape[1]
         if self.context_length is not None and length + max_new > self.context_length:
             raise StorylabError(f"backend {self.spec}: prompt of {length} tokens plus {max_new} new tokens exceeds "
