@@ -102,7 +102,7 @@ class Clatr(nn.Module):
         target = torch.arange(len(x))
         nce = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
         total = rec + self.cfg.kl_weight * kl + self.cfg.nce_weight * nce
-        return total, {"rec": float(rec), "kl": float(kl), "nce": float(nce)}
+        return total, {"rec": float(rec.detach()), "kl": float(kl.detach()), "nce": float(nce.detach())}
 
 
 def save_clatr(path: str | os.PathLike, model: Clatr, extra: dict | None = None) -> Path:
