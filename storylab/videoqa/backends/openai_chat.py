@@ -10,6 +10,7 @@ library's HTTP client, so storylab needs no extra dependency for it.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -123,8 +124,8 @@ class OpenAIChatBackend:
             raise _Transient(f"cannot reach {self.base_url}: {reason}") from None
         except (TimeoutError, socket.timeout):
             raise _Transient(f"no reply within {self.timeout:g} s") from None
-        except (ConnectionError, OSError) as exc:
-            raise _Transient(f"connection to {self.base_url} failed: {exc}") from None
+        except (ConnectionError, OSError, http.client.HTTPException) as exc:
+            raise _Transient(f"connection to {self.base_url} failed: {type(exc).__name__} {exc}".rstrip()) from None
         return _reply_text(raw)
 
 
