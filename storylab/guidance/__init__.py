@@ -1,9 +1,28 @@
-"""Foundation: guidance rules (CFG, negative, classifier, CFG++, APG, rescale) and weight schedules w(t)."""
+"""Foundation: guidance rules (CFG, negative, classifier, CFG++, APG, rescale) and weight schedules w(t).
 
-from storylab.guidance.guided import Guided, concat_conditions
-from storylab.guidance.rules import APG, CFG, RULES, CFGPlusPlus, ClassifierGuidance, GuidanceRule, NoGuidance, make_rule
-from storylab.guidance.schedules import SHAPES, SPEC_HELP, WeightSchedule, check_scale, parse_schedule, sampling_progress
+Names are loaded lazily (PEP 562) so that the CLI can read :data:`SPEC_HELP` and :data:`RULES`
+without importing torch.
+"""
 
-__all__ = ["APG", "CFG", "CFGPlusPlus", "ClassifierGuidance", "Guided", "GuidanceRule", "NoGuidance", "RULES", "SHAPES",
-           "SPEC_HELP", "WeightSchedule", "check_scale", "concat_conditions", "make_rule", "parse_schedule",
-           "sampling_progress"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from storylab.guidance.names import RULES, SPEC_HELP
+
+_LAZY = {
+    "Guided": "guided", "concat_conditions": "guided",
+    "APG": "rules", "CFG": "rules", "CFGPlusPlus": "rules", "ClassifierGuidance": "rules", "GuidanceRule": "rules",
+    "NoGuidance": "rules", "make_rule": "rules",
+    "SHAPES": "schedules", "WeightSchedule": "schedules", "check_scale": "schedules", "parse_schedule": "schedules",
+    "sampling_progress": "schedules",
+}
+
+__all__ = ["RULES", "SPEC_HELP", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"storylab.guidance.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'storylab.guidance' has no attribute '{name}'")

@@ -7,7 +7,7 @@ import json
 import typer
 
 from storylab.cli_groups import guidance_app
-from storylab.guidance.schedules import SPEC_HELP
+from storylab.guidance.names import SPEC_HELP
 
 
 @guidance_app.command("weights")

@@ -25,8 +25,8 @@ import torch
 
 from storylab.diffusion.contract import Prediction, StepContext
 from storylab.errors import StorylabError
+from storylab.guidance.names import RULES
 
-RULES = ("none", "cfg", "negative", "classifier", "cfg++", "apg")
 
 
 def _per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

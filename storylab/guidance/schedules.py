@@ -31,6 +31,7 @@ from typing import Callable
 import torch
 
 from storylab.errors import StorylabError
+from storylab.guidance.names import SPEC_HELP
 
 SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "constant": lambda p: torch.ones_like(p),
@@ -43,8 +44,6 @@ SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 ALIASES = {"v": "v-shape", "vshape": "v-shape", "lambda": "lambda-shape", "Λ-shape": "lambda-shape",
            "Λ": "lambda-shape", "lambdashape": "lambda-shape", "static": "constant"}
-SPEC_HELP = ("constant, linear, invlinear, cosine, sine, v-shape, lambda-shape, clamp:<shape>:c=<floor>, "
-             "pcs:s=<exponent>, interval:start=<a>,stop=<b>")
 
 
 def sampling_progress(num_steps: int) -> torch.Tensor:

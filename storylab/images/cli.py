@@ -10,8 +10,8 @@ import typer
 
 from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
-from storylab.guidance.rules import RULES
-from storylab.guidance.schedules import SPEC_HELP
+from storylab.guidance.names import RULES
+from storylab.guidance.names import SPEC_HELP
 from storylab.images.assets import CLASSIFIER, DENOISER
 
 
