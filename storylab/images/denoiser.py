@@ -141,12 +141,15 @@ def guidance_conditions(model: DigitDiffusion, labels: torch.Tensor, negative: t
 def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRule | str = "cfg", scale: float = 3.0,
                   schedule: str | None = "constant", sampler: str = "ddim", steps: int = 50, seed: int = 0,
                   negative: torch.Tensor | None = None, eta: float = 0.0, denoiser: Callable | None = None,
-                  conditions: dict[str, Any] | None = None, return_model: bool = False) -> Any:
+                  conditions: dict[str, Any] | None = None, return_model: bool = False,
+                  on_step: Callable[[Any], None] | None = None) -> Any:
     """Sample digits of the given ``labels`` ``(B,)``; returns images ``(B, 1, 8, 8)`` in [-1, 1].
 
     ``rule`` is a :class:`GuidanceRule` or a name (none, cfg, negative, cfg++, apg; classifier
     guidance needs a rule object carrying its classifier). ``denoiser`` and ``conditions`` let a
-    wrapper (ControlNet) replace the network and the per-branch conditions.
+    wrapper (ControlNet) replace the network and the per-branch conditions; ``on_step(ctx)`` is
+    called with every :class:`StepContext` before the guided model sees it (ControlNet's start/end
+    windows read ``ctx.step`` there, since the guided model hands the denoiser only x, t and cond).
     """
     rule = make_rule(rule) if isinstance(rule, str) else rule
     generator = torch.Generator().manual_seed(seed)
@@ -155,19 +158,31 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
     conds = conditions or guidance_conditions(model, labels, negative)
     guided = Guided(denoiser or model.denoiser, conds["cond"], rule=rule, scale=scale, schedule=schedule,
                     uncond=conds.get("uncond"), negative=conds.get("negative"), prediction=model.config.prediction)
+    model_fn = guided if on_step is None else _Observed(guided, on_step)
     if sampler == "ddim":
-        out = ddim_sample(guided, x, model.alpha_bar, steps, eta=eta, clip_x0=1.0, generator=generator)
+        out = ddim_sample(model_fn, x, model.alpha_bar, steps, eta=eta, clip_x0=1.0, generator=generator)
     elif sampler == "ddpm":
-        out = ddpm_sample(guided, x, model.alpha_bar, steps, clip_x0=1.0, generator=generator)
+        out = ddpm_sample(model_fn, x, model.alpha_bar, steps, clip_x0=1.0, generator=generator)
     elif sampler == "edm-heun":
-        out = _vp_heun(guided, x, model, steps)
+        out = _vp_heun(model_fn, x, model, steps)
     else:
         raise StorylabError(f"unknown sampler '{sampler}' (ddpm, ddim or edm-heun)")
     out = out.clamp(-1, 1)
     return (out, guided) if return_model else out
 
 
-def _vp_heun(guided: Guided, x: torch.Tensor, model: DigitDiffusion, steps: int) -> torch.Tensor:
+class _Observed:
+    """A guided model that reports each step context to ``on_step`` first."""
+
+    def __init__(self, guided: Guided, on_step: Callable[[Any], None]) -> None:
+        self.guided, self.on_step = guided, on_step
+
+    def __call__(self, ctx):
+        self.on_step(ctx)
+        return self.guided(ctx)
+
+
+def _vp_heun(guided: Callable, x: torch.Tensor, model: DigitDiffusion, steps: int) -> torch.Tensor:
     """EDM Heun on the VP model: sample in sigma space x_sigma = x_t / sqrt(ab) (Karras et al. 2022, sec. 3).
 
     The VP network is queried at the timestep whose sigma_t = sqrt((1 - ab) / ab) is nearest.
