@@ -1,7 +1,5 @@
 """Weight schedules: conventions, shapes by their graphs, mean normalisation, parsing errors."""
 
-import subprocess
-import sys
 import json
 
 import pytest
@@ -9,6 +7,7 @@ import torch
 
 from storylab.errors import StorylabError
 from storylab.guidance import parse_schedule
+from tests.cli_runner import run_cli
 
 SHAPES = ["constant", "linear", "invlinear", "cosine", "sine", "v-shape", "lambda-shape", "pcs:s=0.5", "pcs:s=2"]
 
@@ -86,7 +85,7 @@ def test_negative_scale_is_rejected():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "storylab.cli", *args], capture_output=True, text=True)
+    return run_cli(*args)
 
 
 def test_guidance_weights_cli_prints_json_in_sampling_order():

@@ -1,7 +1,5 @@
 """Digit denoiser: data split, UNet shapes, tiny training, sampling with every rule, CLI bad input."""
 
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from storylab.images.digits import load_digits_split
 from storylab.images.noisy_classifier import ClassifierConfig, NoisyDigitClassifier, load_classifier, save_classifier
 from storylab.images.unet import DigitUNet, UNetConfig
 from storylab.training import TrainConfig, save_checkpoint
+from tests.cli_runner import run_cli
 
 TINY = UNetConfig(channels=8, emb_dim=16, groups=4)
 
@@ -103,7 +102,7 @@ def test_checkpoint_kind_and_class_count_are_checked(tmp_path, tiny_model):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "storylab.cli", *args], capture_output=True, text=True)
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="module")
