@@ -29,6 +29,11 @@ def frustum_lines(pose: np.ndarray, size: float = 0.25) -> list[np.ndarray]:
     return lines
 
 
+def _frustum_size(kitti_poses: np.ndarray, char: np.ndarray | None) -> float:
+    pts = np.concatenate([kitti_poses[:, :3, 3]] + ([char] if char is not None else []))
+    return float(max(0.15, 0.06 * (pts.max(0) - pts.min(0)).max()))
+
+
 def _setup_axes(ax, kitti_poses: np.ndarray, char: np.ndarray | None) -> None:
     pts = [kitti_poses[:, :3, 3]] + ([char] if char is not None else [])
     allp = _plot_coords(np.concatenate(pts))
@@ -53,9 +58,10 @@ def render_png(path: str | os.PathLike, kitti_poses: np.ndarray, char: np.ndarra
     cam = _plot_coords(kitti_poses[:, :3, 3])
     ax.plot(*cam.T, color="tab:blue", lw=2, label="camera")
     idx = np.linspace(0, len(kitti_poses) - 1, n_frustums).round().astype(int)
+    size = _frustum_size(kitti_poses, char)
     colours = plt.cm.viridis(np.linspace(0, 1, len(idx)))
     for i, colour in zip(idx, colours):
-        for line in frustum_lines(kitti_poses[i]):
+        for line in frustum_lines(kitti_poses[i], size):
             ax.plot(*_plot_coords(line).T, color=colour, lw=1)
     if char is not None:
         ch = _plot_coords(char)
@@ -90,7 +96,8 @@ def render_gif(path: str | os.PathLike, kitti_poses: np.ndarray, char: np.ndarra
         ax.set_title(title if len(title) < 60 else title[:57] + "...", fontsize=8)
     cam = _plot_coords(kitti_poses[:, :3, 3])
     trail, = ax.plot([], [], [], color="tab:blue", lw=2)
-    frustum = [ax.plot([], [], [], color="tab:blue", lw=1)[0] for _ in frustum_lines(kitti_poses[0])]
+    size = _frustum_size(kitti_poses, char)
+    frustum = [ax.plot([], [], [], color="tab:blue", lw=1)[0] for _ in frustum_lines(kitti_poses[0], size)]
     if char is not None:
         ch = _plot_coords(char)
         char_trail, = ax.plot([], [], [], color="tab:red", lw=2)
@@ -99,7 +106,7 @@ def render_gif(path: str | os.PathLike, kitti_poses: np.ndarray, char: np.ndarra
 
     def update(t: int):
         trail.set_data_3d(*cam[:t + 1].T)
-        for artist, line in zip(frustum, frustum_lines(kitti_poses[t])):
+        for artist, line in zip(frustum, frustum_lines(kitti_poses[t], size)):
             artist.set_data_3d(*_plot_coords(line).T)
         if char is not None:
             char_trail.set_data_3d(*ch[:t + 1].T)
