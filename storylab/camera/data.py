@@ -115,8 +115,11 @@ def attach_text(data: DirectorData, encoder, root: str | os.PathLike | None, tok
     else:
         enc = encode_captions(encoder, data.captions, tokens, progress=progress)
         if cache is not None:
-            with atomic_path(cache) as tmp:
-                save_file({k: v.contiguous() for k, v in enc.items()}, str(tmp))
+            try:
+                with atomic_path(cache) as tmp:
+                    save_file({k: v.contiguous() for k, v in enc.items()}, str(tmp))
+            except OSError:  # a read-only data folder: work without the cache
+                pass
     data.text = enc["text"]
     data.text_tokens = enc.get("text_tokens")
     data.text_mask = enc.get("text_mask")
