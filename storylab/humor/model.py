@@ -54,6 +54,7 @@ class FunnyNetConfig:
     audio_encoder: str | None = None   # BYOL-A checkpoint path (frozen); None = trained BYOL-A-design CNN
     audio_channels: int = 16           # trained CNN width (BYOL-A: 64)
     audio_dim: int = 512               # trained CNN output (BYOL-A: 2048)
+    audio_pool: int = 4                # trained CNN: average log-mel frames in time by this factor (1 = BYOL-A's 10 ms)
     video_encoder: str | None = None   # local transformers video model folder (e.g. VideoMAE); None = frame CNN
     frames: int = 16                   # frames per clip (paper: 16)
     frame_size: int = 64               # frame CNN input size (VideoMAE uses its own image_size)
@@ -61,7 +62,7 @@ class FunnyNetConfig:
     text_encoder: str | None = None    # local transformers text folder; None = bundled all-MiniLM-L6-v2
     text_tokens: int = 64              # token states per clip (paper: 64)
     text_dim: int = 384                # width of the text encoder's token states
-    lstm_hidden: int = 256
+    lstm_hidden: int = 128
     nt_xent_weight: float = 0.03       # lambda (paper: 0.03)
     temperature: float = 0.5           # NT-Xent temperature (paper: 0.5)
     extra: dict = field(default_factory=dict)
@@ -145,7 +146,10 @@ class FunnyNet(nn.Module):
         for m in self.config.modalities:
             if m == "a":
                 mean, std = self.audio_stats[0], self.audio_stats[1]
-                feat = self.encoders[m]((batch["audio"] - mean) / std)
+                mel = (batch["audio"] - mean) / std  # (B, n_mels, T)
+                if self.config.audio_pool > 1 and not self.config.audio_encoder:
+                    mel = F.avg_pool1d(mel, self.config.audio_pool, ceil_mode=True)  # (B, n_mels, T / pool)
+                feat = self.encoders[m](mel)
             elif m == "v":
                 feat = self.encoders[m](batch["frames"])
             else:

@@ -48,7 +48,38 @@ def tiny_sitcom(tmp_path_factory):
     return out, episodes
 
 
+class CliResult:
+    """What a command run in-process left: exit code, stdout, stderr."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_cli_inprocess(*args: str) -> CliResult:
+    """Run a ``storylab`` command in this process, mapping errors exactly as ``storylab.cli.main`` does."""
+    from typer.testing import CliRunner
+
+    from storylab.cli import app
+    from storylab.errors import StorylabError
+
+    result = CliRunner().invoke(app, list(args))
+    stderr = result.stderr
+    code = result.exit_code
+    if isinstance(result.exception, StorylabError):
+        stderr += f"error: {result.exception}\n"
+        code = result.exception.exit_code
+    elif result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(code, result.stdout, stderr)
+
+
 @pytest.fixture
 def cli():
-    """The ``run_cli`` helper as a fixture (test modules never import conftest)."""
+    """Run a command in-process (fast); ``cli_subprocess`` runs the real console entry point."""
+    return run_cli_inprocess
+
+
+@pytest.fixture
+def cli_subprocess():
+    """Run ``python -m storylab.cli`` in a subprocess, as a user would."""
     return run_cli
