@@ -121,7 +121,7 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
                       sampler: str = typer.Option("ddim", "--sampler", help="Sampler: ddpm, ddim or edm-heun."),
                       steps: int = typer.Option(50, "--steps", help="Sampling steps."),
                       seed: int = typer.Option(0, "--seed", help="Random seed."),
-                      classes: str = typer.Option("all", "--classes", help="Classes to draw: 'all' or e.g. '3,5'."),
+                      classes: str = typer.Option("all", "--classes", help="Classes to draw: 'all', e.g. '3,5', or 'none' (no class; with --control)."),
                       per_class: int = typer.Option(10, "--per-class", help="Samples per class (one grid row each)."),
                       negative_class: int = typer.Option(-1, "--negative-class", help="Class to steer away from (with --guidance negative)."),
                       rescale: float = typer.Option(0.0, "--rescale", help="Guidance rescale phi (Lin et al.), 0 = off."),
@@ -130,8 +130,10 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
                       apg_eta: float = typer.Option(0.0, "--apg-eta", help="APG: weight of the parallel component."),
                       apg_norm: float = typer.Option(0.0, "--apg-norm", help="APG: norm threshold r (0 = off)."),
                       apg_momentum: float = typer.Option(0.0, "--apg-momentum", help="APG: momentum beta."),
+                      control: list[str] = typer.Option(None, "--control", help="ControlNet: KIND=PATH[:scale[:start:end]] (repeatable; KIND a condition kind or a ControlNet .safetensors; PATH a condition map from `storylab control extract`)."),
+                      control_uncond: bool = typer.Option(False, "--control-uncond/--no-control-uncond", help="Also control CFG's unconditional branch."),
                       ) -> None:
-    """Draw a grid of digits (one row per class) with any guidance rule, schedule and sampler."""
+    """Draw a grid of digits (one row per class) with any guidance rule, schedule, sampler and ControlNets."""
     import torch
 
     from storylab.images.denoiser import load_digit_model, sample_digits
@@ -141,7 +143,7 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
     if out.suffix.lower() != ".png":
         raise StorylabError(f"--out must be a .png file, got {out}")
     model = load_digit_model(checkpoint)
-    wanted = parse_classes(classes, model.num_classes)
+    wanted = [model.null_class] if classes.strip().lower() == "none" else parse_classes(classes, model.num_classes)
     labels = torch.tensor([c for c in wanted for _ in range(per_class)])
     negative = None
     if guidance == "negative":
@@ -149,7 +151,15 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
             raise StorylabError("--guidance negative needs --negative-class between 0 and 9")
         negative = torch.full_like(labels, negative_class)
     rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum)
-    images = sample_digits(model, labels, rule, scale, schedule, sampler, steps, seed, negative=negative, eta=eta)
+    hooks = {}
+    if control:
+        from storylab.images.control_cli import load_controls, parse_control
+        from storylab.images.controlnet import ControlledDenoiser
+
+        controlled = ControlledDenoiser(model, load_controls([parse_control(c) for c in control], model))
+        hooks = {"denoiser": controlled, "on_step": controlled.observe,
+                 "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)}
+    images = sample_digits(model, labels, rule, scale, schedule, sampler, steps, seed, negative=negative, eta=eta, **hooks)
     save_grid(images, out, nrow=per_class)
     print(f"wrote {out}  ({len(labels)} samples, {guidance} scale {scale} schedule {schedule}, {sampler} {steps} steps)")
 

@@ -52,11 +52,11 @@ class ControlNetConfig:
     """Shape and training options of a digit ControlNet (saved inside its checkpoint).
 
     ``hint_channels`` are the hint encoder's widths; each step after the first halves the
-    resolution, so (16, 32, 64) maps a 32x32 condition to 8x8 (the paper: 16-32-96-256, 512 -> 64).
+    resolution, so (8, 16, 32) maps a 32x32 condition to 8x8 (the paper: 16-32-96-256, 512 -> 64).
     """
 
     kind: str = "canny"
-    hint_channels: tuple[int, ...] = (16, 32, 64)
+    hint_channels: tuple[int, ...] = (8, 16, 32)
     cond_channels: int = 1
     mid_only: bool = False
     unlock_decoder: bool = False
