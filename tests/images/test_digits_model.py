@@ -146,3 +146,22 @@ def test_foreign_checkpoint_is_rejected_by_the_cli(tmp_path):
     foreign = save_checkpoint(tmp_path / "f.safetensors", {"w": torch.zeros(2)}, "camera-director", {})
     res = _cli("sample", "digits", "--checkpoint", str(foreign), "--out", str(tmp_path / "g.png"))
     assert res.returncode == 2 and "is a 'camera-director' checkpoint" in res.stderr
+
+
+def test_train_digits_cli_resumes_a_killed_run(tmp_path):
+    out = tmp_path / "d.safetensors"
+    first = _cli("train", "digits", "--out", str(out), "--steps", "4", "--channels", "8", "--batch-size", "16",
+                 "--no-progress")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "d.state.pt").exists()
+    second = _cli("train", "digits", "--out", str(out), "--steps", "6", "--channels", "8", "--batch-size", "16",
+                  "--no-progress")
+    assert second.returncode == 0, second.stderr
+    assert "resuming train digits from step 4" in second.stdout
+    assert load_digit_model(out).config.unet.channels == 8
+
+
+def test_train_digits_cli_rejects_bad_settings(tmp_path):
+    res = _cli("train", "digits", "--out", str(tmp_path / "d.safetensors"), "--prediction", "score")
+    assert res.returncode == 2 and "unknown --prediction 'score'" in res.stderr
+    assert list(tmp_path.iterdir()) == []
