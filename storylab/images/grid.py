@@ -11,13 +11,13 @@ from PIL import Image
 from storylab.io import atomic_path
 
 
-def grid_array(images: torch.Tensor, nrow: int, pad: int = 1, upscale: int = 8) -> np.ndarray:
+def grid_array(images: torch.Tensor, nrow: int, pad: int = 2, upscale: int = 8) -> np.ndarray:
     """Tile ``(N, 1, H, W)`` images in [-1, 1] into one uint8 array with ``nrow`` images per row."""
     images = ((images.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()
     n, h, w = images.shape
     ncol = nrow
     rows = (n + ncol - 1) // ncol
-    big = np.full((rows * (h * upscale + pad) + pad, ncol * (w * upscale + pad) + pad), 64, dtype=np.uint8)
+    big = np.full((rows * (h * upscale + pad) + pad, ncol * (w * upscale + pad) + pad), 110, dtype=np.uint8)
     for i, img in enumerate(images):
         r, c = divmod(i, ncol)
         tile = np.kron(img, np.ones((upscale, upscale), dtype=np.uint8))
