@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.6, help="C-F1 target (default 0.6)")
     parser.add_argument("--out", default="/tmp/bench_director.safetensors", help="checkpoint path")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--log-every", type=int, default=25, help="steps between stop checks (default 25)")
     args = parser.parse_args()
     import torch
 
@@ -48,12 +49,17 @@ def main() -> None:
     def stop_rule(state) -> None:
         loads.append(os.getloadavg()[0])
         if monitor.reached is not None or time.perf_counter() - monitor.t0 > args.max_minutes * 60:
+            from storylab.camera.training import save_director
+            save_director(args.out, state.ema_model or state.model, {"step": state.step, "command": command,
+                                                                     "seed": 0})
             raise Stop
 
+    command = ("bench/camera_train.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()))
     monitor.t0 = time.perf_counter()
     try:
         train_director(train, DirectorConfig.build(args.config), DirectorTrainConfig(
-            steps=args.steps, batch_size=args.batch_size, checkpoint_every=args.eval_every, progress=False),
+            steps=args.steps, batch_size=args.batch_size, checkpoint_every=args.eval_every, log_every=args.log_every,
+            progress=False),
             args.out, callbacks=[monitor, stop_rule], resume=False)
     except Stop:
         pass
