@@ -64,7 +64,7 @@ _PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress
 @train_app.command("ae")
 def train_ae(dataset: str = _DATASET,
              out: Path = typer.Option(shipped_path("ae"), "--out", help=_OUT),
-             steps: int = typer.Option(2000, "--steps", help="Optimisation steps."),
+             steps: int = typer.Option(1500, "--steps", help="Optimisation steps."),
              batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
              lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay)."),
              latent_dim: int = typer.Option(8, "--latent-dim", help="Code size."),
@@ -95,7 +95,7 @@ def _train_vae_family(conditional: bool, dataset: str, out: Path, steps: int, ba
 @train_app.command("vae")
 def train_vae_cmd(dataset: str = _DATASET,
                   out: Path = typer.Option(shipped_path("vae"), "--out", help=_OUT),
-                  steps: int = typer.Option(3000, "--steps", help="Optimisation steps."),
+                  steps: int = typer.Option(2000, "--steps", help="Optimisation steps."),
                   batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
                   lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay)."),
                   beta: float = typer.Option(1.0, "--beta", help="KL weight (1 = the ELBO; larger shows posterior collapse)."),
@@ -110,7 +110,7 @@ def train_vae_cmd(dataset: str = _DATASET,
 @train_app.command("cvae")
 def train_cvae_cmd(dataset: str = _DATASET,
                    out: Path = typer.Option(shipped_path("cvae"), "--out", help=_OUT),
-                   steps: int = typer.Option(3000, "--steps", help="Optimisation steps."),
+                   steps: int = typer.Option(2000, "--steps", help="Optimisation steps."),
                    batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
                    lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay)."),
                    beta: float = typer.Option(1.0, "--beta", help="KL weight of L_CVAE."),
@@ -125,9 +125,10 @@ def train_cvae_cmd(dataset: str = _DATASET,
 @train_app.command("vqvae")
 def train_vqvae_cmd(dataset: str = _DATASET,
                     out: Path = typer.Option(shipped_path("vqvae"), "--out", help=_OUT),
-                    steps: int = typer.Option(2000, "--steps", help="VQ-VAE optimisation steps."),
-                    prior_steps: int = typer.Option(1500, "--prior-steps", help="Steps of the autoregressive code prior."),
-                    batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
+                    steps: int = typer.Option(1500, "--steps", help="VQ-VAE optimisation steps."),
+                    prior_steps: int = typer.Option(1000, "--prior-steps", help="Steps of the autoregressive code prior."),
+                    batch_size: int = typer.Option(128, "--batch-size", help="Batch size of the VQ-VAE."),
+                    prior_batch_size: int = typer.Option(64, "--prior-batch-size", help="Batch size of the prior."),
                     lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate of the VQ-VAE."),
                     prior_lr: float = typer.Option(1e-3, "--prior-lr", help="Peak AdamW learning rate of the prior."),
                     codebook_size: int = typer.Option(64, "--codebook-size", help="Number of codes K (>= 2)."),
@@ -140,11 +141,12 @@ def train_vqvae_cmd(dataset: str = _DATASET,
     """Train the VQ-VAE (codebook, straight-through, commitment, dead-code restarts), then its code prior."""
     from storylab.images.zoo.vqvae import VQVAEConfig, train_vqvae
 
-    _check_dataset(dataset), _check_batch(batch_size)
+    _check_dataset(dataset), _check_batch(batch_size), _check_batch(prior_batch_size)
     config = VQVAEConfig(codebook_size=codebook_size, code_dim=code_dim, commitment=commitment,
                          restart_after=restart_after, width=width)
     info = train_vqvae(out, config, _train_config(steps, lr, seed, progress, None), batch_size, resume, _extra(seed),
-                       prior_config=_train_config(prior_steps, prior_lr, seed, progress, 0.995))
+                       prior_config=_train_config(prior_steps, prior_lr, seed, progress, 0.995),
+                       prior_batch_size=prior_batch_size)
     _done(out, info, f", codebook usage {info['usage']:.0%}, perplexity {info['perplexity']:.1f}, "
                      f"prior NLL {info['prior_nll']:.3f} nats/code")
 
@@ -182,7 +184,7 @@ def train_gan_cmd(dataset: str = _DATASET,
 def train_ldm_cmd(dataset: str = _DATASET,
                   out: Path = typer.Option(shipped_path("ldm"), "--out", help=_OUT),
                   vae: Path = typer.Option(shipped_path("vae"), "--vae", help="Trained VAE checkpoint whose latents are modelled."),
-                  steps: int = typer.Option(4000, "--steps", help="Optimisation steps."),
+                  steps: int = typer.Option(3000, "--steps", help="Optimisation steps."),
                   batch_size: int = typer.Option(256, "--batch-size", help="Batch size."),
                   lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate (cosine decay)."),
                   width: int = typer.Option(128, "--width", help="Width of the MLP denoiser."),

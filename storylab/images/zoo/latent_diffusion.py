@@ -6,7 +6,10 @@ the latents have unit variance (Stable Diffusion's "scale factor", section 4.3.2
 A small class-conditional MLP denoiser eps_theta(z_t, t, c) is then trained with the foundation's
 :func:`~storylab.diffusion.diffusion_loss` (DDPM's L_simple, Ho et al. 2020, eq. 14) with the label
 dropped to a null class with probability ``p_uncond`` (classifier-free guidance training, Ho &
-Salimans 2022). Sampling runs the foundation's DDIM sampler with a :class:`~storylab.guidance.Guided`
+Salimans 2022). The network predicts v = a eps - s z_0 (Salimans & Ho 2022) rather than eps: the
+cosine schedule ends at alpha-bar_T ~ 2e-9, where x_0 = (z_t - s eps) / a amplifies any eps error by
+1 / a ~ 2e4, and unlike pixels a latent has no range to clip x_0 to (with eps the first DDIM step
+threw latents to |z| ~ 1e3). Sampling runs the foundation's DDIM sampler with a :class:`~storylab.guidance.Guided`
 CFG wrapper on the latent, then decodes with the VAE's decoder.
 
 What it shows: the VAE's samples are blurry *and* off-distribution because the aggregate posterior
@@ -48,7 +51,7 @@ class LDMConfig:
     p_uncond: float = 0.1
     beta_schedule: str = "cosine"
     num_timesteps: int = 1000
-    prediction: str = "eps"
+    prediction: str = "v"
     guidance_scale: float = 1.0
     sample_steps: int = 50
 

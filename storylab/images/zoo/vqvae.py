@@ -230,7 +230,7 @@ def dataset_codes(model: VQVAE, images: torch.Tensor, batch_size: int = 512) -> 
 
 def train_vqvae(out: str | Path, config: VQVAEConfig, train_config: TrainConfig, batch_size: int = 128,
                 resume: bool = True, extra: dict[str, Any] | None = None,
-                prior_config: TrainConfig | None = None) -> dict[str, Any]:
+                prior_config: TrainConfig | None = None, prior_batch_size: int | None = None) -> dict[str, Any]:
     """Stage 1: the VQ-VAE (eq. 3) with the shared loop; stage 2: the code prior on the train codes.
 
     Each stage has its own resume state (``<out>.state.pt``, ``<out>.prior.state.pt``); the
@@ -253,9 +253,10 @@ def train_vqvae(out: str | Path, config: VQVAEConfig, train_config: TrainConfig,
         return trained
 
     # a copy trains, so that saving (which loads the EMA weights into ``trained``) never touches it
-    stage2 = fit(copy.deepcopy(trained.prior), out, prior_tc, batch_size, resume, {**(extra or {}), "usage": info["usage"],
+    prior_batch = prior_batch_size or batch_size
+    stage2 = fit(copy.deepcopy(trained.prior), out, prior_tc, prior_batch, resume, {**(extra or {}), "usage": info["usage"],
                                                                       "perplexity": info["perplexity"]},
-                 loss_fn=lambda prior, batch: prior.nll(batch[0]), loader=tensor_loader((codes,), batch_size, prior_tc.seed),
+                 loss_fn=lambda prior, batch: prior.nll(batch[0]), loader=tensor_loader((codes,), prior_batch, prior_tc.seed),
                  state_path=prior_state, description="train vqvae prior", save_model=with_prior)
     info["prior_seconds"], info["prior_nll"] = stage2["seconds"], stage2["loss"]
     info["seconds"] += stage2["seconds"]
