@@ -26,8 +26,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ByolAudioEncoder(nn.Module):
     """BYOL-A's audio encoder design (Niizumi et al. 2021): conv blocks on log-mel, frame MLP, max + mean over time."""
 
-    def __init__(self, n_mels: int = 64, dim: int = 2048, channels: int = 64, dropout: float = 0.3) -> None:
+    def __init__(self, n_mels: int = 64, dim: int = 2048, channels: int = 64, dropout: float = 0.3,
+                 tail: float = 0.0) -> None:
         super().__init__()
+        self.tail = tail  # > 0: also average the last ``tail`` share of time (where a punchline sits)
         if n_mels % 8:
             raise StorylabError(f"n_mels must be a multiple of 8 for the BYOL-A encoder, got {n_mels}")
         blocks: list[nn.Module] = []
@@ -38,14 +40,18 @@ class ByolAudioEncoder(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.fc = nn.Sequential(nn.Linear(channels * (n_mels // 8), dim), nn.ReLU(), nn.Dropout(dropout),
                                 nn.Linear(dim, dim), nn.ReLU())
-        self.dim = dim
+        self.dim = dim * (2 if tail > 0 else 1)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, n_mels, T) normalised log-mel -> (B, dim)."""
+        """(B, n_mels, T) normalised log-mel -> (B, dim), or (B, 2 dim) with the tail average."""
         x = self.features(mel.unsqueeze(1))  # (B, C, F/8, T/8)
         x = x.permute(0, 3, 1, 2).flatten(2)  # (B, T/8, C * F/8)
         x = self.fc(x)  # (B, T/8, dim)
-        return x.max(dim=1).values + x.mean(dim=1)
+        pooled = x.max(dim=1).values + x.mean(dim=1)  # BYOL-A's pooling
+        if self.tail <= 0:
+            return pooled
+        k = max(1, int(round(self.tail * x.shape[1])))
+        return torch.cat([pooled, x[:, -k:].mean(dim=1)], dim=-1)  # (B, 2 dim)
 
     @torch.no_grad()
     def embed_segments(self, segments: list[np.ndarray]) -> np.ndarray:
@@ -85,23 +91,28 @@ def load_byol_a(path: str | os.PathLike) -> ByolAudioEncoder:
 class FrameCNN(nn.Module):
     """A small per-frame CNN, mean + max pooled over time: FunnyNet-W's visual branch at a CPU size."""
 
-    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128), dim: int = 256) -> None:
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128), dim: int = 256, tail: float = 0.25) -> None:
         super().__init__()
+        self.tail = tail  # > 0: also average the last ``tail`` share of frames
         layers: list[nn.Module] = []
         c_in = 3
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.BatchNorm2d(c), nn.ReLU()]
             c_in = c
         self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, dim), nn.ReLU())
-        self.dim = dim
+        self.dim = dim * (2 if tail > 0 else 1)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) frames in [0, 1] -> (B, dim)."""
+        """(B, T, 3, H, W) frames in [0, 1] -> (B, dim), or (B, 2 dim) with the tail average."""
         b, t = frames.shape[:2]
         mean = frames.new_tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1)
         std = frames.new_tensor(IMAGENET_STD).view(1, 1, 3, 1, 1)
         x = self.net(((frames - mean) / std).flatten(0, 1)).view(b, t, -1)  # (B, T, dim)
-        return x.mean(dim=1) + x.max(dim=1).values
+        pooled = x.mean(dim=1) + x.max(dim=1).values
+        if self.tail <= 0:
+            return pooled
+        k = max(1, int(round(self.tail * t)))
+        return torch.cat([pooled, x[:, -k:].mean(dim=1)], dim=-1)  # (B, 2 dim)
 
 
 class TransformersVideoEncoder(nn.Module):

@@ -54,6 +54,7 @@ class FunnyNetConfig:
     audio_encoder: str | None = None   # BYOL-A checkpoint path (frozen); None = trained BYOL-A-design CNN
     audio_channels: int = 16           # trained CNN width (BYOL-A: 64)
     audio_dim: int = 512               # trained CNN output (BYOL-A: 2048)
+    tail: float = 0.25                 # trained encoders also average the clip's last quarter (the punchline's place)
     audio_pool: int = 4                # trained CNN: average log-mel frames in time by this factor (1 = BYOL-A's 10 ms)
     video_encoder: str | None = None   # local transformers video model folder (e.g. VideoMAE); None = frame CNN
     frames: int = 16                   # frames per clip (paper: 16)
@@ -135,9 +136,9 @@ class FunnyNet(nn.Module):
         if m == "a":
             if c.audio_encoder:
                 return load_byol_a(c.audio_encoder)
-            return ByolAudioEncoder(c.n_mels, c.audio_dim, c.audio_channels)
+            return ByolAudioEncoder(c.n_mels, c.audio_dim, c.audio_channels, tail=c.tail)
         if m == "v":
-            return TransformersVideoEncoder(c.video_encoder) if c.video_encoder else FrameCNN(c.frame_channels)
+            return TransformersVideoEncoder(c.video_encoder) if c.video_encoder else FrameCNN(c.frame_channels, tail=c.tail)
         return TextLSTM(c.text_dim, c.lstm_hidden)
 
     def project(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -102,7 +102,14 @@ def test_videomae_from_a_local_folder(tmp_path):
     assert not any(p.requires_grad for p in model.encoders["v"].parameters())
 
 
-def test_frame_cnn_sees_time():
-    cnn = FrameCNN((4, 8), dim=8).eval()
+def test_tail_pooling_sees_where_in_the_clip():
+    torch.manual_seed(0)
     x = torch.rand(1, 4, 3, 16, 16)
-    assert cnn(x).shape == (1, 8)
+    flipped = x.flip(1)
+    cnn = FrameCNN((4, 8), dim=8, tail=0.25).eval()
+    assert cnn(x).shape == (1, 16) and not torch.allclose(cnn(x), cnn(flipped))
+    plain = FrameCNN((4, 8), dim=8, tail=0.0).eval()  # mean + max only: order-blind
+    assert plain(x).shape == (1, 8) and torch.allclose(plain(x), plain(flipped), atol=1e-6)
+    mel = torch.randn(1, 64, 64)
+    audio = ByolAudioEncoder(64, 16, 4, tail=0.25).eval()
+    assert audio(mel).shape == (1, 32) and not torch.allclose(audio(mel), audio(mel.flip(-1)))
