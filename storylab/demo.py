@@ -25,7 +25,7 @@ DEMO_SCALE = 3.0
 SECTIONS: list[Callable[[Path, int], dict[str, Any]]] = []
 
 
-def guidance_section(out: Path, seed: int, per_class: int = 30, steps: int = 25) -> dict[str, Any]:
+def guidance_section(out: Path, seed: int, per_class: int = 20, steps: int = 20) -> dict[str, Any]:
     """Sample all digits under each demo schedule and score them; write samples.png and weights.png."""
     import torch
 
