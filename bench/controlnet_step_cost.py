@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--base", default=None, help="Base denoiser (default: the shipped one).")
+    parser.add_argument("--controlnet", default=None, help="ControlNet (default: the shipped edges net).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -34,8 +36,8 @@ def main() -> None:
     from storylab.images.controlnet import Control, ControlledDenoiser, load_controlnet
     from storylab.images.denoiser import load_digit_model, sample_digits
 
-    base = load_digit_model(DENOISER)
-    net = load_controlnet(shipped_controlnet("canny"), base)
+    base = load_digit_model(args.base or DENOISER)
+    net = load_controlnet(args.controlnet or shipped_controlnet("canny"), base)
     _, labels, conds = eval_conditions("canny", args.batch, seed=0)
     results = {}
     for rule, scale in (("cfg", 3.0), ("none", 1.0)):

@@ -158,11 +158,12 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
     net, info = train_controlnet(out, base, cfg, progress=progress, resume=resume)
     metric = "F1" if kind in ("canny", "scribble", "mask") else "RMSE"
     plot_convergence({kind: info["fidelity"]}, plot, metric)
-    table = Table(title=f"ControlNet ({kind}) condition fidelity on {cfg.eval_count} held-out conditions, no class")
+    table = Table(title=f"{kind} ControlNet: fidelity, {cfg.eval_count} held-out, no class")
     for h in ("step", metric, "loss"):
         table.add_column(h, justify="right")
     for point in info["fidelity"]:
-        table.add_row(str(point["step"]), f"{point['fidelity']:.3f}", f"{point['loss']:.4f}")
+        loss = "-" if point["step"] == 0 else f"{point['loss']:.4f}"
+        table.add_row(str(point["step"]), f"{point['fidelity']:.3f}", loss)
     _console().print(table)
     print(f"saved {out}  ({info['seconds']:.0f} s; {metric} base {info['base_fidelity']:.3f} -> "
           f"{info['fidelity'][-1]['fidelity']:.3f}); wrote {plot}")

@@ -182,7 +182,7 @@ def plot_convergence(curves: dict[str, list[dict[str, float]]], path: str | Path
         ax.axhline(values[0], color=line.get_color(), linestyle=":", linewidth=1, label=f"{kind}: base model (step 0)")
     ax.set_xlabel("training step")
     ax.set_ylabel(f"condition fidelity ({metric})")
-    ax.set_title("Condition fidelity during ControlNet training (held-out conditions, no class)")
+    ax.set_title("ControlNet training: condition fidelity on held-out conditions (no class)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
