@@ -60,10 +60,10 @@ def evaluate_configs(nets: dict[str, Director], test, clatr: Clatr, cfg: Samplin
     results = []
     for arch, net in nets.items():
         fake = generate_split(net, test, cfg, seed=seed, progress=progress)
-        results.append(ConfigResult(f"DIRECTOR {ARCH_LETTERS.get(arch, '?')} ({arch})",
+        results.append(ConfigResult(f"{ARCH_LETTERS.get(arch, '?')} ({arch})",
                                     trajectory_metrics(clatr, real_feats, fake, test.text, ref_tags)))
     real = trajectory_metrics(clatr, real_feats, real_feats, test.text, ref_tags)
-    results.append(ConfigResult("real test set (reference)", real))
+    results.append(ConfigResult("real test set", real))
     return results
 
 

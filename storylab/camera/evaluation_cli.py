@@ -77,8 +77,8 @@ def evaluate_director_command(
     test = attach_text(load_samples(data, subset, "test", limit), encoder, data,
                        tokens=any(n.cfg.arch == "crossattn" for n in nets.values()))
     results = evaluate_configs(nets, test, clatr, SamplingConfig(guidance_scale=guidance_scale, schedule=schedule), seed)
-    Console().print(results_table(results, f"DIRECTOR on {data} ({subset} test, {len(test)} samples, w {guidance_scale:g})"))
-    fd = {r.name: r.metrics["FD_CLaTr"] for r in results if r.name.startswith("DIRECTOR")}
+    Console(width=160).print(results_table(results, f"DIRECTOR on {data} ({subset} test, {len(test)} samples, w {guidance_scale:g})"))
+    fd = {r.name: r.metrics["FD_CLaTr"] for r in results if r.name != "real test set"}
     if fd:
         print(f"FD_CLaTr order here: {' < '.join(sorted(fd, key=fd.get))}; paper: C 3.76 < A 3.88 < B 6.10 "
               f"({', '.join(f'{k} {v}' for k, v in PAPER_FD.items())})")
