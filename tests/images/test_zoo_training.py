@@ -111,3 +111,12 @@ def test_latent_diffusion_refuses_a_non_vae_checkpoint(tmp_path):
     save_zoo_model(path, AutoEncoder(AEConfig(latent_dim=4, width=4, hidden=16)))
     with pytest.raises(StorylabError, match="'ae' checkpoint, expected 'vae'"):
         train_latent_diffusion(tmp_path / "ldm.safetensors", path, LDMConfig(), tc(2))
+
+
+def test_the_seed_reproduces_a_training_run(tmp_path):
+    weights = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.safetensors"
+        train_autoencoder(out, AEConfig(latent_dim=4, width=4, hidden=16), tc(5, seed=3), batch_size=32)
+        weights.append(load_zoo_model(out, "ae").decoder.body[-1].weight)
+    assert torch.equal(*weights)

@@ -83,6 +83,7 @@ def train_autoencoder(out: str | Path, config: AEConfig, train_config: TrainConf
     from storylab.images.digits import load_digits_split
     from storylab.images.zoo.common import save_zoo_model
 
+    torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     info = fit(AutoEncoder(config), out, train_config, batch_size, resume, extra)
     model: AutoEncoder = info["model"]
     model.fit_code_prior(load_digits_split("train").images)

@@ -185,6 +185,7 @@ def train_latent_diffusion(out: str | Path, vae_path: str | Path, config: LDMCon
 
     vae = load_zoo_model(vae_path, "vae")
     config.vae = dict(vars(vae.config))
+    torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     model = LatentDiffusion(config)
     model.vae.load_state_dict(vae.state_dict())
     data = load_digits_split("train")

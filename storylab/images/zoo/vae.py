@@ -154,6 +154,7 @@ def train_vae(out: str | Path, config: VAEConfig, train_config: TrainConfig, bat
     from storylab.images.digits import load_digits_split
     from storylab.images.zoo.cvae import CVAE
 
+    torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     model = CVAE(config) if config.num_classes else VAE(config)
     info = fit(model, out, train_config, batch_size, resume, extra)
     data = load_digits_split("train")

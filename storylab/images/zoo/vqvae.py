@@ -239,6 +239,7 @@ def train_vqvae(out: str | Path, config: VQVAEConfig, train_config: TrainConfig,
     from storylab.images.digits import load_digits_split
 
     out = Path(out)
+    torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     model = VQVAE(config)
     info = fit(model, out, train_config, batch_size, resume, extra, parameters=model.autoencoder_parameters())
     trained: VQVAE = info["model"]
