@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--subsets", default=",".join(ABLATION_SUBSETS))
     parser.add_argument("--save-avt", type=Path, default=None, help="Also copy the AVT checkpoint here.")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # one thread: the bench machine may be shared; CPU time is reported too
 
     if len(list(args.data.glob("episode_*.mp4"))) < args.episodes:
         _, w4, c4 = timed(lambda: synth_sitcom(args.data, SynthConfig(episodes=args.episodes, seed=args.seed), progress=False))

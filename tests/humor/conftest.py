@@ -7,13 +7,18 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+
+torch.set_num_threads(1)  # tiny tensors: extra threads only spin on a shared 2-core machine
 
 SR = 16_000
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """Run ``storylab`` in a subprocess, as a user would."""
-    return subprocess.run([sys.executable, "-m", "storylab.cli", *args], capture_output=True, text=True)
+    import os
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "storylab.cli", *args], capture_output=True, text=True, env=env)
 
 
 def laugh_like(seconds: float, rng: np.random.Generator) -> np.ndarray:
