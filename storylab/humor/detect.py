@@ -84,7 +84,7 @@ def timeline_plot(path: str | os.PathLike, times: np.ndarray, scores: np.ndarray
 
     from storylab.io import atomic_savefig
 
-    fig, ax = plt.subplots(figsize=(12, 3.2))
+    fig, ax = plt.subplots(figsize=(12, 3.6))
     for k, (s, e) in enumerate(laughter):
         ax.axvspan(s, e, color="tab:orange", alpha=0.25, label="detected laughter" if k == 0 else None)
     ax.plot(times, scores, color="tab:blue", lw=1.5, label="P(funny) of the window ending here")
@@ -96,7 +96,7 @@ def timeline_plot(path: str | os.PathLike, times: np.ndarray, scores: np.ndarray
     ax.set_xlabel("time (s)")
     ax.set_ylabel("P(funny)")
     ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8, ncol=4, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=8, ncol=4, frameon=False)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
