@@ -47,7 +47,7 @@ def guidance_section(out: Path, seed: int, per_class: int = 20, steps: int = 20)
             seconds = time.perf_counter() - t0
             metrics = score_samples(images, labels, feature_net, ref["test_feats"])
             results.append({"schedule": spec, "scale": DEMO_SCALE, **metrics,
-                            "nfe_per_sample": guided.nfe / labels.shape[0], "seconds": seconds})
+                            "nfe_per_sample": guided.nfe, "seconds": seconds})
             grids.append((spec, images.reshape(model.num_classes, per_class, 1, 8, 8)[:, :8].reshape(-1, 1, 8, 8)))
             bar.advance()
     _panel_figure(grids, out / "samples.png")
@@ -55,7 +55,7 @@ def guidance_section(out: Path, seed: int, per_class: int = 20, steps: int = 20)
     floor = ref["floor"]
     rows = [[r["schedule"], f"{r['adherence']:.3f}", f"{r['fid']:.2f}", f"{floor['fid']:.2f}", f"{r['precision']:.3f}",
              f"{r['recall']:.3f}", f"{r['vendi']:.2f}", f"{r['nfe_per_sample']:.0f}"] for r in results]
-    header = ["schedule", "adherence", "FID", "real-vs-real FID", "precision", "recall", "within-class Vendi", "NFE/sample"]
+    header = ["schedule", "adherence", "FID", "FID real/real", "precision", "recall", "Vendi/class", "NFE"]
     return {"title": f"Guidance-weight schedules (CFG, mean scale {DEMO_SCALE:g}, {steps} DDIM steps, "
                      f"{labels.shape[0]} samples vs {ref['n_real']} test digits)",
             "images": ["samples.png", "weights.png"], "header": header, "rows": rows,
@@ -130,7 +130,7 @@ def demo(out: Path = typer.Option(Path("storylab-demo"), "--out", help="Folder f
     atomic_write_json(out / "metrics.json", {"seconds": seconds, "seed": seed,
                                              "sections": {s["title"]: s["metrics"] for s in sections}})
     write_report(out, sections, seconds)
-    console = Console()
+    console = Console(width=max(120, Console().width))
     for section in sections:
         table = Table(title=section["title"])
         for h in section["header"]:

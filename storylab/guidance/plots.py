@@ -20,7 +20,7 @@ def plot_weights(specs: Sequence[str], scale: float, steps: int, path: str | Pat
     for spec in specs:
         values = parse_schedule(spec).scales(steps, scale).numpy()
         progress = [i / max(1, steps - 1) for i in range(steps)]
-        ax.plot(progress, values, label=f"{spec} (mean {values.mean():.2f})", linewidth=1.6)
+        ax.plot(progress, values, label=f"{spec} (mean {values.mean():.2f})", linewidth=1.4, marker=".", markersize=4)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel("sampling progress (0 = pure noise, 1 = data)")
     ax.set_ylabel("guidance scale s_i = 1 + w_i")

@@ -94,7 +94,7 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
                 images, guided = sample_digits(model, labels, rule, scale, spec, "ddim", steps, seed, return_model=True)
                 seconds = time.perf_counter() - t0
                 metrics = score_samples(images, labels, feature_net, ref["test_feats"])
-                cells.append({"schedule": spec, "scale": scale, **metrics, "nfe_per_sample": guided.nfe / labels.shape[0],
+                cells.append({"schedule": spec, "scale": scale, **metrics, "nfe_per_sample": guided.nfe,
                               "seconds": seconds})
                 bar.advance()
     result = {"guidance": guidance, "steps": steps, "per_class": per_class, "seed": seed, "checkpoint": str(checkpoint),
@@ -156,7 +156,7 @@ def print_study(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(140, Console().width))
     table = Table(title=f"schedule study ({result['guidance']}, {result['n_fake']} samples vs {result['n_real']} test images, "
                         f"{result['steps']} DDIM steps)")
     for col in ("schedule", "scale", *METRIC_KEYS, "NFE", "s"):
