@@ -27,7 +27,6 @@ There is no encoder: interpolation between two *real* digits first inverts G by 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,7 +41,6 @@ from storylab.images.zoo.nets import GRID, label_maps, one_hot
 from storylab.training import TrainConfig, load_resume_state, make_ema, save_resume_state, state_path_for
 from storylab.training.progress import progress_bar
 
-LOG2 = math.log(2.0)
 
 
 @dataclass
