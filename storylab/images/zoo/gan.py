@@ -42,7 +42,6 @@ from storylab.training import TrainConfig, load_resume_state, make_ema, save_res
 from storylab.training.progress import progress_bar
 
 
-
 @dataclass
 class GANConfig:
     """Generator / discriminator sizes; ``num_classes > 0`` = conditional GAN."""
