@@ -16,7 +16,12 @@ import typer
 
 from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
-from storylab.images.zoo.common import shipped_path
+from storylab.images.assets import ASSETS
+
+
+def shipped_path(family: str) -> Path:
+    """The shipped checkpoint of ``family`` (kept free of torch imports so ``storylab --help`` stays fast)."""
+    return ASSETS / f"zoo_{family}.safetensors"
 
 DATASETS = ("digits",)
 _DATASET = typer.Argument(..., metavar="DATASET", help="Training data: digits (scikit-learn's 8x8 digits, train split).")

@@ -232,4 +232,6 @@ def reconstruction_error(model: ZooModel, images: torch.Tensor, labels: torch.Te
 
 def shipped_path(family: str) -> Path:
     """Where the shipped checkpoint of ``family`` lives: ``storylab/assets/images/zoo_<family>.safetensors``."""
-    return Path(__file__).resolve().parents[2] / "assets" / "images" / f"zoo_{family}.safetensors"
+    from storylab.images.assets import ASSETS
+
+    return ASSETS / f"zoo_{family}.safetensors"
