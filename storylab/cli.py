@@ -34,16 +34,39 @@ for _name in COMMAND_MODULES:
             raise
 
 
-def main() -> None:
-    """Run the CLI; turn :class:`StorylabError` into one clear line and its exit code."""
+def _click_exceptions():
+    """typer >= 0.20 vendors click as ``typer._click``; older releases use click itself."""
     try:
-        app()
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click import exceptions
+    return exceptions
+
+
+def main() -> None:
+    """Run the CLI; turn :class:`StorylabError` and usage errors into one clear line and exit code 2."""
+    import typer
+
+    exc_types = _click_exceptions()
+    try:
+        result = app(standalone_mode=False)
+    except exc_types.NoArgsIsHelpError as exc:  # a group called without a command: show its help
+        print(exc.ctx.get_help())
+        sys.exit(0)
+    except exc_types.UsageError as exc:  # unknown command or option, a value of the wrong type
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(2)
+    except exc_types.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
     except StorylabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":
