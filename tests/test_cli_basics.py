@@ -35,3 +35,21 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
 def test_storylab_error_carries_exit_code():
     assert StorylabError("x").exit_code == 2
     assert StorylabError("x", exit_code=3).exit_code == 3
+
+
+def test_usage_errors_are_one_line_with_exit_2():
+    from tests.cli_runner import run_cli
+
+    for args, needle in ((("sample", "flow"), "No such command 'flow'"),
+                         (("guidance", "weights", "--steps", "abc"), "Invalid value for '--steps'"),
+                         (("guidance", "weights", "--bogus"), "No such option: --bogus")):
+        res = run_cli(*args)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+
+
+def test_a_group_without_command_shows_its_help():
+    from tests.cli_runner import run_cli
+
+    res = run_cli("guidance")
+    assert res.returncode == 0 and "weights" in res.stdout
