@@ -265,6 +265,7 @@ class ControlledDenoiser:
         The unconditional branch gets no control unless ``uncond_control``; the negative branch (a
         class to steer away from) is controlled like the conditional one.
         """
+        self._step = None  # a new sampling run: forget the last run's position
         b = labels.shape[0]
         hints = []
         for c in self.controls:
