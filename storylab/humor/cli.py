@@ -327,6 +327,9 @@ def detect_command(
 
     if not video.exists():
         raise StorylabError(f"video not found: {video}")
+    if checkpoint == DEFAULT_CHECKPOINT and not checkpoint.exists():
+        raise StorylabError(f"no shipped FunnyNet-W checkpoint at {checkpoint}; train one (storylab train funnynet "
+                            "--data DIR) and pass it with --checkpoint")
     model = load_funnynet(checkpoint)
     sub_path = subtitles or find_subtitles(video)
     subs = read_subtitles(sub_path, video_id=video.stem) if sub_path else []
