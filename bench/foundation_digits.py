@@ -47,7 +47,7 @@ def sampler_share(model, batch=500, steps=100):
     return spent["s"] / total, total
 
 
-def interval_ratio(model, batch=500, steps=100, repeats=2):
+def interval_ratio(model, batch=500, steps=100, repeats=3):
     labels = torch.arange(10).repeat_interleave(batch // 10)
     times = {"constant": [], "interval:start=0.35,stop=0.65": []}
     for _ in range(repeats):  # interleaved, so both see the same machine load
@@ -77,6 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-train", action="store_true", help="evaluate --checkpoint instead of training one")
     parser.add_argument("--checkpoint", type=Path, default=DENOISER)
+    parser.add_argument("--only", choices=("all", "share", "interval", "quality"), default="all",
+                        help="run one measurement only")
+    parser.add_argument("--interval-steps", type=int, default=100, help="DDIM steps of the interval comparison")
+    parser.add_argument("--interval-batch", type=int, default=500, help="batch of the interval comparison")
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
     checkpoint = args.checkpoint
@@ -88,11 +92,16 @@ def main() -> None:
         print(f"train digits (defaults): {time.perf_counter() - t0:.1f} s wall  (budget 300 s)")
         checkpoint = tmp
     model = load_digit_model(checkpoint)
-    share, total = sampler_share(model)
-    print(f"sampler efficiency: {share:.3f} of {total:.1f} s inside the denoiser (100-step DDIM, batch 500, CFG; target >= 0.9)")
-    ratio, full, part, nfe_full, nfe_part = interval_ratio(model)
-    print(f"guidance interval (30% of steps guided) / full CFG: {ratio:.3f}  ({part:.1f} s vs {full:.1f} s; "
-          f"network evaluations per sample {nfe_part:.0f} vs {nfe_full:.0f}; target <= 0.7)")
+    if args.only in ("all", "share"):
+        share, total = sampler_share(model)
+        print(f"sampler efficiency: {share:.3f} of {total:.1f} s inside the denoiser (100-step DDIM, batch 500, CFG; target >= 0.9)")
+    if args.only in ("all", "interval"):
+        ratio, full, part, nfe_full, nfe_part = interval_ratio(model, args.interval_batch, args.interval_steps)
+        print(f"guidance interval (30% of steps guided) / full CFG: {ratio:.3f}  ({part:.1f} s vs {full:.1f} s, best of 3 "
+              f"interleaved; {args.interval_steps} DDIM steps, batch {args.interval_batch}; network evaluations "
+              f"per sample {nfe_part:.0f} vs {nfe_full:.0f}; target <= 0.7)")
+    if args.only not in ("all", "quality"):
+        return
     guided, plain, floor = quality(model)
     print(f"adherence at CFG scale 3: {guided['adherence']:.3f}  (target >= 0.95)")
     print(f"FID at scale 1: {plain['fid']:.3f}  vs real-vs-real floor {floor['fid']:.3f}  -> ratio {plain['fid'] / floor['fid']:.2f} (target <= 2)")
