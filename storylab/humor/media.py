@@ -72,13 +72,7 @@ def _open(path: str | os.PathLike):
 def media_duration(path: str | os.PathLike) -> float:
     """Duration of a media file in seconds (container duration, else the longest stream)."""
     with _open(path) as container:
-        if container.duration:
-            return container.duration / 1_000_000
-        best = 0.0
-        for stream in container.streams:
-            if stream.duration and stream.time_base:
-                best = max(best, float(stream.duration * stream.time_base))
-        return best
+        return media_duration_from(container)
 
 
 def has_audio(path: str | os.PathLike) -> bool:
