@@ -77,14 +77,18 @@ class SentenceEncoder:
         return int(getattr(self.model.config, "projection_dim", 0) or self.dim) if self.kind.startswith("clip") and \
             hasattr(self.model, "text_projection") else self.dim
 
-    def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length,
+    def _tokenize(self, texts: Sequence[str], padding: str = "max_length") -> dict[str, torch.Tensor]:
+        return self.tokenizer(list(texts), padding=padding, truncation=True, max_length=self.max_length,
                               return_tensors="pt").to(self.device)
 
     @torch.no_grad()
-    def token_states(self, texts: Sequence[str]) -> TokenStates:
-        """Last-layer token states and mask, padded to ``max_length`` tokens."""
-        batch = self._tokenize(texts)
+    def token_states(self, texts: Sequence[str], pad_to_longest: bool = False) -> TokenStates:
+        """Last-layer token states and mask, padded to ``max_length`` tokens (or to the longest text).
+
+        Padding to the longest text of the batch is cheaper for short captions; padded positions
+        are masked either way, so downstream attention sees the same tokens.
+        """
+        batch = self._tokenize(texts, "longest" if pad_to_longest else "max_length")
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return TokenStates(states=out.last_hidden_state.float(), mask=batch["attention_mask"].bool())
 

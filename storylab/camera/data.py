@@ -68,17 +68,13 @@ def load_samples(root: str | os.PathLike, subset: str = "full", part: str = "tra
 
 
 def token_states(encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Last-layer token states (N, L, D) and mask (N, L), padded to the longest text of the batch.
+    """Last-layer token states (N, L, D) and mask (N, L), padded to the longest caption of the batch.
 
-    The foundation's ``SentenceEncoder.token_states`` always pads to 77 tokens; our captions have
-    ~25, so running the same tokenizer and model with dynamic padding is ~3x cheaper. Padding
-    positions are masked (and zeroed) downstream, so the result is the same up to the padding.
+    Our captions have ~25 tokens, so padding to the longest rather than to 77 is ~3x cheaper;
+    padding positions are masked (and zeroed) downstream.
     """
-    batch = encoder.tokenizer(list(texts), padding=True, truncation=True, max_length=encoder.max_length,
-                              return_tensors="pt").to(encoder.device)
-    with torch.no_grad():
-        out = encoder.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return out.last_hidden_state.float(), batch["attention_mask"].bool()
+    out = encoder.token_states(list(texts), pad_to_longest=True)
+    return out.states, out.mask
 
 
 def encode_captions(encoder, captions: list[str], tokens: bool, batch_size: int = 64,
