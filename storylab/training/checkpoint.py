@@ -104,3 +104,20 @@ def load_resume_state(path: str | os.PathLike) -> dict[str, Any] | None:
         return torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a damaged pickle
         raise StorylabError(f"resume state is unreadable: {p} ({type(exc).__name__}); delete it to start over") from exc
+
+
+def restore_resume_state(state: dict[str, Any], model: torch.nn.Module, stateful: dict[str, Any],
+                         ema: Any | None = None) -> int:
+    """Load a resume state into ``model``, the named optimizers/schedulers and the EMA; return its step.
+
+    ``stateful`` maps keys of the saved state (``"optimizer"``, ``"scheduler"``, a GAN's ``"opt_g"``
+    and ``"opt_d"``) to the objects that take them back with ``load_state_dict``; the torch RNG is
+    restored too, so a resumed run draws what the uninterrupted run would have drawn.
+    """
+    model.load_state_dict(state["model"])
+    for key, obj in stateful.items():
+        obj.load_state_dict(state[key])
+    if ema is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
+    torch.set_rng_state(state["rng"])
+    return int(state["step"])

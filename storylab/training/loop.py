@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from storylab.errors import StorylabError
-from storylab.training.checkpoint import load_resume_state, save_resume_state
+from storylab.training.checkpoint import load_resume_state, restore_resume_state, save_resume_state
 from storylab.training.progress import progress_bar
 
 
@@ -119,13 +119,7 @@ def train(model: nn.Module,
     start = 0
     resume = load_resume_state(state_path) if state_path else None
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if ema is not None and resume.get("ema") is not None:
-            ema.load_state_dict(resume["ema"])
-        torch.set_rng_state(resume["rng"])
-        start = int(resume["step"])
+        start = restore_resume_state(resume, model, {"optimizer": optimizer, "scheduler": scheduler}, ema)
         if accelerator.is_main_process:
             print(f"resuming {description} from step {start} ({state_path})")
 

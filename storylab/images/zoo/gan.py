@@ -38,7 +38,8 @@ from torch import nn
 from storylab.errors import StorylabError
 from storylab.images.zoo.common import ZooModel, check_positive, digits_data_loader, save_zoo_model
 from storylab.images.zoo.nets import GRID, label_maps, one_hot
-from storylab.training import TrainConfig, load_resume_state, make_ema, save_resume_state, state_path_for
+from storylab.training import (TrainConfig, load_resume_state, make_ema, restore_resume_state, save_resume_state,
+                               state_path_for)
 from storylab.training.progress import progress_bar
 
 
@@ -203,13 +204,7 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
     start = 0
     saved = load_resume_state(state_path)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt_g.load_state_dict(saved["opt_g"])
-        opt_d.load_state_dict(saved["opt_d"])
-        if ema is not None and saved.get("ema") is not None:
-            ema.load_state_dict(saved["ema"])
-        torch.set_rng_state(saved["rng"])
-        start = int(saved["step"])
+        start = restore_resume_state(saved, model, {"opt_g": opt_g, "opt_d": opt_d}, ema)
         print(f"resuming train gan from step {start} ({state_path})")
     loader = digits_data_loader(batch_size, tc.seed)
     model, opt_g, opt_d, loader = accelerator.prepare(model, opt_g, opt_d, loader)
