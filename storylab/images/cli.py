@@ -12,7 +12,7 @@ from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
 from storylab.guidance.names import RULES
 from storylab.guidance.names import SPEC_HELP
-from storylab.images.assets import CLASSIFIER, DENOISER
+from storylab.images.assets import CLASSIFIER, DENOISER, run_path, use_hint
 
 
 def _command_line() -> str:
@@ -40,7 +40,9 @@ def _positive(value: int, name: str) -> int:
 
 
 @train_app.command("digits")
-def train_digits(out: Path = typer.Option(DENOISER, "--out", help="Checkpoint to write (safetensors)."),
+def train_digits(out: Path = typer.Option(run_path("digits_denoiser.safetensors"), "--out",
+                                          help="Checkpoint to write (safetensors), relative to the current directory; "
+                                               "the shipped model is never overwritten unless named here."),
                  steps: int = typer.Option(1000, "--steps", help="Optimisation steps (the shipped model used 1500)."),
                  batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
                  lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay after warm-up)."),
@@ -74,10 +76,13 @@ def train_digits(out: Path = typer.Option(DENOISER, "--out", help="Checkpoint to
     _, info = train_digit_model(out, config, tc, batch_size, resume=resume,
                                 extra={"command": _command_line(), "seed": seed})
     print(f"saved {out}  ({info['seconds']:.0f} s, final loss {info['loss']:.4f})")
+    print(use_hint("storylab", "sample", "digits", "--checkpoint", out))
 
 
 @train_app.command("classifier")
-def train_classifier_cmd(out: Path = typer.Option(CLASSIFIER, "--out", help="Checkpoint to write (safetensors)."),
+def train_classifier_cmd(out: Path = typer.Option(run_path("digits_classifier.safetensors"), "--out",
+                                                  help="Checkpoint to write (safetensors), relative to the current directory; "
+                                                       "the shipped classifier is never overwritten unless named here."),
                          steps: int = typer.Option(1000, "--steps", help="Optimisation steps."),
                          batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
                          lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate."),
@@ -97,6 +102,7 @@ def train_classifier_cmd(out: Path = typer.Option(CLASSIFIER, "--out", help="Che
                                extra={"command": _command_line(), "seed": seed})
     accs = "  ".join(f"t={t}: {a:.3f}" for t, a in info["accuracy"].items())
     print(f"saved {out}  ({info['seconds']:.0f} s; test accuracy by noise level  {accs})")
+    print(use_hint("storylab", "sample", "digits", "--guidance", "classifier", "--classifier", out))
 
 
 def build_rule(guidance: str, labels, classifier_path: Path, num_classes: int, rescale: float, apg_eta: float,

@@ -16,7 +16,7 @@ import typer
 
 from storylab.cli_groups import control_app, evaluate_app, train_app
 from storylab.errors import StorylabError
-from storylab.images.assets import ASSETS, DENOISER
+from storylab.images.assets import ASSETS, DENOISER, run_path, use_hint
 
 KIND_HELP = "canny (= edges), sobel, scribble, mask, distance (= depth)"
 
@@ -122,7 +122,9 @@ def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HEL
 @train_app.command("controlnet")
 def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", help=f"Condition kind: {KIND_HELP}."),
                          base: Path = typer.Option(DENOISER, "--base", help="Frozen base digit denoiser."),
-                         out: Path = typer.Option(None, "--out", help="ControlNet checkpoint to write (default: the shipped controlnet_<kind>.safetensors)."),
+                         out: Path = typer.Option(None, "--out", show_default=False,
+                                                  help="ControlNet checkpoint to write (default: runs/controlnet_<kind>.safetensors "
+                                                       "in the current directory; the shipped nets are never overwritten unless named here)."),
                          steps: int = typer.Option(1500, "--steps", help="Optimisation steps."),
                          batch_size: int = typer.Option(64, "--batch-size", help="Batch size."),
                          lr: float = typer.Option(5e-4, "--lr", help="AdamW learning rate (constant, no EMA, as the paper)."),
@@ -145,7 +147,7 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
     from storylab.training import read_metadata
 
     kind = check_kind(condition)
-    out = out or shipped_controlnet(kind)
+    out = out or run_path(f"controlnet_{kind}.safetensors")
     if out.suffix != ".safetensors":
         raise StorylabError(f"--out must be a .safetensors file, got {out}")
     if plot.suffix.lower() != ".png":
@@ -167,6 +169,9 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
     _console().print(table)
     print(f"saved {out}  ({info['seconds']:.0f} s; {metric} base {info['base_fidelity']:.3f} -> "
           f"{info['fidelity'][-1]['fidelity']:.3f}); wrote {plot}")
+    on_base = () if base == DENOISER else ("--checkpoint", base)  # a ControlNet only loads on the base it was trained on
+    print(use_hint("storylab", "sample", "digits", *on_base, "--classes", "none",
+                   "--control", f"{out}=condition.png") + f"  (condition.png from `storylab control extract {kind} IMAGE`)")
 
 
 @evaluate_app.command("controlnet")

@@ -119,7 +119,7 @@ def load_digit_feature_net(path: str | Path | None = None) -> SmallImageClassifi
     """Load the shipped digit feature network (or the one at ``path``) in eval mode."""
     p = Path(path) if path is not None else shipped_feature_net_path()
     if path is None and not p.exists():
-        raise StorylabError(f"shipped digit feature network missing: {p} (recreate it with `storylab train features`)")
+        raise StorylabError(f"shipped digit feature network missing: {p} (recreate it with `storylab train features --out {p}`)")
     return load_feature_net(p)
 
 

@@ -38,13 +38,20 @@ def parse_list(text: str) -> list[str]:
 
 
 def within_class_diversity(feats: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Mean over classes of the Vendi score and of the mean pairwise distance of that class's samples."""
+    """Mean over classes of the Vendi score and of the mean pairwise distance of that class's samples.
+
+    Only classes with at least two samples have a diversity. When none has (a handful of samples spread
+    over ten classes, as in the tiny test configurations), within-class diversity is undefined and both
+    values are NaN, shown as "n/a" in the tables.
+    """
     vendi, pairwise = [], []
     for c in labels.unique():
         sel = feats[labels == c]
         if sel.shape[0] >= 2:
             vendi.append(vendi_score(sel))
             pairwise.append(mean_pairwise_distance(sel))
+    if not vendi:
+        return float("nan"), float("nan")
     return float(np.mean(vendi)), float(np.mean(pairwise))
 
 
@@ -165,6 +172,11 @@ def plot_tradeoffs(cells: list[dict[str, Any]], floor: dict[str, float], out: Pa
     plt.close(fig)
 
 
+def _cell(value: float) -> str:
+    """A metric in the study table; NaN (undefined, e.g. diversity with one sample per class) is "n/a"."""
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
+
+
 def print_study(result: dict[str, Any]) -> None:
     """Rich table of every cell, the real-vs-real floor and the schedule ranking."""
     from rich.console import Console
@@ -176,9 +188,9 @@ def print_study(result: dict[str, Any]) -> None:
     for col in ("schedule", "scale", *METRIC_KEYS, "NFE", "s"):
         table.add_column(col, justify="right")
     floor = result["real_vs_real"]
-    table.add_row("real vs real", "-", *(f"{floor[k]:.3f}" for k in METRIC_KEYS), "-", "-", style="dim")
+    table.add_row("real vs real", "-", *(_cell(floor[k]) for k in METRIC_KEYS), "-", "-", style="dim")
     for c in result["cells"]:
-        table.add_row(c["schedule"], f"{c['scale']:g}", *(f"{c[k]:.3f}" for k in METRIC_KEYS),
+        table.add_row(c["schedule"], f"{c['scale']:g}", *(_cell(c[k]) for k in METRIC_KEYS),
                       f"{c['nfe_per_sample']:.0f}", f"{c['seconds']:.1f}")
     console.print(table)
     best = result["ranking"][0]

@@ -16,7 +16,7 @@ import typer
 
 from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
-from storylab.images.assets import ASSETS
+from storylab.images.assets import ASSETS, run_path, use_hint
 
 
 def shipped_path(family: str) -> Path:
@@ -57,18 +57,30 @@ def _extra(seed: int) -> dict[str, Any]:
     return {"command": _command_line(), "seed": seed}
 
 
-def _done(out: Path, info: dict[str, Any], more: str = "") -> None:
+def _done(family: str, out: Path, info: dict[str, Any], more: str = "") -> None:
     print(f"saved {out}  ({info['seconds']:.0f} s, final loss {info['loss']:.4f}{more})")
+    _hint(family, out)
 
 
-_OUT = "Checkpoint to write (safetensors); a .state.pt beside it allows resume."
+def _hint(family: str, out: Path) -> None:
+    compare = shlex.join(["storylab", "evaluate", "zoo", "--checkpoints", f"{family}={out}"])
+    print(use_hint("storylab", "sample", family, "--checkpoint", out) + f"  (or {compare})")
+
+
+_OUT = ("Checkpoint to write (safetensors), relative to the current directory; a .state.pt beside it allows resume. "
+        "The shipped checkpoint is never overwritten unless named here.")
 _RESUME = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present.")
 _PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 
 
+def _out_option(family: str) -> Any:
+    """``--out`` of ``storylab train <family> digits``: ``runs/zoo_<family>.safetensors``, never the shipped file."""
+    return typer.Option(run_path(f"zoo_{family}.safetensors"), "--out", help=_OUT)
+
+
 @train_app.command("ae")
 def train_ae(dataset: str = _DATASET,
-             out: Path = typer.Option(shipped_path("ae"), "--out", help=_OUT),
+             out: Path = _out_option("ae"),
              steps: int = typer.Option(1500, "--steps", help="Optimisation steps."),
              batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
              lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay)."),
@@ -82,7 +94,7 @@ def train_ae(dataset: str = _DATASET,
     _check_dataset(dataset), _check_batch(batch_size)
     config = AEConfig(latent_dim=latent_dim, width=width)
     info = train_autoencoder(out, config, _train_config(steps, lr, seed, progress, 0.995), batch_size, resume, _extra(seed))
-    _done(out, info)
+    _done("ae", out, info)
 
 
 def _train_vae_family(conditional: bool, dataset: str, out: Path, steps: int, batch_size: int, lr: float, beta: float,
@@ -94,12 +106,12 @@ def _train_vae_family(conditional: bool, dataset: str, out: Path, steps: int, ba
     cls = CVAEConfig if conditional else VAEConfig
     config = cls(latent_dim=latent_dim, width=width, beta=beta)
     info = train_vae(out, config, _train_config(steps, lr, seed, progress, 0.995), batch_size, resume, _extra(seed))
-    _done(out, info, f", {info['active_units']}/{latent_dim} active latent units")
+    _done("cvae" if conditional else "vae", out, info, f", {info['active_units']}/{latent_dim} active latent units")
 
 
 @train_app.command("vae")
 def train_vae_cmd(dataset: str = _DATASET,
-                  out: Path = typer.Option(shipped_path("vae"), "--out", help=_OUT),
+                  out: Path = _out_option("vae"),
                   steps: int = typer.Option(2000, "--steps", help="Optimisation steps."),
                   batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
                   lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay)."),
@@ -114,7 +126,7 @@ def train_vae_cmd(dataset: str = _DATASET,
 
 @train_app.command("cvae")
 def train_cvae_cmd(dataset: str = _DATASET,
-                   out: Path = typer.Option(shipped_path("cvae"), "--out", help=_OUT),
+                   out: Path = _out_option("cvae"),
                    steps: int = typer.Option(2000, "--steps", help="Optimisation steps."),
                    batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
                    lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay)."),
@@ -129,7 +141,7 @@ def train_cvae_cmd(dataset: str = _DATASET,
 
 @train_app.command("vqvae")
 def train_vqvae_cmd(dataset: str = _DATASET,
-                    out: Path = typer.Option(shipped_path("vqvae"), "--out", help=_OUT),
+                    out: Path = _out_option("vqvae"),
                     steps: int = typer.Option(1500, "--steps", help="VQ-VAE optimisation steps."),
                     prior_steps: int = typer.Option(1000, "--prior-steps", help="Steps of the autoregressive code prior."),
                     batch_size: int = typer.Option(128, "--batch-size", help="Batch size of the VQ-VAE."),
@@ -152,13 +164,13 @@ def train_vqvae_cmd(dataset: str = _DATASET,
     info = train_vqvae(out, config, _train_config(steps, lr, seed, progress, None), batch_size, resume, _extra(seed),
                        prior_config=_train_config(prior_steps, prior_lr, seed, progress, 0.995),
                        prior_batch_size=prior_batch_size)
-    _done(out, info, f", codebook usage {info['usage']:.0%}, perplexity {info['perplexity']:.1f}, "
-                     f"prior NLL {info['prior_nll']:.3f} nats/code")
+    _done("vqvae", out, info, f", codebook usage {info['usage']:.0%}, perplexity {info['perplexity']:.1f}, "
+                              f"prior NLL {info['prior_nll']:.3f} nats/code")
 
 
 @train_app.command("gan")
 def train_gan_cmd(dataset: str = _DATASET,
-                  out: Path = typer.Option(shipped_path("gan"), "--out", help=_OUT),
+                  out: Path = _out_option("gan"),
                   steps: int = typer.Option(3000, "--steps", help="Alternating D/G steps."),
                   batch_size: int = typer.Option(64, "--batch-size", help="Batch size."),
                   lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate of both players (DCGAN)."),
@@ -183,11 +195,12 @@ def train_gan_cmd(dataset: str = _DATASET,
     print(f"saved {out}  ({info['seconds']:.0f} s, final D loss {last.get('d_loss', float('nan')):.3f}, "
           f"G loss {last.get('g_loss', float('nan')):.3f}, D(x) {last.get('d_real', float('nan')):.2f}, "
           f"D(G(z)) {last.get('d_fake', float('nan')):.2f})")
+    _hint("gan", out)
 
 
 @train_app.command("ldm")
 def train_ldm_cmd(dataset: str = _DATASET,
-                  out: Path = typer.Option(shipped_path("ldm"), "--out", help=_OUT),
+                  out: Path = _out_option("ldm"),
                   vae: Path = typer.Option(shipped_path("vae"), "--vae", help="Trained VAE checkpoint whose latents are modelled."),
                   steps: int = typer.Option(3000, "--steps", help="Optimisation steps."),
                   batch_size: int = typer.Option(256, "--batch-size", help="Batch size."),
@@ -207,7 +220,7 @@ def train_ldm_cmd(dataset: str = _DATASET,
     config = LDMConfig(width=width, depth=depth, p_uncond=p_uncond, guidance_scale=guidance_scale)
     info = train_latent_diffusion(out, vae, config, _train_config(steps, lr, seed, progress, 0.995), batch_size, resume,
                                   _extra(seed))
-    _done(out, info)
+    _done("ldm", out, info)
 
 
 def _sample(family: str, checkpoint: Path | None, out: Path, per_class: int, pairs: int, steps: int, seed: int) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -123,10 +124,27 @@ def test_extract_bad_input(setup, monkeypatch, capsys):
 
 def test_evaluate_prints_table_and_writes_results(setup, trained, monkeypatch, capsys):
     out = setup / "eval"
-    code, stdout, err = run(monkeypatch, capsys, "evaluate", "controlnet", "--base", str(setup / "base.safetensors"),
-                            "--controlnets", f"canny={trained}", "--scales", "0,1", "--count", "4", "--steps", "2",
-                            "--out", str(out), "--no-progress")
+    with warnings.catch_warnings():
+        # 4 conditions leave no class with two samples: no "Mean of empty slice" (within-class diversity is NaN)
+        warnings.simplefilter("error", RuntimeWarning)
+        code, stdout, err = run(monkeypatch, capsys, "evaluate", "controlnet", "--base", str(setup / "base.safetensors"),
+                                "--controlnets", f"canny={trained}", "--scales", "0,1", "--count", "4", "--steps", "2",
+                                "--out", str(out), "--no-progress")
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())["results"]
     assert [(r["class"], r["scale"]) for r in results] == [("class", 0.0), ("class", 1.0), ("none", 0.0), ("none", 1.0)]
+    assert all(np.isfinite([r["fidelity"], r["fid"], r["fid_floor"], r["adherence"]]).all() for r in results)
     assert "ControlNet evaluation" in stdout and (out / "convergence.png").exists()
+    assert stdout.strip().splitlines()[-1] == f"wrote {out}/results.json, convergence.png"
+
+
+def test_within_class_diversity_without_two_samples_of_a_class_is_nan_without_warning():
+    from storylab.images.study import _cell, within_class_diversity
+
+    feats = torch.randn(6, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        vendi, pairwise = within_class_diversity(feats[:3], torch.tensor([0, 1, 2]))
+        assert np.isnan(vendi) and np.isnan(pairwise) and _cell(vendi) == "n/a"
+        vendi, pairwise = within_class_diversity(feats, torch.tensor([0, 0, 1, 2, 2, 2]))  # classes 0 and 2 count
+        assert np.isfinite(vendi) and pairwise > 0 and _cell(pairwise) == f"{pairwise:.3f}"

@@ -50,7 +50,7 @@ def parse_families(text: str) -> list[str]:
 
 def parse_checkpoints(text: str, rows: Sequence[str]) -> dict[str, Path]:
     """Checkpoint per row: the shipped ones, overridden by ``family=path`` pairs."""
-    from storylab.images.assets import DENOISER
+    from storylab.images.assets import DENOISER, run_path
 
     paths = {r: (DENOISER if r == "diffusion" else shipped_path(r)) for r in rows}
     for item in (t.strip() for t in text.split(",") if t.strip()):
@@ -62,8 +62,10 @@ def parse_checkpoints(text: str, rows: Sequence[str]) -> dict[str, Path]:
         paths[name] = Path(path)
     for r in rows:
         if not paths[r].exists():
-            hint = "storylab train digits" if r == "diffusion" else f"storylab train {r} digits"
-            raise StorylabError(f"{r} checkpoint missing: {paths[r]} (train it with `{hint}` or leave it out of --families)")
+            hint, trained = (("storylab train digits", run_path("digits_denoiser.safetensors")) if r == "diffusion" else
+                             (f"storylab train {r} digits", run_path(f"zoo_{r}.safetensors")))
+            raise StorylabError(f"{r} checkpoint missing: {paths[r]} (train it with `{hint}` and pass "
+                                f"--checkpoints {r}={trained}, or leave it out of --families)")
     return paths
 
 
