@@ -134,23 +134,25 @@ def label_command(
     from storylab.humor.data import write_laughter_json
     from storylab.humor.labels import LabelConfig, clip_table, write_clip_table
     from storylab.humor.laughter import laughter_events
-    from storylab.humor.subtitles import check_against_duration, find_subtitles, read_subtitles
+    from storylab.humor.subtitles import check_against_duration, find_subtitles
+    from storylab.subtitles import read_sfd_csv, read_subtitle_file
 
     files = _media_files(media)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise StorylabError(f"--out must end in .csv or .parquet, got '{out.name}'")
     config = _laughter_config(channel, threshold_db, encoder, clusters, seed)
+    csv_lines = read_sfd_csv(subtitles_csv) if subtitles_csv is not None else None  # once, before the slow part
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         results = laughter_events(files, config, progress=True)
     subs = []
     for f, r in zip(files, results):
-        if subtitles_csv is not None:
-            s = read_subtitles(subtitles_csv, video_id=f.stem)
+        if csv_lines is not None:
+            s = csv_lines.get(f.stem, [])
             name = subtitles_csv.name
         else:
             found = find_subtitles(f)
-            s = read_subtitles(found) if found else []
+            s = read_subtitle_file(found) if found else []
             name = found.name if found else ""
         check_against_duration(s, r.duration, name)
         subs.append(s)

@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from storylab.errors import StorylabError
-from storylab.humor.subtitles import Subtitle, text_in_window
+from storylab.humor.subtitles import text_in_window
+from storylab.subtitles import Subtitle
 
 
 @dataclass

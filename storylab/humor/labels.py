@@ -18,8 +18,9 @@ import numpy as np
 
 from storylab.errors import StorylabError
 from storylab.humor.laughter import LaughterResult
-from storylab.humor.subtitles import Subtitle, text_in_window
+from storylab.humor.subtitles import text_in_window
 from storylab.io import atomic_path
+from storylab.subtitles import Subtitle
 
 CLIP_COLUMNS = ("file", "start", "end", "label", "text", "split")
 

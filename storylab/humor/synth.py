@@ -24,8 +24,8 @@ import numpy as np
 from storylab.errors import StorylabError
 from storylab.humor.jokes import JOKES, NEUTRAL_LINES
 from storylab.humor.media import SAMPLE_RATE, write_video
-from storylab.humor.subtitles import Subtitle, write_srt
 from storylab.io import atomic_write_json
+from storylab.subtitles import Subtitle, write_srt
 
 
 @dataclass

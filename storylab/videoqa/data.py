@@ -1,38 +1,27 @@
-"""Short Film Dataset files: question CSVs, subtitle CSVs, SRT/WebVTT subtitle files.
+"""Short Film Dataset files: question CSVs, and subtitles from a CSV, a folder of SRT/WebVTT files or one file.
 
 The column layout follows the public SFD / SF20K releases (Ghermi et al. 2024): one row per
 question with five options and ``correct_answer`` in 0-4, and one row per subtitle segment
 (WhisperX transcript, diarised speakers) with ``text, start, end, speaker, video_id``.
-Every problem in a file is reported as one :class:`StorylabError` line that names the file.
+The subtitle formats are read by :mod:`storylab.subtitles`. Every problem in a file is reported
+as one :class:`StorylabError` line that names the file.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from storylab.errors import StorylabError
+from storylab.subtitles import SUBTITLE_SUFFIXES, Subtitle, read_sfd_csv, read_subtitle_file
 
 QUESTION_COLUMNS = ("question_id", "video_id", "question", "answer",
                     "option_0", "option_1", "option_2", "option_3", "option_4", "correct_answer")
 OPTIONAL_QUESTION_COLUMNS = ("video_url", "correct_letter", "movie_title", "movie_caption", "movie_synopsis")
-SUBTITLE_COLUMNS = ("text", "start", "end", "speaker", "video_id")
 LETTERS = "ABCDE"
-SUBTITLE_FILE_SUFFIXES = (".srt", ".vtt")
-
-
-@dataclass(frozen=True)
-class SubtitleLine:
-    """One transcript segment: seconds from the film's start, the speaker label and the text."""
-
-    start: float
-    end: float
-    text: str
-    speaker: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,95 +105,31 @@ def load_questions(path: str | os.PathLike) -> list[Question]:
     return questions
 
 
-def parse_timestamp(value: str) -> float:
-    """Seconds from a subtitle time: a number of seconds, or ``[HH:]MM:SS[.,mmm]``."""
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    m = re.fullmatch(r"(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:[.,]\d+)?)", text)
-    if not m:
-        raise ValueError(text)
-    hours = int(m.group(1) or 0)
-    return hours * 3600 + int(m.group(2)) * 60 + float(m.group(3).replace(",", "."))
+def load_subtitles(path: str | os.PathLike) -> dict[str, list[Subtitle]]:
+    """Subtitles per video from an SFD subtitles CSV, a folder of ``<video_id>.srt|.vtt`` files, or one such file.
 
-
-def load_subtitles_csv(path: str | os.PathLike) -> dict[str, list[SubtitleLine]]:
-    """Read an SFD subtitle CSV (``text,start,end,speaker,video_id``) into time-sorted lines per video."""
-    df = _read_csv(path, "subtitles")
-    _require_columns(df, SUBTITLE_COLUMNS, path, "subtitles")
-    out: dict[str, list[SubtitleLine]] = {}
-    for i, row in enumerate(df.to_dict("records")):
-        try:
-            start, end = parse_timestamp(row["start"]), parse_timestamp(row["end"])
-        except ValueError as exc:
-            raise StorylabError(f"subtitles file {path} line {i + 2}: bad time {exc.args[0]!r}") from None
-        if end < start:
-            raise StorylabError(f"subtitles file {path} line {i + 2}: end {end} is before start {start}")
-        vid = str(row["video_id"]).strip()
-        if not vid:
-            raise StorylabError(f"subtitles file {path} line {i + 2}: empty video_id")
-        out.setdefault(vid, []).append(SubtitleLine(start, end, str(row["text"]).strip(), str(row["speaker"]).strip()))
-    for lines in out.values():
-        lines.sort(key=lambda s: (s.start, s.end))
+    A subtitle file without any cue is refused: its film would silently get no subtitles.
+    """
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in SUBTITLE_SUFFIXES)
+        if not files:
+            raise StorylabError(f"subtitle folder {p} has no .srt or .vtt files")
+    elif p.suffix.lower() in SUBTITLE_SUFFIXES:
+        files = [p]
+    else:
+        return read_sfd_csv(p)
+    out: dict[str, list[Subtitle]] = {}
+    for f in files:
+        if f.stem in out:
+            raise StorylabError(f"subtitle folder {p} has two files for video {f.stem}")
+        out[f.stem] = read_subtitle_file(f)
+        if not out[f.stem]:
+            raise StorylabError(f"subtitle file {f} has no subtitle cues")
     return out
 
 
-_ASS_TAG = re.compile(r"\{\\[^}]*\}|<[^>]+>")
-
-
-def load_subtitle_file(path: str | os.PathLike) -> list[SubtitleLine]:
-    """Read one SRT or WebVTT file with FFmpeg's subtitle demuxers (through PyAV).
-
-    FFmpeg turns each cue into an ASS dialogue line; styling tags are removed. SRT has no speaker
-    field and FFmpeg drops WebVTT voice tags, so ``speaker`` is empty for these files.
-    """
-    import av
-
-    p = Path(path)
-    try:
-        container = av.open(str(p))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise StorylabError(f"subtitle file {p} cannot be read: {exc}") from None
-    lines = []
-    with container:
-        if not container.streams.subtitles:
-            raise StorylabError(f"subtitle file {p} has no subtitle stream")
-        stream = container.streams.subtitles[0]
-        tb = float(stream.time_base)
-        for packet in container.demux(stream):
-            if packet.pts is None:
-                continue
-            for sub in packet.decode():
-                text = sub.dialogue.decode("utf-8", "replace") if hasattr(sub, "dialogue") else str(sub)
-                text = " ".join(_ASS_TAG.sub("", text).replace("\\N", "\n").split())
-                if text:
-                    start = packet.pts * tb
-                    lines.append(SubtitleLine(start, start + (packet.duration or 0) * tb, text))
-    lines.sort(key=lambda s: (s.start, s.end))
-    return lines
-
-
-def load_subtitles(path: str | os.PathLike) -> dict[str, list[SubtitleLine]]:
-    """Subtitles per video from an SFD CSV, or from a folder of ``<video_id>.srt|.vtt`` files."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in SUBTITLE_FILE_SUFFIXES)
-        if not files:
-            raise StorylabError(f"subtitle folder {p} has no .srt or .vtt files")
-        out: dict[str, list[SubtitleLine]] = {}
-        for f in files:
-            if f.stem in out:
-                raise StorylabError(f"subtitle folder {p} has two files for video {f.stem}")
-            out[f.stem] = load_subtitle_file(f)
-        return out
-    if p.suffix.lower() in SUBTITLE_FILE_SUFFIXES:
-        return {p.stem: load_subtitle_file(p)}
-    return load_subtitles_csv(p)
-
-
-def check_subtitle_videos(subtitles: dict[str, list[SubtitleLine]], questions: list[Question], source: str) -> None:
+def check_subtitle_videos(subtitles: dict[str, list[Subtitle]], questions: list[Question], source: str) -> None:
     """Refuse subtitles for videos that no question refers to (usually a mismatched pair of files)."""
     known = {q.video_id for q in questions}
     unknown = sorted(set(subtitles) - known)

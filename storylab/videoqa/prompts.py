@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from storylab.errors import StorylabError
-from storylab.videoqa.data import LETTERS, Question, SubtitleLine
+from storylab.subtitles import Subtitle
+from storylab.videoqa.data import LETTERS, Question
 
 MODES = ("V", "L", "VL")
 TASKS = ("mcqa", "oeqa")
@@ -37,7 +38,7 @@ def format_timestamp(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def format_subtitle_line(line: SubtitleLine, with_speaker: bool = False) -> str:
+def format_subtitle_line(line: Subtitle, with_speaker: bool = False) -> str:
     """One subtitle as ``HH:MM:SS - HH:MM:SS text`` (optionally ``speaker: text``)."""
     text = f"{line.speaker}: {line.text}" if with_speaker and line.speaker else line.text
     return f"{format_timestamp(line.start)} - {format_timestamp(line.end)} {text}"
@@ -112,7 +113,7 @@ class SubtitleTrack:
     costs: tuple[int, ...]
 
 
-def subtitle_track(lines: Sequence[SubtitleLine], count: TokenCounter = approx_token_count,
+def subtitle_track(lines: Sequence[Subtitle], count: TokenCounter = approx_token_count,
                    with_speaker: bool = False) -> SubtitleTrack:
     """Format a film's subtitles once; every question about the film reuses the result."""
     formatted = tuple(format_subtitle_line(s, with_speaker) for s in lines)
@@ -125,7 +126,7 @@ def subtitle_block(track: SubtitleTrack, budget: int) -> tuple[str, int]:
     return "\n".join(track.lines[i] for i in keep), len(keep)
 
 
-def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[SubtitleLine] | SubtitleTrack = (),
+def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[Subtitle] | SubtitleTrack = (),
                  frames: Sequence[np.ndarray] = (), config: PromptConfig | None = None,
                  count: TokenCounter = approx_token_count) -> Prompt:
     """Build the SFD prompt for one question: MCQA (letters A-E, letter only) or OEQA, in V, L or VL.

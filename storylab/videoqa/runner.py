@@ -16,8 +16,9 @@ from typing import Any
 
 from storylab.errors import StorylabError
 from storylab.io import atomic_write_json, atomic_write_text
+from storylab.subtitles import Subtitle
 from storylab.videoqa.backends import Backend, QAItem, Reply, make_backend
-from storylab.videoqa.data import (Question, SubtitleLine, check_subtitle_videos, load_questions, load_subtitles)
+from storylab.videoqa.data import Question, check_subtitle_videos, load_questions, load_subtitles
 from storylab.videoqa.frames import FrameCache, find_video
 from storylab.videoqa.parsing import parse_mcqa_answer
 from storylab.videoqa.pool import run_concurrently
@@ -63,7 +64,7 @@ class Inputs:
     """The loaded, checked inputs of a run."""
 
     questions: list[Question]
-    subtitles: dict[str, list[SubtitleLine]]
+    subtitles: dict[str, list[Subtitle]]
 
 
 def load_inputs(cfg: EvalConfig) -> Inputs:
@@ -79,7 +80,7 @@ def load_inputs(cfg: EvalConfig) -> Inputs:
     questions = load_questions(cfg.questions)
     if cfg.limit is not None:
         questions = questions[:cfg.limit]
-    subtitles: dict[str, list[SubtitleLine]] = {}
+    subtitles: dict[str, list[Subtitle]] = {}
     if "L" in cfg.mode:
         if cfg.subtitles is None:
             raise StorylabError(f"mode {cfg.mode} needs --subtitles (an SFD subtitles CSV or a folder of .srt/.vtt)")

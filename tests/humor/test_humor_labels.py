@@ -8,7 +8,7 @@ from storylab.humor.data import silence_laughter
 from storylab.humor.labels import (LabelConfig, clip_table, negative_windows, positive_windows, read_clip_table,
                                    write_clip_table)
 from storylab.humor.laughter import LaughterResult
-from storylab.humor.subtitles import Subtitle
+from storylab.subtitles import Subtitle
 
 
 def test_positive_windows_end_at_onset_and_clamp_at_zero():

@@ -1,12 +1,12 @@
-"""Media input/output with PyAV and subtitles parsing."""
+"""Media input/output with PyAV, and humor's subtitle helpers (one video's lines, duration check, windows)."""
 
 import numpy as np
 import pytest
 
 from storylab.errors import StorylabError
 from storylab.humor.media import load_audio, load_frames, media_duration, write_video, write_wav
-from storylab.humor.subtitles import (Subtitle, check_against_duration, parse_timestamp, read_sfd_csv, read_srt,
-                                      read_subtitles, read_vtt, text_in_window, write_srt)
+from storylab.humor.subtitles import check_against_duration, find_subtitles, read_subtitles, text_in_window
+from storylab.subtitles import Subtitle, write_srt
 
 
 def test_wav_round_trip_keeps_channels_and_resamples(tmp_path):
@@ -57,30 +57,23 @@ def test_corrupt_and_truncated_containers(tmp_path):
         load_audio(tmp_path / "missing.mp4")
 
 
-def test_srt_vtt_csv_parse_and_round_trip(tmp_path):
+def test_one_videos_subtitles_from_srt_or_sfd_csv(tmp_path):
     subs = [Subtitle(1.0, 2.5, "Hello there."), Subtitle(3.25, 4.0, "Why is the fridge full of socks?")]
-    write_srt(tmp_path / "a.srt", subs)
-    assert read_srt(tmp_path / "a.srt") == subs
-    (tmp_path / "a.vtt").write_text("WEBVTT\n\n00:01.000 --> 00:02.500 align:start\n<v Bob>Hello there.\n\n"
-                                    "01:02:03.250 --> 01:02:04.000\nLate line\n")
-    vtt = read_vtt(tmp_path / "a.vtt")
-    assert vtt[0] == Subtitle(1.0, 2.5, "Hello there.") and vtt[1].start == 3723.25
+    write_srt(tmp_path / "ep1.srt", subs)
+    assert find_subtitles(tmp_path / "ep1.mp4") == tmp_path / "ep1.srt"
+    assert find_subtitles(tmp_path / "ep2.mp4") is None
+    assert read_subtitles(tmp_path / "ep1.srt", video_id="ignored") == subs
     (tmp_path / "s.csv").write_text("text,start,end,speaker,video_id\nHi,0.5,1.5,SPEAKER_00,ep1\nYo,2,3,SPEAKER_01,ep2\n")
     assert read_subtitles(tmp_path / "s.csv", video_id="ep2") == [Subtitle(2.0, 3.0, "Yo", "SPEAKER_01")]
+    assert read_subtitles(tmp_path / "s.csv", video_id="ep3") == []
+    with pytest.raises(StorylabError, match=r"unknown subtitle format '\.txt' \(use \.srt, \.vtt or an SFD \.csv\)"):
+        read_subtitles(tmp_path / "s.txt", video_id="ep1")
     assert text_in_window(subs, 0.0, 3.0) == "Hello there."
     assert text_in_window(subs, 2.0, 3.5) == "Hello there. Why is the fridge full of socks?"
+    assert text_in_window(subs, 2.5, 3.25) == ""
 
 
-def test_broken_subtitles_are_reported_with_line(tmp_path):
-    (tmp_path / "bad.srt").write_text("1\n00:00:01,000 --> 00:00:0x,500\nHi\n")
-    with pytest.raises(StorylabError, match=r"broken timestamp .* bad.srt line 2"):
-        read_srt(tmp_path / "bad.srt")
-    (tmp_path / "back.srt").write_text("1\n00:00:05,000 --> 00:00:01,000\nHi\n")
-    with pytest.raises(StorylabError, match="ends before it starts"):
-        read_srt(tmp_path / "back.srt")
-    (tmp_path / "bad.csv").write_text("text,start,end\nHi,abc,2\n")
-    with pytest.raises(StorylabError, match="bad.csv line 2"):
-        read_sfd_csv(tmp_path / "bad.csv")
-    with pytest.raises(StorylabError, match="after the video"):
+def test_subtitles_after_the_video_are_refused():
+    with pytest.raises(StorylabError, match=r"x\.srt: subtitle at 00:00:50,000 ends at 70\.0 s, after the video \(30\.0 s\)"):
         check_against_duration([Subtitle(50.0, 70.0, "late")], 30.0, "x.srt")
-    assert parse_timestamp("00:01:02,5") == 62.5
+    check_against_duration([Subtitle(25.0, 30.9, "just in")], 30.0, "x.srt")

@@ -7,7 +7,7 @@ import numpy as np
 from storylab.humor.evaluation import event_scores
 from storylab.humor.laughter import LaughterConfig, laughter_channel, laughter_events
 from storylab.humor.media import load_audio, load_frames, media_duration
-from storylab.humor.subtitles import read_srt
+from storylab.subtitles import read_srt
 
 SR = 16_000
 

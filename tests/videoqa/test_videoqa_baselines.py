@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from storylab.errors import StorylabError
+from storylab.subtitles import Subtitle
 from storylab.videoqa.backends.random_choice import RandomBackend
 from storylab.videoqa.backends.retrieval import subtitle_windows
-from storylab.videoqa.data import SubtitleLine
 from storylab.videoqa.judge import EmbeddingJudge, make_judge, parse_judgement
 from storylab.videoqa.runner import EvalConfig, run_eval
 from storylab.videoqa.sample import sample_paths
@@ -34,7 +34,7 @@ def test_retrieval_oeqa_answers_with_subtitles_and_refuses_v(tmp_path):
 
 
 def test_subtitle_windows_cover_every_line():
-    lines = [SubtitleLine(i, i + 1, f"l{i}") for i in range(7)]
+    lines = [Subtitle(i, i + 1, f"l{i}") for i in range(7)]
     windows = subtitle_windows(lines, window=3, stride=2)
     assert windows == ["l0 l1 l2", "l2 l3 l4", "l4 l5 l6"]
     assert subtitle_windows(lines[:2], 3, 2) == ["l0 l1"] and subtitle_windows([], 3, 2) == []

@@ -1,12 +1,12 @@
-"""SFD files: questions and subtitles CSVs, SRT/WebVTT, and one clear error per bad input."""
+"""SFD files: questions CSV, subtitles from a CSV / folder / file, and one clear error per bad input."""
 
 from __future__ import annotations
 
 import pytest
 
 from storylab.errors import StorylabError
-from storylab.videoqa.data import (check_subtitle_videos, load_questions, load_subtitle_file, load_subtitles,
-                                   parse_timestamp)
+from storylab.subtitles import Subtitle
+from storylab.videoqa.data import check_subtitle_videos, load_questions, load_subtitles
 from storylab.videoqa.sample import sample_paths
 from videoqa_helpers import HEADER, question_row, write_questions
 
@@ -66,32 +66,25 @@ def test_subtitles_csv_and_unknown_videos(tmp_path):
     questions = load_questions(write_questions(tmp_path / "q.csv", [question_row("a")]))
     with pytest.raises(StorylabError, match="name video\\(s\\) with no question: other"):
         check_subtitle_videos(subs, questions, str(path))
-    path.write_text("text,start,video_id\nx,1,film\n")
-    with pytest.raises(StorylabError, match="lacks column\\(s\\): end, speaker"):
-        load_subtitles(path)
-    path.write_text("text,start,end,speaker,video_id\nx,5,2,S,film\n")
-    with pytest.raises(StorylabError, match="end 2.0 is before start 5.0"):
-        load_subtitles(path)
 
 
-def test_srt_and_webvtt_through_pyav(tmp_path):
+def test_subtitles_from_a_folder_or_one_file(tmp_path):
     folder = tmp_path / "subs"
     folder.mkdir()
     (folder / "film.srt").write_text("1\n00:00:01,000 --> 00:00:03,500\n<i>Hello</i> there.\nSecond line\n\n"
                                      "2\n00:01:04,000 --> 00:01:05,000\nBye\n")
     (folder / "other.vtt").write_text("WEBVTT\n\n00:01.000 --> 00:02.250\n<v Ana>Good evening.\n")
+    (folder / "notes.txt").write_text("not subtitles")
     subs = load_subtitles(folder)
-    assert [(s.start, s.end, s.text) for s in subs["film"]] == [(1.0, 3.5, "Hello there. Second line"), (64.0, 65.0, "Bye")]
-    assert [(s.start, s.end, s.text) for s in subs["other"]] == [(1.0, 2.25, "Good evening.")]
+    assert subs == {"film": [Subtitle(1.0, 3.5, "Hello there. Second line"), Subtitle(64.0, 65.0, "Bye")],
+                    "other": [Subtitle(1.0, 2.25, "Good evening.")]}
+    assert load_subtitles(folder / "other.vtt") == {"other": subs["other"]}
+    (folder / "film.vtt").write_text("WEBVTT\n\n00:01.000 --> 00:02.000\nHi\n")
+    with pytest.raises(StorylabError, match="has two files for video film"):
+        load_subtitles(folder)
+    with pytest.raises(StorylabError, match="has no .srt or .vtt files"):
+        load_subtitles(tmp_path)
     bad = tmp_path / "bad.srt"
     bad.write_text("")
-    with pytest.raises(StorylabError, match="bad.srt"):
-        load_subtitle_file(bad)
-
-
-def test_parse_timestamp():
-    assert parse_timestamp("01:02:03,5") == 3723.5
-    assert parse_timestamp("2:03") == 123.0
-    assert parse_timestamp("7.25") == 7.25
-    with pytest.raises(ValueError):
-        parse_timestamp("soon")
+    with pytest.raises(StorylabError, match=r"subtitle file .*bad\.srt has no subtitle cues"):
+        load_subtitles(bad)

@@ -6,17 +6,18 @@ import numpy as np
 import pytest
 
 from storylab.errors import StorylabError
-from storylab.videoqa.data import Question, SubtitleLine
+from storylab.subtitles import Subtitle
+from storylab.videoqa.data import Question
 from storylab.videoqa.prompts import (PromptConfig, build_prompt, even_subset, format_subtitle_line, format_timestamp)
 
 Q = Question("f_01", "f", "Why did the clock stop?", "A tooth broke.", ("a", "b", "c", "d", "e"), 2)
-LINES = [SubtitleLine(60.0 * i, 60.0 * i + 30, f"line number {i:03d} " + "word " * 10, f"SPEAKER_{i % 2:02d}")
+LINES = [Subtitle(60.0 * i, 60.0 * i + 30, f"line number {i:03d} " + "word " * 10, f"SPEAKER_{i % 2:02d}")
          for i in range(100)]
 
 
 def test_timestamp_and_line_format():
     assert format_timestamp(3725.9) == "01:02:05"
-    line = SubtitleLine(61.0, 65.2, "Hello.", "SPEAKER_01")
+    line = Subtitle(61.0, 65.2, "Hello.", "SPEAKER_01")
     assert format_subtitle_line(line) == "00:01:01 - 00:01:05 Hello."
     assert format_subtitle_line(line, with_speaker=True) == "00:01:01 - 00:01:05 SPEAKER_01: Hello."
 

@@ -7,7 +7,8 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from storylab.videoqa.data import Question, SubtitleLine
+from storylab.subtitles import Subtitle
+from storylab.videoqa.data import Question
 from storylab.videoqa.prompts import Prompt
 
 
@@ -19,7 +20,7 @@ class QAItem:
     task: str
     mode: str
     prompt: Prompt
-    subtitles: Sequence[SubtitleLine] = ()
+    subtitles: Sequence[Subtitle] = ()
 
 
 @dataclass

@@ -18,8 +18,9 @@ from typing import Sequence
 import torch
 
 from storylab.errors import StorylabError
+from storylab.subtitles import Subtitle
 from storylab.videoqa.backends.base import QAItem, Reply
-from storylab.videoqa.data import LETTERS, SubtitleLine
+from storylab.videoqa.data import LETTERS
 
 
 @dataclass
@@ -31,7 +32,7 @@ class RetrievalConfig:
     top_k: int = 2
 
 
-def subtitle_windows(lines: Sequence[SubtitleLine], window: int = 4, stride: int = 2) -> list[str]:
+def subtitle_windows(lines: Sequence[Subtitle], window: int = 4, stride: int = 2) -> list[str]:
     """Overlapping windows of ``window`` consecutive subtitle texts, every ``stride`` lines (the last one kept)."""
     texts = [s.text for s in lines if s.text]
     if not texts:
@@ -62,7 +63,7 @@ class RetrievalBaseline:
         self._windows: dict[str, tuple[list[str], torch.Tensor]] = {}
         self._lock = threading.Lock()
 
-    def _film(self, video_id: str, lines: Sequence[SubtitleLine]) -> tuple[list[str], torch.Tensor]:
+    def _film(self, video_id: str, lines: Sequence[Subtitle]) -> tuple[list[str], torch.Tensor]:
         """Windows of a film and their embeddings ``(W, D)``, computed once per film."""
         with self._lock:
             if video_id not in self._windows:
