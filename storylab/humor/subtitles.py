@@ -13,7 +13,6 @@ from typing import Sequence
 
 from storylab.errors import StorylabError
 from storylab.subtitles import SUBTITLE_SUFFIXES, Subtitle, format_timestamp, read_sfd_csv, read_subtitle_file
-from storylab.subtitles import read_srt  # noqa: F401 - still imported from here by bench/humor_funnynet.py
 
 # A subtitle may end a little after the video (encoders round); more than this is an error.
 DURATION_TOLERANCE = 1.0
