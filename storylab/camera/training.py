@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from storylab.camera.data import DirectorData, make_condition
+from storylab.camera.data import DirectorData, LengthBucketBatchSampler, make_condition
 from storylab.camera.director import Director, DirectorConfig
 from storylab.diffusion import EDMConfig, edm_loss
 from storylab.errors import StorylabError
@@ -95,8 +95,9 @@ def train_director(data: DirectorData, model_cfg: DirectorConfig, cfg: DirectorT
         raise StorylabError("training data has no caption encodings (call attach_text first)")
     torch.manual_seed(cfg.seed)
     net = Director(model_cfg)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data.tensors()), batch_size=cfg.batch_size,
-                                         shuffle=True, drop_last=len(data) > cfg.batch_size)
+    sampler = LengthBucketBatchSampler(data.mask.sum(1), cfg.batch_size, seed=cfg.seed,
+                                       drop_last=len(data) > cfg.batch_size)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data.tensors()), batch_sampler=sampler)
     edm = EDMConfig(sigma_data=0.5, p_mean=-1.2, p_std=1.2)
     info = {**(extra or {}), "train_config": asdict(cfg), "train_samples": len(data)}
 

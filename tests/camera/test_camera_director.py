@@ -87,7 +87,11 @@ def test_sampling_is_deterministic_and_shaped():
 
 def test_paper_size_is_one_flag_away():
     cfg = DirectorConfig.build("crossattn", "paper", text_dim=512)
-    assert (cfg.d_model, cfg.n_layers, cfg.n_heads) == (512, 8, 16)
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout) == (512, 8, 16, 0.1, 0.1)
+    tiny_cfg = DirectorConfig.build("crossattn")
+    assert tiny_cfg.attn_dropout == 0.0 and tiny_cfg.dropout == 0.1
+    net = Director(DirectorConfig.build("incontext", d_model=32, n_heads=2, attn_dropout=0.25))
+    assert net.blocks[0].self_attn.dropout == 0.25 and net.blocks[0].dropout1.p == 0.1
     with pytest.raises(StorylabError, match="unknown DIRECTOR config"):
         DirectorConfig.build("film")
 
@@ -104,3 +108,25 @@ def test_checkpoint_round_trip_and_kind(tmp_path):
     save_checkpoint(tmp_path / "o.safetensors", {"w": torch.zeros(1)}, "digits-denoiser", {})
     with pytest.raises(StorylabError, match="expected 'director'"):
         load_director(tmp_path / "o.safetensors")
+
+
+def test_length_buckets_cover_every_sample_once_and_group_lengths():
+    from storylab.camera.data import LengthBucketBatchSampler
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(50, 301, (203,), generator=g)
+    sampler = LengthBucketBatchSampler(lengths, batch_size=8, seed=3, pool=5)
+    first = list(sampler)
+    flat = sorted(i for b in first for i in b)
+    assert flat == list(range(203)) and len(first) == len(sampler) == 26
+    # padding waste: a bucketed batch pays for its longest sample, far less than random batches do
+    def padded(batches):
+        return sum(len(b) * int(lengths[b].max()) for b in batches) / int(lengths.sum())
+    random_batches = torch.randperm(203, generator=g).split(8)
+    assert padded(first) < 1.2 < 1.4 < padded([b.tolist() for b in random_batches])
+    second = list(sampler)
+    assert second != first and sorted(i for b in second for i in b) == list(range(203))
+    sampler.set_epoch(0)
+    assert list(sampler) == first  # deterministic per seed and epoch
+    dropped = LengthBucketBatchSampler(lengths, batch_size=8, seed=3, drop_last=True)
+    assert all(len(b) == 8 for b in dropped) and len(list(dropped)) == len(dropped) == 25
