@@ -11,6 +11,7 @@ per text, and the per-token hidden states with their attention mask for cross-at
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +42,21 @@ class TokenStates:
     mask: torch.Tensor
 
 
+@contextmanager
+def _quiet_weight_loading():
+    """Hide transformers' "Loading weights" bar: a sentence encoder loads in well under a second, and
+    the bar's carriage returns would precede every command's output and error line."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class SentenceEncoder:
     """A frozen text encoder from a local folder (default: the bundled all-MiniLM-L6-v2)."""
 
@@ -53,14 +69,15 @@ class SentenceEncoder:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         self.kind = config.model_type
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        if self.kind in ("clip", "clip_text_model"):
-            from transformers import CLIPTextModel, CLIPTextModelWithProjection
-            try:
-                self.model = CLIPTextModelWithProjection.from_pretrained(folder, local_files_only=True)
-            except Exception:
-                self.model = CLIPTextModel.from_pretrained(folder, local_files_only=True)
-        else:
-            self.model = AutoModel.from_pretrained(folder, local_files_only=True)
+        with _quiet_weight_loading():
+            if self.kind in ("clip", "clip_text_model"):
+                from transformers import CLIPTextModel, CLIPTextModelWithProjection
+                try:
+                    self.model = CLIPTextModelWithProjection.from_pretrained(folder, local_files_only=True)
+                except Exception:
+                    self.model = CLIPTextModel.from_pretrained(folder, local_files_only=True)
+            else:
+                self.model = AutoModel.from_pretrained(folder, local_files_only=True)
         self.model.eval().requires_grad_(False).to(device)
         self.device = device
         self.max_length = max_length

@@ -47,8 +47,11 @@ class ClatrConfig:
 
 
 def _encoder(cfg: ClatrConfig) -> nn.TransformerEncoder:
+    """Pre-LN transformer; dropout 0.1 on residuals and MLP, none on the attention probabilities (a
+    Bernoulli draw per entry of each T x T map is ~40 % of a CPU step at 300 frames)."""
     layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, 4 * cfg.d_model, 0.1, activation="gelu",
                                        batch_first=True, norm_first=True)
+    layer.self_attn.dropout = 0.0
     return nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
 
 
@@ -144,10 +147,14 @@ def train_clatr(data, cfg: ClatrConfig, steps: int, out: str | os.PathLike, batc
     """Train CLaTr on a :class:`~storylab.camera.data.DirectorData` split with the foundation's loop."""
     from storylab.training import TrainConfig, state_path_for, train
 
+    from storylab.camera.data import LengthBucketBatchSampler
+
     torch.manual_seed(seed)
     model = Clatr(cfg)
+    # batches of similar length: cheaper, and InfoNCE cannot separate pairs by length alone
+    sampler = LengthBucketBatchSampler(data.mask.sum(1), batch_size, seed=seed, drop_last=len(data) > batch_size)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data.x, data.mask, data.text),
-                                         batch_size=batch_size, shuffle=True, drop_last=len(data) > batch_size)
+                                         batch_sampler=sampler)
 
     def loss_fn(m: Clatr, batch) -> tuple[torch.Tensor, dict[str, float]]:
         x, mask, text = batch

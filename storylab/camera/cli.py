@@ -180,16 +180,18 @@ def train_director_command(
 
     if threads:
         torch.set_num_threads(threads)
+    DirectorConfig.build(config, size)  # an unknown config or size fails before any reading
+    train_data = load_samples(data, subset, "train", limit)
+    test = load_samples(data, subset, "test") if eval_every else None
     encoder = SentenceEncoder(text_encoder)
     model_cfg = DirectorConfig.build(config, size, text_dim=encoder.dim,
                                      text_encoder=str(text_encoder) if text_encoder else None)
     train_cfg = DirectorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema, seed=seed)
     tokens = config == "crossattn"
-    train_data = attach_text(load_samples(data, subset, "train", limit), encoder, data, tokens)
+    train_data = attach_text(train_data, encoder, data, tokens)
     callbacks = []
-    if eval_every:
-        test = attach_text(load_samples(data, subset, "test"), encoder, data, tokens)
-        callbacks.append(TagScoreMonitor(test, eval_every))
+    if test is not None:
+        callbacks.append(TagScoreMonitor(attach_text(test, encoder, data, tokens), eval_every))
     command = (f"storylab train director --data {data} --config {config} --size {size} --steps {steps} "
                f"--batch-size {batch_size} --lr {lr} --seed {seed}")
     state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks)

@@ -28,8 +28,9 @@ def train_clatr_command(
     from storylab.camera.data import attach_text, load_samples
     from storylab.text_encoder import SentenceEncoder
 
+    train = load_samples(data, subset, "train")
     encoder = SentenceEncoder(text_encoder)
-    train = attach_text(load_samples(data, subset, "train"), encoder, data, tokens=False)
+    train = attach_text(train, encoder, data, tokens=False)
     command = f"storylab train clatr --data {data} --size {size} --steps {steps} --batch-size {batch_size} --seed {seed}"
     train_clatr(train, ClatrConfig.build(size, text_dim=encoder.dim), steps, out, batch_size, lr, seed,
                 extra={"command": command, "seed": seed})
@@ -73,9 +74,11 @@ def evaluate_director_command(
     encoders = {n.cfg.text_encoder for n in nets.values()}
     if len(encoders) > 1:
         raise StorylabError("the checkpoints were trained with different text encoders; evaluate them separately")
+    test = load_samples(data, subset, "test", limit)
+    if len(test) <= 3:  # precision/recall/density/coverage use k = 3 nearest neighbours
+        raise StorylabError(f"the test split has {len(test)} samples; the k = 3 metrics need at least 4")
     encoder = SentenceEncoder(next(iter(encoders)))
-    test = attach_text(load_samples(data, subset, "test", limit), encoder, data,
-                       tokens=any(n.cfg.arch == "crossattn" for n in nets.values()))
+    test = attach_text(test, encoder, data, tokens=any(n.cfg.arch == "crossattn" for n in nets.values()))
     results = evaluate_configs(nets, test, clatr, SamplingConfig(guidance_scale=guidance_scale, schedule=schedule), seed)
     Console(width=160).print(results_table(results, f"DIRECTOR on {data} ({subset} test, {len(test)} samples, w {guidance_scale:g})"))
     fd = {r.name: r.metrics["FD_CLaTr"] for r in results if r.name != "real test set"}
