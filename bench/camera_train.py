@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="E.T.-format folder (storylab camera synth)")
     parser.add_argument("--config", default="crossattn", help="incontext, adaln or crossattn (default crossattn)")
-    parser.add_argument("--steps", type=int, default=3000, help="step budget (default 3000)")
+    parser.add_argument("--steps", type=int, default=2500, help="steps; the cosine learning rate reaches 0 at the last one (default 2500)")
     parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between C-F1 checks (default 200)")
     parser.add_argument("--eval-samples", type=int, default=64, help="test samples per check (default 64)")

@@ -30,8 +30,8 @@ class DirectorTrainConfig:
     """Optimisation of DIRECTOR. Paper: batch 128, AdamW 1e-4, betas (0.9, 0.95), wd 0.1, 5k warm-up,
     EMA 0.9999, 170k steps. The defaults are the tiny CPU run."""
 
-    steps: int = 3000
-    batch_size: int = 32
+    steps: int = 2500
+    batch_size: int = 16
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1

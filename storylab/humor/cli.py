@@ -256,6 +256,7 @@ def evaluate_funnynet_command(
     """Print F1/accuracy (funny = positive) per model, the modality ablation table and the laughter detector's scores."""
     from storylab.humor.model import ABLATION_SUBSETS
     from storylab.humor.train import classification_scores, load_funnynet, load_split, predict
+    from storylab.metrics.significance import f1_bootstrap_interval, mcnemar_exact
 
     clips_path = _clips_path(data, clips)
     paths = list(checkpoint) if checkpoint else sorted(data.glob("funnynet_*.safetensors"))
@@ -271,15 +272,24 @@ def evaluate_funnynet_command(
             cache[key] = load_split(clips_path, None if split == "all" else split,
                                     dataclasses.replace(model.config, modalities="avt"), progress=True)
         inputs = cache[key]
-        scores = classification_scores(inputs.label.numpy(), predict(model, inputs))
-        results.append({"checkpoint": str(p), "modalities": model.config.modalities.upper(), **scores})
+        labels, probs = inputs.label.numpy(), predict(model, inputs)
+        scores = classification_scores(labels, probs)
+        low, high = f1_bootstrap_interval(labels, probs >= 0.5)
+        results.append({"checkpoint": str(p), "modalities": model.config.modalities.upper(), **scores,
+                        "f1_ci95": [low, high], "_correct": (probs >= 0.5) == labels.astype(bool)})
     order = {m.upper(): i for i, m in enumerate(ABLATION_SUBSETS)}
     results.sort(key=lambda r: order.get(r["modalities"], 99))
+    full = next((r for r in results if r["modalities"] == "AVT"), None)
+    for r in results:  # paired test against the full model on the same clips
+        r["mcnemar_p_vs_avt"] = mcnemar_exact(r["_correct"], full["_correct"]) if full and r is not full else None
+    for r in results:
+        del r["_correct"]
     paper = {"A": 73.7, "V": 73.2, "T": 77.8, "AV": 84.3, "AT": 84.5, "VT": 74.9, "AVT": 88.2}  # F1 on Friends, lectures' slide
     _summary(f"FunnyNet-W on the {split} clips (funny = positive class)",
-             ["model", "F1", "acc", "precision", "recall", "clips", "paper F1 (Friends)"],
-             [[r["modalities"], r["f1"], r["acc"], r["precision"], r["recall"], r["clips"], paper.get(r["modalities"], "-")]
-              for r in results], stream=sys.stdout)
+             ["model", "F1", "F1 95% CI", "acc", "precision", "recall", "clips", "McNemar p vs AVT", "paper F1 (Friends)"],
+             [[r["modalities"], r["f1"], f"{r['f1_ci95'][0]:.3f}-{r['f1_ci95'][1]:.3f}", r["acc"], r["precision"],
+               r["recall"], r["clips"], "-" if r["mcnemar_p_vs_avt"] is None else f"{r['mcnemar_p_vs_avt']:.2f}",
+               paper.get(r["modalities"], "-")] for r in results], stream=sys.stdout)
     report = {"funnynet": results}
     detector = _detector_scores(data, clips_path)
     if detector is not None:

@@ -21,10 +21,17 @@ def test_label_train_evaluate_detect(tiny_sitcom, cli, tmp_path):
     assert df[df.label == 1].text.str.len().min() > 0
     r = cli("train", "funnynet", "--data", str(out), "--modalities", "a,t", "--out", str(out / "funnynet_at.safetensors"), *TINY_MODEL)
     assert r.returncode == 0, r.stderr
+    r = cli("train", "funnynet", "--data", str(out), "--out", str(out / "funnynet_avt.safetensors"), *TINY_MODEL)
+    assert r.returncode == 0, r.stderr
     r = cli("evaluate", "funnynet", "--data", str(out), "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout[r.stdout.index("{"):])
-    assert report["funnynet"][0]["modalities"] == "AT" and 0 <= report["funnynet"][0]["f1"] <= 1
+    at, avt = report["funnynet"]
+    assert (at["modalities"], avt["modalities"]) == ("AT", "AVT") and 0 <= at["f1"] <= 1
+    for row in (at, avt):  # a bootstrap interval around each F1; the paired test against AVT
+        assert row["f1_ci95"][0] <= row["f1"] <= row["f1_ci95"][1]
+    assert 0 < at["mcnemar_p_vs_avt"] <= 1 and avt["mcnemar_p_vs_avt"] is None
+    assert "McNemar" in r.stdout
     assert report["laughter_detector"]["events_truth"] > 0
     plot = tmp_path / "timeline.png"
     r = cli("humor", "detect", str(out / "episode_002.mp4"), "--checkpoint", str(out / "funnynet_at.safetensors"),

@@ -1,0 +1,41 @@
+"""Bootstrap F1 intervals and the exact McNemar test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from storylab.metrics.significance import _f1, f1_bootstrap_interval, mcnemar_exact
+
+
+def test_vectorised_f1_matches_scikit_learn():
+    rng = np.random.default_rng(0)
+    labels, preds = rng.integers(0, 2, (50, 30)).astype(bool), rng.integers(0, 2, (50, 30)).astype(bool)
+    expected = [f1_score(y, p, zero_division=0) for y, p in zip(labels, preds)]
+    np.testing.assert_allclose(_f1(labels, preds), expected)
+
+
+def test_bootstrap_interval_brackets_the_score_and_narrows_with_more_examples():
+    rng = np.random.default_rng(1)
+    def interval(n):
+        labels = rng.integers(0, 2, n)
+        preds = np.where(rng.random(n) < 0.85, labels, 1 - labels)  # 85 % correct
+        return f1_score(labels, preds), f1_bootstrap_interval(labels, preds)
+    f_small, (lo_small, hi_small) = interval(60)
+    f_big, (lo_big, hi_big) = interval(6000)
+    assert lo_small <= f_small <= hi_small and lo_big <= f_big <= hi_big
+    assert hi_big - lo_big < (hi_small - lo_small) / 5
+    assert f1_bootstrap_interval(np.ones(10), np.ones(10)) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="one length"):
+        f1_bootstrap_interval(np.ones(3), np.ones(4))
+
+
+def test_mcnemar_exact_values():
+    same = np.array([1, 0, 1, 1], bool)
+    assert mcnemar_exact(same, same) == 1.0
+    a = np.array([1] * 6 + [1] * 10, bool)
+    b = np.array([0] * 6 + [1] * 10, bool)
+    assert mcnemar_exact(a, b) == pytest.approx(2 * 0.5 ** 6)  # six discordant examples, all for a
+    one_apart = np.array([1, 1, 0], bool), np.array([1, 0, 0], bool)
+    assert mcnemar_exact(*one_apart) == pytest.approx(1.0)
