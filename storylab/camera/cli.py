@@ -157,7 +157,7 @@ def train_director_command(
     data: Path = typer.Option(..., "--data", help="E.T.-format folder (traj/, char/, caption/, split files)."),
     config: str = typer.Option("crossattn", "--config", help="incontext (A), adaln (B) or crossattn (C)."),
     size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads; CPU) or paper (d 512, 8 layers, 16 heads)."),
-    out: Path = typer.Option(Path("director.safetensors"), "--out", help="Checkpoint path (resume state beside it)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors)."),
     subset: str = typer.Option("full", "--subset", help="Split subset: pure, mixed or full."),
     steps: int = typer.Option(2500, "--steps", help="Training steps; the learning rate follows a cosine to 0 over them (paper: 170000)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Batch size; batches group samples of similar length (paper: 128)."),
@@ -181,6 +181,7 @@ def train_director_command(
     if threads:
         torch.set_num_threads(threads)
     DirectorConfig.build(config, size)  # an unknown config or size fails before any reading
+    out = out or Path("runs") / f"director_{config}.safetensors"
     train_data = load_samples(data, subset, "train", limit)
     test = load_samples(data, subset, "test") if eval_every else None
     encoder = SentenceEncoder(text_encoder)
@@ -197,6 +198,7 @@ def train_director_command(
     state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks)
     print(f"wrote {out} after {state.step} steps ({state.losses.get('wall_seconds', 0):.0f} s), "
           f"loss {state.losses.get('loss', float('nan')):.4f}")
+    print(f"use it with: storylab camera generate \"CAPTION\" --checkpoint {out} --out traj.txt")
 
 
 from storylab.camera import evaluation_cli  # noqa: E402,F401  (registers train clatr, evaluate director)

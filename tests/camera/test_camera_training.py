@@ -87,6 +87,7 @@ def test_train_director_clatr_and_evaluate_end_to_end(tiny_set, tmp_path, monkey
     result = run_cli(monkeypatch, capsys, "train", "clatr", "--data", str(tiny_set), "--steps", "3",
                      "--batch-size", "4", "--out", str(clatr))
     assert result.returncode == 0, result.stderr
+    assert f"evaluate director --data {tiny_set} --clatr {clatr}" in result.stdout
 
     result = run_cli(monkeypatch, capsys, "evaluate", "director", "--data", str(tiny_set), "--checkpoint", str(ckpt),
                      "--clatr", str(clatr), "--out", str(report))
@@ -112,3 +113,12 @@ def test_evaluate_director_bad_inputs(tiny_set, tmp_path, monkeypatch, capsys):
     assert "full_train_split.txt" in result.stderr and not (tmp_path / "d.safetensors").exists()
     result = run_cli(monkeypatch, capsys, "evaluate", "director", "--data", str(tiny_set), "--limit", "3")
     assert result.returncode == 2 and "k = 3 metrics need at least 4" in result.stderr, result.stderr
+
+
+def test_train_director_writes_under_runs_by_default(tiny_set, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(monkeypatch, capsys, "train", "director", "--data", str(tiny_set), "--config", "adaln",
+                     "--steps", "1", "--batch-size", "4")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "director_adaln.safetensors").exists()
+    assert "--checkpoint runs/director_adaln.safetensors" in result.stdout.splitlines()[-1]
