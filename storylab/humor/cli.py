@@ -59,7 +59,10 @@ def _summary(title: str, columns: list[str], rows: list[list], stream=sys.stderr
         table.add_column(c, justify="right" if c not in ("file", "model", "moment text") else "left")
     for r in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r])
-    Console(file=stream).print(table)
+    console = Console(file=stream)
+    if not console.is_terminal:  # a log file or a pipe: keep whole numbers rather than rich's 80 columns
+        console = Console(file=stream, width=160)
+    console.print(table)
 
 
 @humor_app.command("synth")
@@ -284,7 +287,7 @@ def evaluate_funnynet_command(
         r["mcnemar_p_vs_avt"] = mcnemar_exact(r["_correct"], full["_correct"]) if full and r is not full else None
     for r in results:
         del r["_correct"]
-    paper = {"A": 73.7, "V": 73.2, "T": 77.8, "AV": 84.3, "AT": 84.5, "VT": 74.9, "AVT": 88.2}  # F1 on Friends, lectures' slide
+    paper = {"A": "73.7", "V": "73.2", "T": "77.8", "AV": "84.3", "AT": "84.5", "VT": "74.9", "AVT": "88.2"}  # F1 % on Friends, lectures' slide
     _summary(f"FunnyNet-W on the {split} clips (funny = positive class)",
              ["model", "F1", "F1 95% CI", "acc", "precision", "recall", "clips", "McNemar p vs AVT", "paper F1 (Friends)"],
              [[r["modalities"], r["f1"], f"{r['f1_ci95'][0]:.3f}-{r['f1_ci95'][1]:.3f}", r["acc"], r["precision"],
