@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,17 +12,7 @@ from storylab.camera.clatr import Clatr, ClatrConfig, embed_texts, embed_traject
 from storylab.camera.evaluation import clatr_score
 from storylab.camera.synth import SynthConfig, write_synth_dataset
 from storylab.training import load_checkpoint
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> subprocess.CompletedProcess:
-    """The real front door (``storylab.cli.main``) in-process; return code, stdout, stderr."""
-    from storylab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["storylab", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit_info.value.code, captured.out, captured.err)
+from tests.cli_runner import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -71,25 +59,25 @@ def test_clatr_learns_to_retrieve_the_caption_of_a_trajectory():
     assert set(parts) == {"rec", "kl", "nce"}
 
 
-def test_train_director_clatr_and_evaluate_end_to_end(tiny_set, tmp_path, monkeypatch, capsys):
+def test_train_director_clatr_and_evaluate_end_to_end(tiny_set, tmp_path):
     ckpt, clatr, report = tmp_path / "c.safetensors", tmp_path / "clatr.safetensors", tmp_path / "r.json"
-    result = run_cli(monkeypatch, capsys, "train", "director", "--data", str(tiny_set), "--steps", "3",
+    result = run_cli("train", "director", "--data", str(tiny_set), "--steps", "3",
                      "--batch-size", "4", "--out", str(ckpt), "--eval-every", "3")
     assert result.returncode == 0, result.stderr
     assert "step 3: C-P" in result.stdout and "after 3 steps" in result.stdout
     assert load_checkpoint(ckpt, "director").extra["step"] == 3
     # the resume state is kept beside the checkpoint; a longer budget continues from step 3
-    result = run_cli(monkeypatch, capsys, "train", "director", "--data", str(tiny_set), "--steps", "5",
+    result = run_cli("train", "director", "--data", str(tiny_set), "--steps", "5",
                      "--batch-size", "4", "--out", str(ckpt))
     assert result.returncode == 0, result.stderr
     assert "after 5 steps" in result.stdout and load_checkpoint(ckpt, "director").extra["step"] == 5
 
-    result = run_cli(monkeypatch, capsys, "train", "clatr", "--data", str(tiny_set), "--steps", "3",
+    result = run_cli("train", "clatr", "--data", str(tiny_set), "--steps", "3",
                      "--batch-size", "4", "--out", str(clatr))
     assert result.returncode == 0, result.stderr
     assert f"evaluate director --data {tiny_set} --clatr {clatr}" in result.stdout
 
-    result = run_cli(monkeypatch, capsys, "evaluate", "director", "--data", str(tiny_set), "--checkpoint", str(ckpt),
+    result = run_cli("evaluate", "director", "--data", str(tiny_set), "--checkpoint", str(ckpt),
                      "--clatr", str(clatr), "--out", str(report))
     assert result.returncode == 0, result.stderr
     rows = {r["method"]: r for r in json.loads(report.read_text())["results"]}
@@ -102,22 +90,22 @@ def test_train_director_clatr_and_evaluate_end_to_end(tiny_set, tmp_path, monkey
     assert "C-F1" in result.stdout and "FD_CLaTr order here: C" in result.stdout
 
 
-def test_evaluate_director_bad_inputs(tiny_set, tmp_path, monkeypatch, capsys):
-    result = run_cli(monkeypatch, capsys, "evaluate", "director", "--data", str(tiny_set), "--clatr",
+def test_evaluate_director_bad_inputs(tiny_set, tmp_path):
+    result = run_cli("evaluate", "director", "--data", str(tiny_set), "--clatr",
                      str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "r.json"))
     assert result.returncode == 2 and "CLaTr checkpoint not found" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
-    result = run_cli(monkeypatch, capsys, "train", "director", "--data", str(tmp_path / "nowhere"), "--steps", "1",
+    result = run_cli("train", "director", "--data", str(tmp_path / "nowhere"), "--steps", "1",
                      "--out", str(tmp_path / "d.safetensors"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "full_train_split.txt" in result.stderr and not (tmp_path / "d.safetensors").exists()
-    result = run_cli(monkeypatch, capsys, "evaluate", "director", "--data", str(tiny_set), "--limit", "3")
+    result = run_cli("evaluate", "director", "--data", str(tiny_set), "--limit", "3")
     assert result.returncode == 2 and "k = 3 metrics need at least 4" in result.stderr, result.stderr
 
 
-def test_train_director_writes_under_runs_by_default(tiny_set, tmp_path, monkeypatch, capsys):
+def test_train_director_writes_under_runs_by_default(tiny_set, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run_cli(monkeypatch, capsys, "train", "director", "--data", str(tiny_set), "--config", "adaln",
+    result = run_cli("train", "director", "--data", str(tiny_set), "--config", "adaln",
                      "--steps", "1", "--batch-size", "4")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "runs" / "director_adaln.safetensors").exists()
