@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.6, help="C-F1 target (default 0.6)")
     parser.add_argument("--out", default="/tmp/bench_director.safetensors", help="checkpoint path")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--d-model", type=int, default=None, help="width override (default: the tiny preset's 64)")
+    parser.add_argument("--heads", type=int, default=None, help="attention heads override (default: the tiny preset's 4)")
     parser.add_argument("--log-every", type=int, default=25, help="steps between stop checks (default 25)")
     args = parser.parse_args()
     import torch
@@ -57,7 +59,7 @@ def main() -> None:
     command = ("bench/camera_train.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()))
     monitor.t0 = time.perf_counter()
     try:
-        train_director(train, DirectorConfig.build(args.config), DirectorTrainConfig(
+        train_director(train, DirectorConfig.build(args.config, **{k: v for k, v in (("d_model", args.d_model), ("n_heads", args.heads)) if v}), DirectorTrainConfig(
             steps=args.steps, batch_size=args.batch_size, checkpoint_every=args.eval_every, log_every=args.log_every,
             progress=False),
             args.out, callbacks=[monitor, stop_rule], resume=False)
