@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -61,8 +62,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically and return the path."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+    """Write ``obj`` as strict JSON to ``path`` atomically and return the path.
+
+    NaN and infinities (an undefined metric) are written as ``null``: Python's ``NaN`` token is not
+    JSON, and strict parsers (browsers, ``jq``) reject a file that contains it.
+    """
+    text = json.dumps(_finite_or_null(obj), indent=indent, default=_json_default, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def _finite_or_null(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (numpy / torch values converted first)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    if not isinstance(obj, (str, bytes, int, bool, type(None), Path)) and (hasattr(obj, "tolist") or hasattr(obj, "item")):
+        return _finite_or_null(_json_default(obj))
+    return obj
 
 
 def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:

@@ -32,6 +32,23 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert target.read_text().strip().startswith("{")
 
 
+def test_json_is_strict_nan_becomes_null(tmp_path):
+    import json
+
+    import numpy as np
+    import torch
+
+    target = tmp_path / "m.json"
+    atomic_write_json(target, {"nan": float("nan"), "inf": np.float64("inf"), "ok": np.float32(0.5),
+                               "arr": np.array([1.0, np.nan]), "t": torch.tensor([np.inf, 2.0]), "n": 3,
+                               "path": tmp_path, "nested": [{"x": float("-inf")}]})
+    text = target.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert back == {"nan": None, "inf": None, "ok": 0.5, "arr": [1.0, None], "t": [None, 2.0], "n": 3,
+                    "path": str(tmp_path), "nested": [{"x": None}]}
+
+
 def test_storylab_error_carries_exit_code():
     assert StorylabError("x").exit_code == 2
     assert StorylabError("x", exit_code=3).exit_code == 3
