@@ -10,7 +10,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -133,7 +133,7 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
                          unlock_decoder: bool = typer.Option(False, "--unlock-decoder", help="Also train a copy of the base decoder."),
                          eval_every: int = typer.Option(100, "--eval-every", help="Measure condition fidelity every N steps."),
                          eval_count: int = typer.Option(48, "--eval-count", help="Held-out conditions per fidelity measurement."),
-                         plot: Path = typer.Option(Path("convergence.png"), "--plot", help="Convergence curve to write."),
+                         plot: Optional[Path] = typer.Option(None, "--plot", help="Convergence curve to write (default: beside the checkpoint, OUT with .convergence.png)."),
                          seed: int = typer.Option(0, "--seed", help="Random seed."),
                          resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present."),
                          progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -150,6 +150,7 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
     out = out or run_path(f"controlnet_{kind}.safetensors")
     if out.suffix != ".safetensors":
         raise StorylabError(f"--out must be a .safetensors file, got {out}")
+    plot = plot or out.with_suffix(".convergence.png")
     if plot.suffix.lower() != ".png":
         raise StorylabError(f"--plot must be a .png file, got {plot}")
     read_metadata(base)  # a missing or unreadable base is one clear line before any work

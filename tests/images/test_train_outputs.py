@@ -78,6 +78,8 @@ def test_train_controlnet_defaults_to_runs(in_tmp):
                            "--control runs/controlnet_canny.safetensors=condition.png")
     assert "storylab control extract canny" in last
     load_controlnet(out, load_digit_model(base))
+    assert (in_tmp / "runs" / "controlnet_canny.convergence.png").stat().st_size > 0  # the curve sits beside it
+    assert not (in_tmp / "convergence.png").exists()
 
 
 def _param(path: tuple[str, ...], name: str):
