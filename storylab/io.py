@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -100,3 +101,17 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+RUNS = Path("runs")  # relative: resolved against the current directory when a command runs
+
+
+def run_path(name: str) -> Path:
+    """Default output of a training command: ``runs/<name>`` under the current directory (created on save),
+    so a default run never overwrites a checkpoint shipped inside the installed package."""
+    return RUNS / name
+
+
+def use_hint(*command: str | Path) -> str:
+    """The line a training command prints last: how to use what it wrote (paths shell-quoted)."""
+    return "use it with: " + " ".join(shlex.quote(str(part)) for part in command)

@@ -171,22 +171,25 @@ def train_director_command(
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = torch's default)."),
 ) -> None:
     """Train DIRECTOR (EDM, x0 prediction, CFG condition dropout, EMA) on an E.T.-format data set."""
+    import dataclasses
+
     import torch
 
     from storylab.camera.data import attach_text, load_samples
     from storylab.camera.director import DirectorConfig
     from storylab.camera.training import DirectorTrainConfig, TagScoreMonitor, train_director
+    from storylab.io import run_path, use_hint
     from storylab.text_encoder import SentenceEncoder
 
     if threads:
         torch.set_num_threads(threads)
-    DirectorConfig.build(config, size)  # an unknown config or size fails before any reading
-    out = out or Path("runs") / f"director_{config}.safetensors"
+    model_cfg = DirectorConfig.build(config, size)  # an unknown config or size fails before any reading
+    out = out or run_path(f"director_{config}.safetensors")
     train_data = load_samples(data, subset, "train", limit)
     test = load_samples(data, subset, "test") if eval_every else None
     encoder = SentenceEncoder(text_encoder)
-    model_cfg = DirectorConfig.build(config, size, text_dim=encoder.dim,
-                                     text_encoder=str(text_encoder) if text_encoder else None)
+    model_cfg = dataclasses.replace(model_cfg, text_dim=encoder.dim,
+                                    text_encoder=str(text_encoder) if text_encoder else None)
     train_cfg = DirectorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema, seed=seed)
     tokens = config == "crossattn"
     train_data = attach_text(train_data, encoder, data, tokens)
@@ -198,7 +201,7 @@ def train_director_command(
     state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks)
     print(f"wrote {out} after {state.step} steps ({state.losses.get('wall_seconds', 0):.0f} s), "
           f"loss {state.losses.get('loss', float('nan')):.4f}")
-    print(f"use it with: storylab camera generate \"CAPTION\" --checkpoint {out} --out traj.txt")
+    print(use_hint("storylab", "camera", "generate", "CAPTION", "--checkpoint", out, "--out", "traj.txt"))
 
 
 from storylab.camera import evaluation_cli  # noqa: E402,F401  (registers train clatr, evaluate director)

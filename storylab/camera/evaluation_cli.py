@@ -9,12 +9,13 @@ import typer
 
 from storylab.cli_groups import evaluate_app, train_app
 from storylab.errors import StorylabError
+from storylab.io import run_path, use_hint
 
 
 @train_app.command("clatr")
 def train_clatr_command(
     data: Path = typer.Option(..., "--data", help="E.T.-format folder with a train split."),
-    out: Path = typer.Option(Path("runs/clatr.safetensors"), "--out", help="Checkpoint path (use it with evaluate director --clatr)."),
+    out: Path = typer.Option(run_path("clatr.safetensors"), "--out", help="Checkpoint path (use it with evaluate director --clatr)."),
     size: str = typer.Option("tiny", "--size", help="tiny (d 64, latent 32) or paper (d 256, latent 256)."),
     subset: str = typer.Option("full", "--subset", help="Split subset: pure, mixed or full."),
     steps: int = typer.Option(800, "--steps", help="Training steps."),
@@ -34,7 +35,8 @@ def train_clatr_command(
     command = f"storylab train clatr --data {data} --size {size} --steps {steps} --batch-size {batch_size} --seed {seed}"
     train_clatr(train, ClatrConfig.build(size, text_dim=encoder.dim), steps, out, batch_size, lr, seed,
                 extra={"command": command, "seed": seed})
-    print(f"wrote {out}\nuse it with: storylab evaluate director --data {data} --clatr {out}")
+    print(f"wrote {out}")
+    print(use_hint("storylab", "evaluate", "director", "--data", data, "--clatr", out))
 
 
 @evaluate_app.command("director")

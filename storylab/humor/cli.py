@@ -59,10 +59,8 @@ def _summary(title: str, columns: list[str], rows: list[list], stream=sys.stderr
         table.add_column(c, justify="right" if c not in ("file", "model", "moment text") else "left")
     for r in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r])
-    console = Console(file=stream)
-    if not console.is_terminal:  # a log file or a pipe: keep whole numbers rather than rich's 80 columns
-        console = Console(file=stream, width=160)
-    console.print(table)
+    # a log file or a pipe gets 160 columns, so numbers are not cut to rich's default of 80
+    Console(file=stream, width=None if stream.isatty() else 160).print(table)
 
 
 @humor_app.command("synth")
