@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--d-model", type=int, default=None, help="width override (default: the tiny preset's 64)")
     parser.add_argument("--heads", type=int, default=None, help="attention heads override (default: the tiny preset's 4)")
+    parser.add_argument("--p-mean", type=float, default=None, help="mean of ln sigma in training (default: the trainer's)")
+    parser.add_argument("--p-std", type=float, default=None, help="std of ln sigma in training (default: the trainer's)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the trainer's)")
     parser.add_argument("--log-every", type=int, default=25, help="steps between stop checks (default 25)")
     args = parser.parse_args()
     import torch
@@ -61,7 +64,8 @@ def main() -> None:
     try:
         train_director(train, DirectorConfig.build(args.config, **{k: v for k, v in (("d_model", args.d_model), ("n_heads", args.heads)) if v}), DirectorTrainConfig(
             steps=args.steps, batch_size=args.batch_size, checkpoint_every=args.eval_every, log_every=args.log_every,
-            progress=False),
+            progress=False, **{k: v for k, v in (("p_mean", args.p_mean), ("p_std", args.p_std), ("lr", args.lr))
+                               if v is not None}),
             args.out, callbacks=[monitor, stop_rule], resume=False)
     except Stop:
         pass

@@ -39,21 +39,26 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--aux-weight", type=float, default=None, help="unimodal auxiliary loss weight (default: the model's)")
+    parser.add_argument("--skip-label", action="store_true", help="reuse DATA/clips.csv and laughter.json")
     parser.add_argument("--subsets", default=",".join(ABLATION_SUBSETS))
     parser.add_argument("--save-avt", type=Path, default=None, help="Also copy the AVT checkpoint here.")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one thread: the bench machine may be shared; CPU time is reported too
 
-    if len(list(args.data.glob("episode_*.mp4"))) < args.episodes:
-        _, w4, c4 = timed(lambda: synth_sitcom(args.data, SynthConfig(episodes=args.episodes, seed=args.seed), progress=False))
-        print(f"synth of {args.episodes} episodes: {w4:.1f} s wall, {c4:.1f} s CPU (4 episodes ~ {w4 * 4 / args.episodes:.1f} s wall)")
-    files = sorted(args.data.glob("episode_*.mp4"))[:args.episodes]
-    results = laughter_events(files, LaughterConfig())
-    df = clip_table(results, [read_srt(f.with_suffix(".srt")) for f in files], LabelConfig(holdout=args.holdout, seed=args.seed))
-    write_clip_table(df, args.data / "clips.csv")
-    write_laughter_json(args.data / "laughter.json", results)
-    print(f"clips: train {int((df.split == 'train').sum())}, test {int((df.split == 'test').sum())} "
-          f"(positives {int(df.label.sum())} of {len(df)})")
+    if args.skip_label:
+        print("reusing " + str(args.data / "clips.csv"))
+    else:
+        if len(list(args.data.glob("episode_*.mp4"))) < args.episodes:
+            _, w4, c4 = timed(lambda: synth_sitcom(args.data, SynthConfig(episodes=args.episodes, seed=args.seed), progress=False))
+            print(f"synth of {args.episodes} episodes: {w4:.1f} s wall, {c4:.1f} s CPU (4 episodes ~ {w4 * 4 / args.episodes:.1f} s wall)")
+        files = sorted(args.data.glob("episode_*.mp4"))[:args.episodes]
+        results = laughter_events(files, LaughterConfig())
+        df = clip_table(results, [read_srt(f.with_suffix(".srt")) for f in files], LabelConfig(holdout=args.holdout, seed=args.seed))
+        write_clip_table(df, args.data / "clips.csv")
+        write_laughter_json(args.data / "laughter.json", results)
+        print(f"clips: train {int((df.split == 'train').sum())}, test {int((df.split == 'test').sum())} "
+              f"(positives {int(df.label.sum())} of {len(df)})")
 
     full = FunnyNetConfig(modalities="avt")
     (train_in, wl, _) = timed(lambda: load_split(args.data / "clips.csv", "train", full))
@@ -61,7 +66,7 @@ def main() -> None:
     print(f"cutting the training clips: {wl:.1f} s wall")
     rows = []
     for subset in args.subsets.split(","):
-        cfg = FunnyNetConfig(modalities=subset)
+        cfg = FunnyNetConfig(modalities=subset, **({} if args.aux_weight is None else {"aux_weight": args.aux_weight}))
         out = args.data / f"funnynet_{subset}.safetensors"
         (model, _), w, c = timed(lambda: train_funnynet(train_in, cfg, FunnyNetTrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, progress=False), out,
                                                        extra={"command": f"bench/humor_funnynet.py --episodes {args.episodes} --seed {args.seed}", "seed": args.seed}))

@@ -15,6 +15,10 @@ Three ways to condition on the character path and the caption:
 ``cond`` is a dict with a batch dimension: ``char`` (B, T, 3), ``text`` (B, Dt) pooled,
 ``text_tokens`` (B, L, Dt), ``text_mask`` (B, L) (1 = real token; zeroed with the caption in the
 null condition) and ``mask`` (B, T) bool (valid frames; not a condition modality).
+
+``patch`` (default 1, the paper's one token per frame) groups k consecutive frames into one token, as
+DiT's patch size does for image latents (Peebles & Xie 2023, Sec. 3.1): the input and output linear
+maps see 9 k features, the character tokens 3 k, and the sequence is k times shorter.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ class DirectorConfig:
     attn_dropout: float = 0.1
     cond_layers: int = 2
     n_registers: int = 4
+    # frames per token (DiT's patch size, in time): 1 = the paper's one token per frame; k > 1 cuts
+    # the sequence (and the T^2 attention) k-fold, the CPU preset's lever on step time
+    patch: int = 1
     max_frames: int = MAX_FRAMES
     text_dim: int = 384
     text_tokens: int = 77
@@ -156,35 +163,38 @@ class Director(nn.Module):
             raise StorylabError(f"unknown DIRECTOR config '{cfg.arch}' (choose from {', '.join(ARCHS)})")
         if cfg.d_model % cfg.n_heads:
             raise StorylabError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
+        if cfg.patch < 1:
+            raise StorylabError(f"patch must be at least 1 frame, got {cfg.patch}")
         self.cfg = cfg
-        d = cfg.d_model
-        self.input = nn.Linear(9, d)
+        d, k = cfg.d_model, cfg.patch
+        self.input = nn.Linear(9 * k, d)
         self.noise = NoiseEmbedding(d)
-        self.register_buffer("positions", sinusoidal(torch.arange(cfg.max_frames), d), persistent=False)
+        # a token's position is the time of its first frame
+        self.register_buffer("positions", sinusoidal(torch.arange(0, cfg.max_frames + k - 1, k), d), persistent=False)
         if cfg.arch in ("incontext", "adaln"):
             self.char_proj = nn.Linear(cfg.max_frames * 3, d)
             self.text_proj = nn.Linear(cfg.text_dim, d)
         if cfg.arch == "incontext":
             self.blocks = nn.ModuleList(self_attention_block(cfg) for _ in range(cfg.n_layers))
             self.final_norm = nn.LayerNorm(d)
-            self.output = nn.Linear(d, 9)
+            self.output = nn.Linear(d, 9 * k)
         elif cfg.arch == "adaln":
             self.blocks = nn.ModuleList(AdaLNBlock(cfg) for _ in range(cfg.n_layers))
             self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
             self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
-            self.output = nn.Linear(d, 9)
+            self.output = nn.Linear(d, 9 * k)
             for layer in (self.final_ada[1], self.output):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
         else:
             self.registers = nn.Parameter(torch.randn(cfg.n_registers, d) * 0.02)
-            self.char_token = nn.Linear(3, d)
+            self.char_token = nn.Linear(3 * k, d)
             self.text_token = nn.Linear(cfg.text_dim, d)
             self.type_embed = nn.Parameter(torch.zeros(4, d))  # register, noise, character, text
             self.cond_blocks = nn.ModuleList(self_attention_block(cfg) for _ in range(cfg.cond_layers))
             self.blocks = nn.ModuleList(CrossAttentionBlock(cfg) for _ in range(cfg.n_layers))
             self.final_norm = nn.LayerNorm(d)
-            self.output = nn.Linear(d, 9)
+            self.output = nn.Linear(d, 9 * k)
 
     def _flat_char(self, char: torch.Tensor) -> torch.Tensor:
         b, t, _ = char.shape
@@ -192,43 +202,63 @@ class Director(nn.Module):
         full[:, :t] = char
         return full.flatten(1)  # (B, max_frames * 3)
 
+    def _patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, ceil(T / k), k C): k consecutive frames per token, zero-padded at the end."""
+        b, t, c = x.shape
+        k = self.cfg.patch
+        n = -(-t // k)
+        return nn.functional.pad(x, (0, 0, 0, n * k - t)).reshape(b, n, k * c)
+
+    def _unpatchify(self, y: torch.Tensor, t: int) -> torch.Tensor:
+        """(B, N, 9 k) -> (B, T, 9)."""
+        return y.reshape(y.shape[0], -1, 9)[:, :t]
+
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         b, t, _ = x.shape  # (B, T, 9)
         if t > self.cfg.max_frames:
             raise StorylabError(f"{t} frames is more than the model's maximum of {self.cfg.max_frames}")
         mask = cond.get("mask")
-        pad = None if mask is None else ~mask.bool()  # (B, T) True = padding
-        h = self.input(x) + self.positions[:t]  # (B, T, d)
+        if mask is None and t % self.cfg.patch:
+            mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
+        pad, char = None, cond["char"]
+        if mask is not None:
+            x = x * mask[..., None]  # padded frames enter a shared token as zeros, never as noise
+            char = char * mask[..., None]
+            # a token is padding when all of its frames are
+            pad = ~self._patchify(mask.bool()[..., None].float()).bool().any(-1)  # (B, N)
+        h = self.input(self._patchify(x))
+        n = h.shape[1]  # tokens: T / patch
+        h = h + self.positions[:n]  # (B, N, d)
         noise = self.noise(c_noise.reshape(-1).expand(b))  # (B, d)
         if self.cfg.arch == "incontext":
-            prefix = torch.stack([noise, self.char_proj(self._flat_char(cond["char"])),
+            prefix = torch.stack([noise, self.char_proj(self._flat_char(char)),
                                   self.text_proj(cond["text"])], dim=1)  # (B, 3, d)
             h = torch.cat([prefix, h], dim=1)  # (B, 3 + T, d)
             full_pad = None if pad is None else torch.cat([pad.new_zeros(b, 3), pad], dim=1)
             for block in self.blocks:
                 h = block(h, src_key_padding_mask=full_pad)
-            return self.output(self.final_norm(h[:, 3:]))
+            return self._unpatchify(self.output(self.final_norm(h[:, 3:])), t)
         if self.cfg.arch == "adaln":
-            c = noise + self.char_proj(self._flat_char(cond["char"])) + self.text_proj(cond["text"])  # (B, d)
+            c = noise + self.char_proj(self._flat_char(char)) + self.text_proj(cond["text"])  # (B, d)
             for block in self.blocks:
                 h = block(h, c, pad)
             shift, scale = self.final_ada(c).chunk(2, dim=-1)
-            return self.output(modulate(self.final_norm(h), shift, scale))
+            return self._unpatchify(self.output(modulate(self.final_norm(h), shift, scale)), t)
         # crossattn: condition tokens (B, R + 1 + T + L, d)
         tokens = [self.registers.expand(b, -1, -1) + self.type_embed[0],
                   noise[:, None] + self.type_embed[1],
-                  self.char_token(cond["char"]) + self.positions[:t] + self.type_embed[2],
+                  self.char_token(self._patchify(char)) + self.positions[:n] + self.type_embed[2],
                   self.text_token(cond["text_tokens"]) + self.type_embed[3]]
         memory = torch.cat(tokens, dim=1)
         n_text = cond["text_tokens"].shape[1]
-        frame_pad = pad if pad is not None else torch.zeros(b, t, dtype=torch.bool, device=x.device)
+        frame_pad = pad if pad is not None else torch.zeros(b, n, dtype=torch.bool, device=x.device)
         text_pad = (cond["text_mask"] <= 0) if "text_mask" in cond else frame_pad.new_zeros(b, n_text)
         memory_pad = torch.cat([frame_pad.new_zeros(b, self.cfg.n_registers + 1), frame_pad, text_pad], dim=1)
         for block in self.cond_blocks:
             memory = block(memory, src_key_padding_mask=memory_pad)
         for block in self.blocks:
             h = block(h, memory, pad, memory_pad)
-        return self.output(self.final_norm(h))
+        return self._unpatchify(self.output(self.final_norm(h)), t)
 
 
 def null_condition(cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

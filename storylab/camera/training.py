@@ -39,6 +39,8 @@ class DirectorTrainConfig:
     ema_decay: float = 0.995
     p_shared: float = 0.1
     p_modality: float = 0.1
+    p_mean: float = -1.2
+    p_std: float = 1.2
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 25
@@ -98,7 +100,7 @@ def train_director(data: DirectorData, model_cfg: DirectorConfig, cfg: DirectorT
     sampler = LengthBucketBatchSampler(data.mask.sum(1), cfg.batch_size, seed=cfg.seed,
                                        drop_last=len(data) > cfg.batch_size)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data.tensors()), batch_sampler=sampler)
-    edm = EDMConfig(sigma_data=0.5, p_mean=-1.2, p_std=1.2)
+    edm = EDMConfig(sigma_data=0.5, p_mean=cfg.p_mean, p_std=cfg.p_std)
     info = {**(extra or {}), "train_config": asdict(cfg), "train_samples": len(data)}
 
     def save_fn(model: Director, ema: Director | None, step: int) -> None:

@@ -66,6 +66,7 @@ class FunnyNetConfig:
     lstm_hidden: int = 128
     nt_xent_weight: float = 0.03       # lambda (paper: 0.03)
     temperature: float = 0.5           # NT-Xent temperature (paper: 0.5)
+    aux_weight: float = 0.0            # unimodal auxiliary cross-entropy (Wang et al. 2020); 0 = the paper's loss
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -128,6 +129,9 @@ class FunnyNet(nn.Module):
             self.projections[m] = GatedProjection(enc.dim, config.dim, config.dropout)
         self.fusion = CrossAttentionFusion(len(config.modalities), config.dim, config.tokens, config.heads, config.dropout)
         self.classifier = nn.Linear(config.dim, 2)
+        # one linear head per modality on its projection, trained only through the auxiliary loss
+        self.aux_heads = nn.ModuleDict({m: nn.Linear(config.dim, 2) for m in config.modalities}
+                                       if config.aux_weight > 0 and len(config.modalities) > 1 else {})
         # log-mel mean and std of the training clips (BYOL-A normalises by dataset statistics)
         self.register_buffer("audio_stats", torch.tensor([0.0, 1.0]))
 
@@ -176,7 +180,15 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torch
 
 
 def funnynet_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy + lambda x sum over modality pairs of NT-Xent (FunnyNet-W, Eq. 3)."""
+    """Cross-entropy + lambda x sum over modality pairs of NT-Xent (FunnyNet-W, Eq. 3), plus
+    ``aux_weight`` x the mean cross-entropy of one linear head per modality when that is set.
+
+    The auxiliary term is Gradient-Blending's remedy with uniform weights (Wang, Tran, Feiszli, "What
+    Makes Training Multi-Modal Classification Networks Hard?", CVPR 2020): a fused network fitted by
+    its joint loss alone overfits the training clips by leaning on whichever modality fits them
+    fastest; a loss per modality keeps every encoder discriminative on its own. Prediction uses the
+    fused classifier only.
+    """
     logits, z = model(batch)
     ce = F.cross_entropy(logits, batch["label"])
     core = model.module if hasattr(model, "module") else model
@@ -184,5 +196,8 @@ def funnynet_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[tor
     pairs = list(combinations(cfg.modalities, 2))
     contrast = sum((nt_xent(z[p], z[q], cfg.temperature) for p, q in pairs), torch.zeros((), device=logits.device))
     loss = ce + cfg.nt_xent_weight * contrast
+    if len(core.aux_heads):
+        aux = sum(F.cross_entropy(head(z[m]), batch["label"]) for m, head in core.aux_heads.items())
+        loss = loss + cfg.aux_weight * aux / len(core.aux_heads)
     acc = (logits.argmax(-1) == batch["label"]).float().mean()
     return loss, {"ce": float(ce.detach()), "acc": float(acc)}

@@ -12,30 +12,47 @@ from storylab.diffusion import StepContext, edm_denoise
 from storylab.errors import StorylabError
 
 
-def tiny(arch: str) -> Director:
+def tiny(arch: str, patch: int = 1) -> Director:
     torch.manual_seed(0)
     return Director(DirectorConfig.build(arch, d_model=32, n_layers=2, n_heads=2, cond_layers=1, max_frames=40,
-                                         text_dim=16, dropout=0.0)).eval()
+                                         text_dim=16, dropout=0.0, patch=patch)).eval()
 
 
-def condition(b: int = 2, t: int = 12) -> dict[str, torch.Tensor]:
+def condition(b: int = 2, t: int = 12, valid: int = 8) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     mask = torch.ones(b, t, dtype=torch.bool)
-    mask[1, 8:] = False
+    mask[1, valid:] = False
     return {"char": torch.randn(b, t, 3, generator=g), "text": torch.randn(b, 16, generator=g),
             "text_tokens": torch.randn(b, 5, 16, generator=g), "text_mask": torch.ones(b, 5), "mask": mask}
 
 
+@pytest.mark.parametrize("patch", [1, 4])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_output_shape_and_padding_does_not_leak(arch):
-    net, cond = tiny(arch), condition()
-    x = torch.randn(2, 12, 9)
+def test_output_shape_and_padding_does_not_leak(arch, patch):
+    # 13 frames: with 4-frame tokens the last token is partial; sample 1 ends inside a token
+    net, cond = tiny(arch, patch), condition(t=13, valid=6)
+    x = torch.randn(2, 13, 9)
     out = net(x, torch.zeros(2), cond)
-    assert out.shape == (2, 12, 9) and torch.isfinite(out).all()
+    assert out.shape == (2, 13, 9) and torch.isfinite(out).all()
     x2 = x.clone()
-    x2[1, 8:] = 100.0  # padded frames of sample 1 must not change its valid frames
-    out2 = net(x2, torch.zeros(2), cond)
-    torch.testing.assert_close(out[1, :8], out2[1, :8], atol=1e-5, rtol=1e-5)
+    x2[1, 6:] = 100.0  # padded frames of sample 1 must not change its valid frames
+    cond2 = {**cond, "char": cond["char"].clone()}
+    cond2["char"][1, 6:] = -50.0
+    out2 = net(x2, torch.zeros(2), cond2)
+    torch.testing.assert_close(out[1, :6], out2[1, :6], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[0], out2[0], atol=1e-5, rtol=1e-5)
+
+
+def test_patched_tokens_shorten_the_sequence():
+    net = tiny("crossattn", patch=4)
+    assert net.input.in_features == 36 and net.output.out_features == 36 and net.char_token.in_features == 12
+    seen = []
+    net.blocks[0].attn.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    net(torch.randn(1, 13, 9), torch.zeros(1), {k: v[:1, :13] if v.ndim > 1 and v.shape[1] == 13 else v[:1]
+                                                for k, v in condition(t=13).items()})
+    assert seen == [4]  # ceil(13 / 4) tokens
+    with pytest.raises(StorylabError, match="patch must be at least 1"):
+        Director(DirectorConfig.build("crossattn", patch=0))
 
 
 def test_zero_initialised_adaln_block_is_identity():

@@ -41,6 +41,29 @@ def test_every_subset_gives_two_logits(mods):
     assert logits.shape == (6, 2) and set(z) == set(mods) and all(v.shape == (6, 64) for v in z.values())
 
 
+def test_auxiliary_loss_adds_the_mean_unimodal_cross_entropy():
+    import torch.nn.functional as F
+
+    batch = tiny_batch().batch(slice(None))
+    torch.manual_seed(0)
+    paper = FunnyNet(FunnyNetConfig(modalities="avt", **TINY)).eval()
+    assert len(paper.aux_heads) == 0
+    torch.manual_seed(0)
+    aux = FunnyNet(FunnyNetConfig(modalities="avt", aux_weight=0.5, **TINY)).eval()
+    assert set(aux.aux_heads) == {"a", "v", "t"}
+    base = funnynet_loss(paper, batch)[0]
+    _, z = aux(batch)
+    ce = [F.cross_entropy(aux.aux_heads[m](z[m]), batch["label"]) for m in "avt"]
+    assert torch.allclose(funnynet_loss(aux, batch)[0], base + 0.5 * sum(ce) / 3, atol=1e-6)
+    # the auxiliary heads train each encoder on its own: a gradient reaches the text encoder through them
+    aux.zero_grad()
+    (sum(ce) / 3).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in aux.aux_heads["t"].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in aux.encoders["t"].parameters())
+    # one modality: nothing to blend, no heads, the plain loss
+    assert len(FunnyNet(FunnyNetConfig(modalities="a", aux_weight=0.5, **TINY)).aux_heads) == 0
+
+
 def test_fusion_mixes_modalities():
     torch.manual_seed(0)
     caf = CrossAttentionFusion(3, dim=64, tokens=16, heads=2).eval()
