@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--d-model", type=int, default=None, help="width override (default: the tiny preset's 64)")
     parser.add_argument("--heads", type=int, default=None, help="attention heads override (default: the tiny preset's 4)")
+    parser.add_argument("--patch", type=int, default=None, help="frames per token override (default: the tiny preset's)")
     parser.add_argument("--p-mean", type=float, default=None, help="mean of ln sigma in training (default: the trainer's)")
     parser.add_argument("--p-std", type=float, default=None, help="std of ln sigma in training (default: the trainer's)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the trainer's)")
@@ -62,7 +63,7 @@ def main() -> None:
     command = ("bench/camera_train.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()))
     monitor.t0 = time.perf_counter()
     try:
-        train_director(train, DirectorConfig.build(args.config, **{k: v for k, v in (("d_model", args.d_model), ("n_heads", args.heads)) if v}), DirectorTrainConfig(
+        train_director(train, DirectorConfig.build(args.config, **{k: v for k, v in (("d_model", args.d_model), ("n_heads", args.heads), ("patch", args.patch)) if v}), DirectorTrainConfig(
             steps=args.steps, batch_size=args.batch_size, checkpoint_every=args.eval_every, log_every=args.log_every,
             progress=False, **{k: v for k, v in (("p_mean", args.p_mean), ("p_std", args.p_std), ("lr", args.lr))
                                if v is not None}),

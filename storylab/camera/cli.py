@@ -164,6 +164,9 @@ def train_director_command(
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate (paper: 1e-4)."),
     warmup: int = typer.Option(100, "--warmup", help="Warm-up steps (paper: 5000)."),
     ema: float = typer.Option(0.995, "--ema", help="EMA decay (paper: 0.9999)."),
+    p_mean: Optional[float] = typer.Option(None, "--p-mean", help="Mean of ln sigma in training (default: 0.6 for --size tiny, the paper's -1.2 for --size paper)."),
+    p_std: float = typer.Option(1.2, "--p-std", help="Standard deviation of ln sigma in training (paper: 1.2)."),
+    patch: Optional[int] = typer.Option(None, "--patch", help="Frames per token (default: 4 for --size tiny, the paper's 1 for --size paper)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     text_encoder: Optional[Path] = typer.Option(None, "--text-encoder", help="Local text model folder (e.g. CLIP ViT-B/32); default all-MiniLM-L6-v2."),
     eval_every: int = typer.Option(0, "--eval-every", help="Every N steps, sample the test split and print C-F1 (0 = never)."),
@@ -183,21 +186,27 @@ def train_director_command(
 
     if threads:
         torch.set_num_threads(threads)
-    model_cfg = DirectorConfig.build(config, size)  # an unknown config or size fails before any reading
+    overrides = {} if patch is None else {"patch": patch}
+    model_cfg = DirectorConfig.build(config, size, **overrides)  # an unknown config or size fails before any reading
+    if p_std <= 0:
+        raise StorylabError(f"--p-std must be positive, got {p_std}")
+    if p_mean is None:
+        p_mean = DirectorTrainConfig.p_mean if size == "tiny" else DirectorTrainConfig.paper().p_mean
     out = out or run_path(f"director_{config}.safetensors")
     train_data = load_samples(data, subset, "train", limit)
     test = load_samples(data, subset, "test") if eval_every else None
     encoder = SentenceEncoder(text_encoder)
     model_cfg = dataclasses.replace(model_cfg, text_dim=encoder.dim,
                                     text_encoder=str(text_encoder) if text_encoder else None)
-    train_cfg = DirectorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema, seed=seed)
+    train_cfg = DirectorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema, seed=seed,
+                                    p_mean=p_mean, p_std=p_std)
     tokens = config == "crossattn"
     train_data = attach_text(train_data, encoder, data, tokens)
     callbacks = []
     if test is not None:
         callbacks.append(TagScoreMonitor(attach_text(test, encoder, data, tokens), eval_every))
     command = (f"storylab train director --data {data} --config {config} --size {size} --steps {steps} "
-               f"--batch-size {batch_size} --lr {lr} --seed {seed}")
+               f"--batch-size {batch_size} --lr {lr} --p-mean {p_mean} --p-std {p_std} --patch {model_cfg.patch} --seed {seed}")
     state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks)
     print(f"wrote {out} after {state.step} steps ({state.losses.get('wall_seconds', 0):.0f} s), "
           f"loss {state.losses.get('loss', float('nan')):.4f}")

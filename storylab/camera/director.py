@@ -69,7 +69,10 @@ class DirectorConfig:
             raise StorylabError(f"unknown DIRECTOR config '{arch}' (choose from {', '.join(ARCHS)})")
         if size not in SIZES:
             raise StorylabError(f"unknown size '{size}' (choose from {', '.join(SIZES)})")
-        return cls(arch=arch, size=size, **{**SIZES[size], **overrides})
+        cfg = cls(arch=arch, size=size, **{**SIZES[size], **overrides})
+        if cfg.patch < 1:
+            raise StorylabError(f"patch must be at least 1 frame, got {cfg.patch}")
+        return cfg
 
     def to_dict(self) -> dict:
         return asdict(self)

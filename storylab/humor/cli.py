@@ -18,6 +18,7 @@ from storylab.errors import StorylabError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "humor"
 DEFAULT_CHECKPOINT = ASSETS / "funnynet_avt.safetensors"
+AUX_WEIGHT = 0.0  # FunnyNetConfig.aux_weight (not imported here: the model module loads torch)
 
 
 def _media_files(inputs: List[Path]) -> list[Path]:
@@ -173,7 +174,7 @@ def label_command(
 
 def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
                   audio_channels: int, audio_dim: int, video_encoder: Optional[Path], frames: int, frame_size: int,
-                  text_encoder: Optional[Path], text_tokens: int):
+                  text_encoder: Optional[Path], text_tokens: int, aux_weight: float = 0.0):
     from storylab.humor.model import FunnyNetConfig
 
     text_dim = 384
@@ -187,7 +188,7 @@ def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_e
                           audio_encoder=str(audio_encoder) if audio_encoder else None, audio_channels=audio_channels,
                           audio_dim=audio_dim, video_encoder=str(video_encoder) if video_encoder else None,
                           frames=frames, frame_size=frame_size, text_encoder=str(text_encoder) if text_encoder else None,
-                          text_tokens=text_tokens, text_dim=text_dim)
+                          text_tokens=text_tokens, text_dim=text_dim, aux_weight=aux_weight)
 
 
 def _clips_path(data: Path, clips: Optional[Path]) -> Path:
@@ -219,6 +220,8 @@ def train_funnynet_command(
     frame_size: int = typer.Option(64, help="Frame size for the frame CNN (VideoMAE uses its own)."),
     text_encoder: Optional[Path] = typer.Option(None, help="Local transformers text model folder; default the bundled all-MiniLM-L6-v2."),
     text_tokens: int = typer.Option(64, help="Token states per clip fed to the text LSTM (paper: 64)."),
+    aux_weight: float = typer.Option(AUX_WEIGHT, help="Weight of the unimodal auxiliary cross-entropy (a linear head per "
+                                     "modality, Gradient-Blending with uniform weights); 0 = the paper's loss."),
 ) -> None:
     """Train FunnyNet-W (encoders, 512-d projections, cross-attention fusion, CE + NT-Xent) on labelled clips."""
     import torch
@@ -235,7 +238,7 @@ def train_funnynet_command(
     rows = []
     for subset in subsets:
         config = _model_config(subset, dim, tokens, window, audio_encoder, audio_channels, audio_dim, video_encoder,
-                               frames, frame_size, text_encoder, text_tokens)
+                               frames, frame_size, text_encoder, text_tokens, aux_weight)
         path = (out_dir or data) / f"funnynet_{subset}.safetensors" if (ablation or out is None) else out
         command = " ".join(["storylab"] + sys.argv[1:])
         model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),

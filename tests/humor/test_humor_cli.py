@@ -21,8 +21,14 @@ def test_label_train_evaluate_detect(tiny_sitcom, cli, tmp_path):
     assert df[df.label == 1].text.str.len().min() > 0
     r = cli("train", "funnynet", "--data", str(out), "--modalities", "a,t", "--out", str(out / "funnynet_at.safetensors"), *TINY_MODEL)
     assert r.returncode == 0, r.stderr
-    r = cli("train", "funnynet", "--data", str(out), "--out", str(out / "funnynet_avt.safetensors"), *TINY_MODEL)
+    r = cli("train", "funnynet", "--data", str(out), "--out", str(out / "funnynet_avt.safetensors"), "--aux-weight", "0.5",
+            *TINY_MODEL)
     assert r.returncode == 0, r.stderr
+    from storylab.training import load_checkpoint
+    at_ckpt, avt_ckpt = (load_checkpoint(out / f"funnynet_{m}.safetensors") for m in ("at", "avt"))
+    assert at_ckpt.config["aux_weight"] == 0.0 and not any(k.startswith("aux_heads") for k in at_ckpt.state_dict)
+    assert avt_ckpt.config["aux_weight"] == 0.5
+    assert {k.split(".")[1] for k in avt_ckpt.state_dict if k.startswith("aux_heads")} == {"a", "v", "t"}
     r = cli("evaluate", "funnynet", "--data", str(out), "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout[r.stdout.index("{"):])
