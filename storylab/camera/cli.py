@@ -156,7 +156,7 @@ def render_command(
 def train_director_command(
     data: Path = typer.Option(..., "--data", help="E.T.-format folder (traj/, char/, caption/, split files)."),
     config: str = typer.Option("crossattn", "--config", help="incontext (A), adaln (B) or crossattn (C)."),
-    size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads; CPU) or paper (d 512, 8 layers, 16 heads)."),
+    size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads, 4 frames a token; CPU) or paper (d 512, 8 layers, 16 heads, a token a frame)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors)."),
     subset: str = typer.Option("full", "--subset", help="Split subset: pure, mixed or full."),
     steps: int = typer.Option(2500, "--steps", help="Training steps; the learning rate follows a cosine to 0 over them (paper: 170000)."),

@@ -104,9 +104,12 @@ def test_sampling_is_deterministic_and_shaped():
 
 def test_paper_size_is_one_flag_away():
     cfg = DirectorConfig.build("crossattn", "paper", text_dim=512)
-    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout) == (512, 8, 16, 0.1, 0.1)
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout, cfg.patch) == (512, 8, 16, 0.1, 0.1, 1)
     tiny_cfg = DirectorConfig.build("crossattn")
-    assert tiny_cfg.attn_dropout == 0.0 and tiny_cfg.dropout == 0.1
+    assert tiny_cfg.attn_dropout == 0.0 and tiny_cfg.dropout == 0.1 and tiny_cfg.patch == 4
+    from storylab.camera.training import DirectorTrainConfig
+    assert (DirectorTrainConfig.paper().p_mean, DirectorTrainConfig.paper().p_std) == (-1.2, 1.2)
+    assert DirectorTrainConfig().p_mean == 0.6
     net = Director(DirectorConfig.build("incontext", d_model=32, n_heads=2, attn_dropout=0.25))
     assert net.blocks[0].self_attn.dropout == 0.25 and net.blocks[0].dropout1.p == 0.1
     with pytest.raises(StorylabError, match="unknown DIRECTOR config"):
