@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=None, help="width override (default: the tiny preset's 64)")
     parser.add_argument("--heads", type=int, default=None, help="attention heads override (default: the tiny preset's 4)")
     parser.add_argument("--patch", type=int, default=None, help="frames per token override (default: the tiny preset's)")
+    parser.add_argument("--dropout", type=float, default=None, help="residual/MLP dropout override (default: the preset's 0.1)")
+    parser.add_argument("--layers", type=int, default=None, help="depth override (default: the tiny preset's 4)")
     parser.add_argument("--p-mean", type=float, default=None, help="mean of ln sigma in training (default: the trainer's)")
     parser.add_argument("--p-std", type=float, default=None, help="std of ln sigma in training (default: the trainer's)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the trainer's)")
@@ -63,11 +65,13 @@ def main() -> None:
     command = ("bench/camera_train.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()))
     monitor.t0 = time.perf_counter()
     try:
-        train_director(train, DirectorConfig.build(args.config, **{k: v for k, v in (("d_model", args.d_model), ("n_heads", args.heads), ("patch", args.patch)) if v}), DirectorTrainConfig(
+        arch = {k: v for k, v in (("d_model", args.d_model), ("n_heads", args.heads), ("patch", args.patch),
+                                  ("dropout", args.dropout), ("n_layers", args.layers)) if v is not None}
+        optim = {k: v for k, v in (("p_mean", args.p_mean), ("p_std", args.p_std), ("lr", args.lr)) if v is not None}
+        train_director(train, DirectorConfig.build(args.config, **arch), DirectorTrainConfig(
             steps=args.steps, batch_size=args.batch_size, checkpoint_every=args.eval_every, log_every=args.log_every,
-            progress=False, **{k: v for k, v in (("p_mean", args.p_mean), ("p_std", args.p_std), ("lr", args.lr))
-                               if v is not None}),
-            args.out, callbacks=[monitor, stop_rule], resume=False)
+            progress=False, **optim),
+            args.out, extra={"command": command, "seed": 0}, callbacks=[monitor, stop_rule], resume=False)
     except Stop:
         pass
     for row in monitor.history:
