@@ -156,7 +156,7 @@ def render_command(
 def train_director_command(
     data: Path = typer.Option(..., "--data", help="E.T.-format folder (traj/, char/, caption/, split files)."),
     config: str = typer.Option("crossattn", "--config", help="incontext (A), adaln (B) or crossattn (C)."),
-    size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads, 4 frames a token; CPU) or paper (d 512, 8 layers, 16 heads, a token a frame)."),
+    size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads, 2 frames a token; CPU) or paper (d 512, 8 layers, 16 heads, a token a frame)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors)."),
     subset: str = typer.Option("full", "--subset", help="Split subset: pure, mixed or full."),
     steps: int = typer.Option(2500, "--steps", help="Training steps; the learning rate follows a cosine to 0 over them (paper: 170000)."),
@@ -166,7 +166,7 @@ def train_director_command(
     ema: float = typer.Option(0.995, "--ema", help="EMA decay (paper: 0.9999)."),
     p_mean: Optional[float] = typer.Option(None, "--p-mean", help="Mean of ln sigma in training (default: 0.6 for --size tiny, the paper's -1.2 for --size paper)."),
     p_std: float = typer.Option(1.2, "--p-std", help="Standard deviation of ln sigma in training (paper: 1.2)."),
-    patch: Optional[int] = typer.Option(None, "--patch", help="Frames per token (default: 4 for --size tiny, the paper's 1 for --size paper)."),
+    patch: Optional[int] = typer.Option(None, "--patch", help="Frames per token (default: 2 for --size tiny, the paper's 1 for --size paper)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     text_encoder: Optional[Path] = typer.Option(None, "--text-encoder", help="Local text model folder (e.g. CLIP ViT-B/32); default all-MiniLM-L6-v2."),
     eval_every: int = typer.Option(0, "--eval-every", help="Every N steps, sample the test split and print C-F1 (0 = never)."),

@@ -33,7 +33,7 @@ from storylab.camera.constants import MAX_FRAMES
 from storylab.errors import StorylabError
 
 ARCHS = ("incontext", "adaln", "crossattn")
-SIZES = {"tiny": dict(d_model=64, n_layers=4, n_heads=4, cond_layers=2, n_registers=4, attn_dropout=0.0, patch=4),
+SIZES = {"tiny": dict(d_model=64, n_layers=4, n_heads=4, cond_layers=2, n_registers=4, attn_dropout=0.0, patch=2),
          "paper": dict(d_model=512, n_layers=8, n_heads=16, cond_layers=2, n_registers=16, attn_dropout=0.1, patch=1)}
 ARCH_LETTERS = {"incontext": "A", "adaln": "B", "crossattn": "C"}
 

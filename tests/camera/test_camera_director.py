@@ -106,7 +106,7 @@ def test_paper_size_is_one_flag_away():
     cfg = DirectorConfig.build("crossattn", "paper", text_dim=512)
     assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout, cfg.patch) == (512, 8, 16, 0.1, 0.1, 1)
     tiny_cfg = DirectorConfig.build("crossattn")
-    assert tiny_cfg.attn_dropout == 0.0 and tiny_cfg.dropout == 0.1 and tiny_cfg.patch == 4
+    assert tiny_cfg.attn_dropout == 0.0 and tiny_cfg.dropout == 0.1 and tiny_cfg.patch == 2
     from storylab.camera.training import DirectorTrainConfig
     assert (DirectorTrainConfig.paper().p_mean, DirectorTrainConfig.paper().p_std) == (-1.2, 1.2)
     assert DirectorTrainConfig().p_mean == 0.6
