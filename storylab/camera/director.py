@@ -221,8 +221,6 @@ class Director(nn.Module):
         if t > self.cfg.max_frames:
             raise StorylabError(f"{t} frames is more than the model's maximum of {self.cfg.max_frames}")
         mask = cond.get("mask")
-        if mask is None and t % self.cfg.patch:
-            mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
         pad, char = None, cond["char"]
         if mask is not None:
             x = x * mask[..., None]  # padded frames enter a shared token as zeros, never as noise
