@@ -169,6 +169,10 @@ def train(model: nn.Module,
                 running[key] = running.get(key, 0.0) + float(value)
             count += 1
             done = step + 1
+            # the periodic checkpoint comes before the callbacks, so a callback that ends the run
+            # (an early stop, a time budget) never loses the step it saw
+            if config.checkpoint_every and (done % config.checkpoint_every == 0) and done != config.steps:
+                checkpoint(done)
             if done % config.log_every == 0 or done == config.steps:
                 state.losses = {k: v / count for k, v in running.items()}
                 state.step = done
@@ -177,8 +181,6 @@ def train(model: nn.Module,
                 bar.update(done, **state.losses)
                 for callback in callbacks or []:
                     callback(state)
-            if config.checkpoint_every and (done % config.checkpoint_every == 0) and done != config.steps:
-                checkpoint(done)
         checkpoint(config.steps)
     state.step = config.steps
     state.losses["seconds"] = time.perf_counter() - t0

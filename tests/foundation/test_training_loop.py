@@ -75,6 +75,23 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     assert not torch.equal(second.weight, nn.Linear(3, 1).weight)
 
 
+def test_a_callback_that_stops_the_run_keeps_the_checkpoint_of_its_step(tmp_path):
+    out = tmp_path / "m.safetensors"
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_10(state):
+        if state.step == 10:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(nn.Linear(3, 1), _mse, _regression_loader(), _config(30), state_path=state_path_for(out),
+              save_fn=lambda raw, ema, step: save_checkpoint(out, raw.state_dict(), "toy", {}, {"step": step}),
+              callbacks=[stop_at_10])
+    assert load_resume_state(state_path_for(out))["step"] == 10 and load_checkpoint(out).extra["step"] == 10
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
     out = tmp_path / "m.safetensors"
     calls = {"n": 0}
