@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -20,19 +18,9 @@ from storylab.camera.et_format import write_kitti_poses
 from storylab.camera.tagging import tag_camera
 from storylab.camera.training import save_director
 from storylab.cli import app
+from tests.cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> subprocess.CompletedProcess:
-    """Run the real front door (``storylab.cli.main``) in-process; return code, stdout, stderr."""
-    from storylab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["storylab", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit_info.value.code, captured.out, captured.err)
 
 
 def trucking_file(path: Path, n: int = 120) -> Path:
@@ -61,21 +49,21 @@ def test_tag_json_camera_and_character(tmp_path):
     ("1 0 0 0 0 1 0 0 0 0 1 0\n", "at least 2 frames"),
     ("1 0 0 0 0 1 0 0 0 0 1 0\n0.5 0 0 0 0 1 0 0 0 0 1 0\n", "not a rotation"),
 ])
-def test_bad_trajectory_is_one_line_exit_2(tmp_path, monkeypatch, capsys, content, message):
+def test_bad_trajectory_is_one_line_exit_2(tmp_path, content, message):
     traj = tmp_path / "bad.txt"
     traj.write_text(content)
-    proc = run_cli(monkeypatch, capsys, "camera", "tag", str(traj), "--json")
+    proc = run_cli("camera", "tag", str(traj), "--json")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_generate_bad_inputs_write_nothing(tmp_path, monkeypatch, capsys):
+def test_generate_bad_inputs_write_nothing(tmp_path):
     traj = trucking_file(tmp_path / "t.txt", 40)
     np.save(tmp_path / "c.npy", np.zeros((30, 3)))
     out = tmp_path / "gen.txt"
-    proc = run_cli(monkeypatch, capsys, "camera", "generate", "   ", "--out", str(out))
+    proc = run_cli("camera", "generate", "   ", "--out", str(out))
     assert proc.returncode == 2 and "caption is empty" in proc.stderr and not out.exists()
-    proc = run_cli(monkeypatch, capsys, "camera", "tag", str(traj), "--char", str(tmp_path / "c.npy"))
+    proc = run_cli("camera", "tag", str(traj), "--char", str(tmp_path / "c.npy"))
     assert proc.returncode == 2 and "character has 30 frames but the trajectory has 40" in proc.stderr
 
 
