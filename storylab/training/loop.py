@@ -70,12 +70,16 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _infinite(loader: Iterable) -> Iterator:
-    epoch = 0
+def _infinite(loader: Iterable, epoch: int = 0) -> Iterator:
+    """Endless batches; every pass first tells the loader's sampler (or batch sampler) its epoch, so a
+    run resumed in epoch e draws epoch e's order, not epoch 0's again."""
     while True:
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        if hasattr(loader, "set_epoch"):  # Accelerate's prepared loader forwards it to its samplers
+            loader.set_epoch(epoch)
+        else:
+            for name in ("sampler", "batch_sampler"):
+                if hasattr(getattr(loader, name, None), "set_epoch"):
+                    getattr(loader, name).set_epoch(epoch)
         for batch in loader:
             yield batch
         epoch += 1
@@ -124,7 +128,8 @@ def train(model: nn.Module,
             print(f"resuming {description} from step {start} ({state_path})")
 
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    batches = _infinite(loader)
+    # a resumed run starts at the epoch its step falls in (from that epoch's first batch)
+    batches = _infinite(loader, start // len(loader) if start and hasattr(loader, "__len__") and len(loader) else 0)
     state = TrainState(step=start, losses={}, model=accelerator.unwrap_model(model),
                        ema_model=ema.module if ema is not None else None)
     running: dict[str, float] = {}

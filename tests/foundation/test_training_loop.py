@@ -92,6 +92,35 @@ def test_a_callback_that_stops_the_run_keeps_the_checkpoint_of_its_step(tmp_path
     assert load_resume_state(state_path_for(out))["step"] == 10 and load_checkpoint(out).extra["step"] == 10
 
 
+def test_a_resumed_run_draws_the_epoch_its_step_falls_in(tmp_path):
+    class RecordingBatchSampler(torch.utils.data.Sampler):
+        def __init__(self):
+            self.epochs = []
+
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+
+        def __len__(self):
+            return 4  # 4 batches of 16 out of 64 samples
+
+        def __iter__(self):
+            return iter([list(range(i, i + 16)) for i in range(0, 64, 16)])
+
+    x = torch.randn(64, 3)
+    dataset = torch.utils.data.TensorDataset(x, x[:, :1])
+    out = tmp_path / "m.safetensors"
+    save = lambda raw, ema, step: save_checkpoint(out, raw.state_dict(), "toy", {})  # noqa: E731
+    first = RecordingBatchSampler()
+    train(nn.Linear(3, 1), _mse, torch.utils.data.DataLoader(dataset, batch_sampler=first), _config(10),
+          save_fn=save, state_path=state_path_for(out))
+    # (Accelerate's loader may pass the same epoch on again when it starts iterating)
+    assert list(dict.fromkeys(first.epochs)) == [0, 1, 2]  # 10 steps of 4 batches an epoch
+    second = RecordingBatchSampler()
+    train(nn.Linear(3, 1), _mse, torch.utils.data.DataLoader(dataset, batch_sampler=second), _config(20),
+          save_fn=save, state_path=state_path_for(out))
+    assert list(dict.fromkeys(second.epochs)) == [2, 3, 4]  # step 10 falls in epoch 2; steps 11-20
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
     out = tmp_path / "m.safetensors"
     calls = {"n": 0}
