@@ -69,10 +69,11 @@ class DirectorConfig:
             raise StorylabError(f"unknown DIRECTOR config '{arch}' (choose from {', '.join(ARCHS)})")
         if size not in SIZES:
             raise StorylabError(f"unknown size '{size}' (choose from {', '.join(SIZES)})")
-        cfg = cls(arch=arch, size=size, **{**SIZES[size], **overrides})
-        if cfg.patch < 1:
-            raise StorylabError(f"patch must be at least 1 frame, got {cfg.patch}")
-        return cfg
+        return cls(arch=arch, size=size, **{**SIZES[size], **overrides})
+
+    def __post_init__(self) -> None:
+        if self.patch < 1:
+            raise StorylabError(f"patch must be at least 1 frame, got {self.patch}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,8 +167,6 @@ class Director(nn.Module):
             raise StorylabError(f"unknown DIRECTOR config '{cfg.arch}' (choose from {', '.join(ARCHS)})")
         if cfg.d_model % cfg.n_heads:
             raise StorylabError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
-        if cfg.patch < 1:
-            raise StorylabError(f"patch must be at least 1 frame, got {cfg.patch}")
         self.cfg = cfg
         d, k = cfg.d_model, cfg.patch
         self.input = nn.Linear(9 * k, d)
