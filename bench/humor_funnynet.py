@@ -5,6 +5,10 @@ modality; `storylab humor synth --episodes 4` and a default training run each un
 cores. Everything printed is measured in this run (wall time, and CPU time since the machine may be shared).
 
     .venv/bin/python bench/humor_funnynet.py [--data DIR] [--episodes 8] [--holdout 0.25] [--epochs 100]
+        [--unseen DIR] [--modality-dropout P] [--aux-weight W] [--seed S] [--skip-label] [--subsets a,avt]
+
+``--unseen DIR`` also scores every clip of DIR/clips.csv (episodes no model saw, labelled by `storylab
+humor label`), a second test set beside the held-out split.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--aux-weight", type=float, default=None, help="unimodal auxiliary loss weight (default: the model's)")
+    parser.add_argument("--modality-dropout", type=float, default=None, help="modality dropout probability (default: the model's)")
+    parser.add_argument("--unseen", type=Path, default=None, help="also score all clips of this labelled folder")
     parser.add_argument("--skip-label", action="store_true", help="reuse DATA/clips.csv and laughter.json")
     parser.add_argument("--subsets", default=",".join(ABLATION_SUBSETS))
     parser.add_argument("--save-avt", type=Path, default=None, help="Also copy the AVT checkpoint here.")
@@ -63,16 +69,22 @@ def main() -> None:
     full = FunnyNetConfig(modalities="avt")
     (train_in, wl, _) = timed(lambda: load_split(args.data / "clips.csv", "train", full))
     test_in = load_split(args.data / "clips.csv", "test", full)
+    unseen_in = load_split(args.unseen / "clips.csv", None, full) if args.unseen is not None else None
     print(f"cutting the training clips: {wl:.1f} s wall")
     rows = []
     for subset in args.subsets.split(","):
-        cfg = FunnyNetConfig(modalities=subset, **({} if args.aux_weight is None else {"aux_weight": args.aux_weight}))
+        over = {k: v for k, v in (("aux_weight", args.aux_weight), ("modality_dropout", args.modality_dropout)) if v is not None}
+        cfg = FunnyNetConfig(modalities=subset, **over)
         out = args.data / f"funnynet_{subset}.safetensors"
         (model, _), w, c = timed(lambda: train_funnynet(train_in, cfg, FunnyNetTrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, progress=False), out,
-                                                       extra={"command": f"bench/humor_funnynet.py --episodes {args.episodes} --seed {args.seed}", "seed": args.seed}))
+                                                       extra={"command": f"bench/humor_funnynet.py --episodes {args.episodes} --seed {args.seed}", "seed": args.seed, **over}))
         s = classification_scores(test_in.label.numpy(), predict(model, test_in))
         rows.append((subset.upper(), s["f1"], s["acc"], w, c))
-        print(f"{subset.upper():>4}: test F1 {s['f1']:.3f}  acc {s['acc']:.3f}  (train {w:.0f} s wall, {c:.0f} s CPU)", flush=True)
+        line = f"{subset.upper():>4}: test F1 {s['f1']:.3f}  acc {s['acc']:.3f}"
+        if unseen_in is not None:
+            u = classification_scores(unseen_in.label.numpy(), predict(model, unseen_in))
+            line += f"  | unseen ({u['clips']} clips) F1 {u['f1']:.3f}  acc {u['acc']:.3f}"
+        print(f"{line}  (train {w:.0f} s wall, {c:.0f} s CPU)", flush=True)
         if subset == "avt" and args.save_avt is not None:
             from storylab.training import load_checkpoint, save_checkpoint
             ck = load_checkpoint(out)

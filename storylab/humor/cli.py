@@ -19,6 +19,7 @@ from storylab.errors import StorylabError
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "humor"
 DEFAULT_CHECKPOINT = ASSETS / "funnynet_avt.safetensors"
 AUX_WEIGHT = 0.0  # FunnyNetConfig.aux_weight (not imported here: the model module loads torch)
+MODALITY_DROPOUT = 0.0  # FunnyNetConfig.modality_dropout
 
 
 def _media_files(inputs: List[Path]) -> list[Path]:
@@ -174,7 +175,8 @@ def label_command(
 
 def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
                   audio_channels: int, audio_dim: int, video_encoder: Optional[Path], frames: int, frame_size: int,
-                  text_encoder: Optional[Path], text_tokens: int, aux_weight: float = 0.0):
+                  text_encoder: Optional[Path], text_tokens: int, aux_weight: float = 0.0,
+                  modality_dropout: float = 0.0):
     from storylab.humor.model import FunnyNetConfig
 
     text_dim = 384
@@ -188,7 +190,8 @@ def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_e
                           audio_encoder=str(audio_encoder) if audio_encoder else None, audio_channels=audio_channels,
                           audio_dim=audio_dim, video_encoder=str(video_encoder) if video_encoder else None,
                           frames=frames, frame_size=frame_size, text_encoder=str(text_encoder) if text_encoder else None,
-                          text_tokens=text_tokens, text_dim=text_dim, aux_weight=aux_weight)
+                          text_tokens=text_tokens, text_dim=text_dim, aux_weight=aux_weight,
+                          modality_dropout=modality_dropout)
 
 
 def _clips_path(data: Path, clips: Optional[Path]) -> Path:
@@ -222,6 +225,8 @@ def train_funnynet_command(
     text_tokens: int = typer.Option(64, help="Token states per clip fed to the text LSTM (paper: 64)."),
     aux_weight: float = typer.Option(AUX_WEIGHT, help="Weight of the unimodal auxiliary cross-entropy (a linear head per "
                                      "modality, Gradient-Blending with uniform weights); 0 = the paper's loss."),
+    modality_dropout: float = typer.Option(MODALITY_DROPOUT, help="Training only: zero each modality's projected feature "
+                                           "with this probability per clip, keeping at least one (ModDrop); 0 = the paper."),
 ) -> None:
     """Train FunnyNet-W (encoders, 512-d projections, cross-attention fusion, CE + NT-Xent) on labelled clips."""
     import torch
@@ -233,12 +238,12 @@ def train_funnynet_command(
     subsets = list(ABLATION_SUBSETS) if ablation else [parse_modalities(modalities)]
     # decode every modality once; each subset uses its own part
     full = _model_config("avt" if ablation else subsets[0], dim, tokens, window, audio_encoder, audio_channels,
-                         audio_dim, video_encoder, frames, frame_size, text_encoder, text_tokens)
+                         audio_dim, video_encoder, frames, frame_size, text_encoder, text_tokens, 0.0, modality_dropout)
     train_inputs = load_split(clips_path, "train", full, progress=True)
     rows = []
     for subset in subsets:
         config = _model_config(subset, dim, tokens, window, audio_encoder, audio_channels, audio_dim, video_encoder,
-                               frames, frame_size, text_encoder, text_tokens, aux_weight)
+                               frames, frame_size, text_encoder, text_tokens, aux_weight, modality_dropout)
         path = (out_dir or data) / f"funnynet_{subset}.safetensors" if (ablation or out is None) else out
         command = " ".join(["storylab"] + sys.argv[1:])
         model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),

@@ -67,6 +67,7 @@ class FunnyNetConfig:
     nt_xent_weight: float = 0.03       # lambda (paper: 0.03)
     temperature: float = 0.5           # NT-Xent temperature (paper: 0.5)
     aux_weight: float = 0.0            # unimodal auxiliary cross-entropy (Wang et al. 2020); 0 = the paper's loss
+    modality_dropout: float = 0.0      # training: zero each modality's projection with this probability (ModDrop); 0 = paper
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +77,8 @@ class FunnyNetConfig:
         if (self.dim // self.tokens) % self.heads:
             raise StorylabError(f"token width {self.dim // self.tokens} is not divisible by {self.heads} heads")
         self.frame_channels = tuple(self.frame_channels)
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise StorylabError(f"modality dropout must be in [0, 1), got {self.modality_dropout}")
 
 
 class GatedProjection(nn.Module):
@@ -163,10 +166,33 @@ class FunnyNet(nn.Module):
         return out
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits (B, 2) and the projected features."""
+        """Logits (B, 2) and the projected features (before any modality dropout)."""
         z = self.project(batch)
-        fused = self.fusion([z[m] for m in self.config.modalities])
-        return self.classifier(fused), z
+        feats = [z[m] for m in self.config.modalities]
+        if self.training:
+            feats = drop_modalities(feats, self.config.modality_dropout)
+        return self.classifier(self.fusion(feats)), z
+
+
+def drop_modalities(features: list[torch.Tensor], p: float, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Modality dropout (ModDrop: Neverova, Wolf, Taylor, Nebout, TPAMI 2016): zero each sample's whole
+    feature of a modality with probability ``p``, always keeping at least one modality per sample.
+
+    A fused network fitted on few clips co-adapts to whichever modality fits the training set fastest;
+    training it also on partial inputs makes the fused classifier use every modality on its own. No
+    rescaling (the fused features are summed tokens, not averaged units); at test time nothing is dropped.
+    M features (B, dim) -> M features (B, dim).
+    """
+    if p <= 0 or len(features) < 2:
+        return features
+    b, m = features[0].shape[0], len(features)
+    device = features[0].device
+    keep = torch.rand(b, m, generator=generator, device=device) >= p  # (B, M)
+    none = ~keep.any(dim=1)
+    if none.any():  # a sample that lost everything keeps one modality drawn uniformly
+        pick = torch.randint(m, (int(none.sum()),), generator=generator, device=device)
+        keep[none.nonzero(as_tuple=True)[0], pick] = True
+    return [f * keep[:, i, None].to(f.dtype) for i, f in enumerate(features)]
 
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:

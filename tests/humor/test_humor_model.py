@@ -7,8 +7,8 @@ import torch
 from storylab.errors import StorylabError
 from storylab.humor.data import ClipInputs
 from storylab.humor.encoders import ByolAudioEncoder, FrameCNN, TransformersVideoEncoder, load_byol_a
-from storylab.humor.model import (CrossAttentionFusion, FunnyNet, FunnyNetConfig, funnynet_loss, nt_xent,
-                                  parse_modalities)
+from storylab.humor.model import (CrossAttentionFusion, FunnyNet, FunnyNetConfig, drop_modalities, funnynet_loss,
+                                  nt_xent, parse_modalities)
 from storylab.humor.train import FunnyNetTrainConfig, load_funnynet, predict, train_funnynet
 
 TINY = dict(dim=64, tokens=16, heads=2, audio_channels=4, audio_dim=32, frames=4, frame_size=16,
@@ -62,6 +62,32 @@ def test_auxiliary_loss_adds_the_mean_unimodal_cross_entropy():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in aux.encoders["t"].parameters())
     # one modality: nothing to blend, no heads, the plain loss
     assert len(FunnyNet(FunnyNetConfig(modalities="a", aux_weight=0.5, **TINY)).aux_heads) == 0
+
+
+def test_modality_dropout_zeroes_whole_modalities_and_keeps_one():
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(2000, 8, generator=g) + 5 for _ in range(3)]  # no feature is zero by chance
+    out = drop_modalities(feats, 0.6, generator=g)
+    kept = torch.stack([(o != 0).all(1) for o in out], 1)  # (B, M)
+    assert all(((o == 0).all(1) | (o == f).all(1)).all() for o, f in zip(out, feats))  # a modality is kept or zeroed whole
+    assert kept.any(1).all()  # never all of them
+    assert abs(1 - kept.float().mean().item() - 0.6) < 0.1  # about p of them dropped (a little less: one is kept)
+    assert drop_modalities(feats, 0.0) is feats and drop_modalities(feats[:1], 0.6) == feats[:1]
+
+
+def test_modality_dropout_acts_only_in_training():
+    batch = tiny_batch().batch(slice(None))
+    torch.manual_seed(0)
+    paper = FunnyNet(FunnyNetConfig(modalities="avt", dropout=0.0, **TINY))
+    moddrop = FunnyNet(FunnyNetConfig(modalities="avt", dropout=0.0, modality_dropout=0.6, **TINY))
+    moddrop.load_state_dict(paper.state_dict())
+    paper.train(), moddrop.train()
+    torch.manual_seed(1)
+    assert not torch.allclose(moddrop(batch)[0], paper(batch)[0])  # training: some clips lose a modality
+    paper.eval(), moddrop.eval()
+    assert torch.equal(moddrop(batch)[0], paper(batch)[0])  # test time: every modality present
+    with pytest.raises(StorylabError, match="modality dropout"):
+        FunnyNetConfig(modality_dropout=1.0)
 
 
 def test_fusion_mixes_modalities():
