@@ -19,7 +19,7 @@ from storylab.errors import StorylabError
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "humor"
 DEFAULT_CHECKPOINT = ASSETS / "funnynet_avt.safetensors"
 AUX_WEIGHT = 0.0  # FunnyNetConfig.aux_weight (not imported here: the model module loads torch)
-MODALITY_DROPOUT = 0.0  # FunnyNetConfig.modality_dropout
+MODALITY_DROPOUT = 0.5  # FunnyNetConfig.modality_dropout
 
 
 def _media_files(inputs: List[Path]) -> list[Path]:
@@ -226,7 +226,8 @@ def train_funnynet_command(
     aux_weight: float = typer.Option(AUX_WEIGHT, help="Weight of the unimodal auxiliary cross-entropy (a linear head per "
                                      "modality, Gradient-Blending with uniform weights); 0 = the paper's loss."),
     modality_dropout: float = typer.Option(MODALITY_DROPOUT, help="Training only: zero each modality's projected feature "
-                                           "with this probability per clip, keeping at least one (ModDrop); 0 = the paper."),
+                                           "with this probability per clip, keeping at least one (ModDrop; default 0.5, a deviation: "
+                                           "see docs/humor.md); 0 = the paper's model."),
 ) -> None:
     """Train FunnyNet-W (encoders, 512-d projections, cross-attention fusion, CE + NT-Xent) on labelled clips."""
     import torch

@@ -95,6 +95,7 @@ def load_funnynet(path: str | Path) -> FunnyNet:
     ckpt = load_checkpoint(path, CHECKPOINT_KIND)
     cfg = dict(ckpt.config)
     cfg["frame_channels"] = tuple(cfg.get("frame_channels", (16, 32, 64, 128)))
+    cfg.setdefault("modality_dropout", 0.0)  # checkpoints from before the option were trained without it
     model = FunnyNet(FunnyNetConfig(**cfg))
     missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
     if unexpected or [k for k in missing if not k.startswith("encoders.v.model.")]:

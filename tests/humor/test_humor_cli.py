@@ -20,7 +20,7 @@ def test_label_train_evaluate_detect(tiny_sitcom, cli, tmp_path):
     assert set(df.label) == {0, 1} and set(df.split) == {"train", "test"} and (out / "laughter.json").exists()
     assert df[df.label == 1].text.str.len().min() > 0
     r = cli("train", "funnynet", "--data", str(out), "--modalities", "a,t", "--out", str(out / "funnynet_at.safetensors"),
-            "--modality-dropout", "0.3", *TINY_MODEL)
+            "--modality-dropout", "0", *TINY_MODEL)
     assert r.returncode == 0, r.stderr
     r = cli("train", "funnynet", "--data", str(out), "--out", str(out / "funnynet_avt.safetensors"), "--aux-weight", "0.5",
             *TINY_MODEL)
@@ -29,7 +29,7 @@ def test_label_train_evaluate_detect(tiny_sitcom, cli, tmp_path):
     at_ckpt, avt_ckpt = (load_checkpoint(out / f"funnynet_{m}.safetensors") for m in ("at", "avt"))
     assert at_ckpt.config["aux_weight"] == 0.0 and not any(k.startswith("aux_heads") for k in at_ckpt.state_dict)
     assert avt_ckpt.config["aux_weight"] == 0.5
-    assert at_ckpt.config["modality_dropout"] == 0.3 and avt_ckpt.config["modality_dropout"] == 0.0
+    assert at_ckpt.config["modality_dropout"] == 0.0 and avt_ckpt.config["modality_dropout"] == 0.5  # paper flag; default
     assert {k.split(".")[1] for k in avt_ckpt.state_dict if k.startswith("aux_heads")} == {"a", "v", "t"}
     r = cli("evaluate", "funnynet", "--data", str(out), "--json")
     assert r.returncode == 0, r.stderr

@@ -32,6 +32,7 @@ def test_default_sizes_follow_the_paper():
     cfg = FunnyNetConfig()
     assert cfg.dim == 512 and cfg.tokens == 16 and cfg.dim // cfg.tokens == 32 and cfg.frames == 16
     assert cfg.nt_xent_weight == 0.03 and cfg.temperature == 0.5 and cfg.text_tokens == 64
+    assert cfg.modality_dropout == 0.5  # the one default deviation (docs/humor.md); 0 is the paper's model
 
 
 @pytest.mark.parametrize("mods", ["a", "v", "t", "av", "at", "vt", "avt"])
@@ -78,7 +79,7 @@ def test_modality_dropout_zeroes_whole_modalities_and_keeps_one():
 def test_modality_dropout_acts_only_in_training():
     batch = tiny_batch().batch(slice(None))
     torch.manual_seed(0)
-    paper = FunnyNet(FunnyNetConfig(modalities="avt", dropout=0.0, **TINY))
+    paper = FunnyNet(FunnyNetConfig(modalities="avt", dropout=0.0, modality_dropout=0.0, **TINY))
     moddrop = FunnyNet(FunnyNetConfig(modalities="avt", dropout=0.0, modality_dropout=0.6, **TINY))
     moddrop.load_state_dict(paper.state_dict())
     paper.train(), moddrop.train()
@@ -122,6 +123,19 @@ def test_training_lowers_loss_and_checkpoint_round_trips(tmp_path):
     loaded = load_funnynet(tmp_path / "fn.safetensors")
     assert np.allclose(predict(loaded, inputs), predict(model, inputs), atol=1e-5)
     assert not (tmp_path / "fn.state.pt").exists()
+    assert loaded.config.modality_dropout == 0.5  # the default, recorded in the checkpoint
+
+
+def test_checkpoint_from_before_modality_dropout_loads_as_trained_without_it(tmp_path):
+    from dataclasses import asdict
+
+    from storylab.training import save_checkpoint
+
+    cfg = asdict(FunnyNetConfig(modalities="at", **TINY))
+    del cfg["modality_dropout"]
+    save_checkpoint(tmp_path / "old.safetensors", FunnyNet(FunnyNetConfig(modalities="at", **TINY)).state_dict(),
+                    "funnynet-w", cfg, {})
+    assert load_funnynet(tmp_path / "old.safetensors").config.modality_dropout == 0.0
 
 
 def test_byol_a_checkpoint_loads_from_a_local_path(tmp_path):
