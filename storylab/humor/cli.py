@@ -176,7 +176,7 @@ def label_command(
 def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
                   audio_channels: int, audio_dim: int, video_encoder: Optional[Path], frames: int, frame_size: int,
                   text_encoder: Optional[Path], text_tokens: int, aux_weight: float = 0.0,
-                  modality_dropout: float = 0.0):
+                  modality_dropout: float = MODALITY_DROPOUT):
     from storylab.humor.model import FunnyNetConfig
 
     text_dim = 384
