@@ -9,8 +9,8 @@ cross-entropy plus lambda times the NT-Xent (SimCLR) loss of every pair of proje
 
 One deviation by default: during training each clip loses each modality's projected feature with
 probability ``modality_dropout`` = 0.5 before the fusion (ModDrop, Neverova et al., TPAMI 2016), which
-made AVT at least as good as audio alone on every seed and test set measured (docs/humor.md);
-``modality_dropout=0`` is the paper's model.
+made AVT at least as good as audio alone on the held-out split and on the pooled unseen episodes for
+every seed measured (docs/humor.md); ``modality_dropout=0`` is the paper's model.
 """
 
 from __future__ import annotations
