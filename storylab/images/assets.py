@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storylab.io import run_path, use_hint  # noqa: F401  (the images wing's trainers use them from here)
-
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "images"
 DENOISER = ASSETS / "digits_denoiser.safetensors"
 CLASSIFIER = ASSETS / "digits_classifier.safetensors"

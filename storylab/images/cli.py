@@ -12,7 +12,8 @@ from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
 from storylab.guidance.names import RULES
 from storylab.guidance.names import SPEC_HELP
-from storylab.images.assets import CLASSIFIER, DENOISER, run_path, use_hint
+from storylab.images.assets import CLASSIFIER, DENOISER
+from storylab.io import run_path, use_hint
 
 
 def _command_line() -> str:

@@ -16,7 +16,8 @@ import typer
 
 from storylab.cli_groups import control_app, evaluate_app, train_app
 from storylab.errors import StorylabError
-from storylab.images.assets import ASSETS, DENOISER, run_path, use_hint
+from storylab.images.assets import ASSETS, DENOISER
+from storylab.io import run_path, use_hint
 
 KIND_HELP = "canny (= edges), sobel, scribble, mask, distance (= depth)"
 

@@ -16,7 +16,8 @@ import typer
 
 from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
-from storylab.images.assets import ASSETS, run_path, use_hint
+from storylab.images.assets import ASSETS
+from storylab.io import run_path, use_hint
 
 
 def shipped_path(family: str) -> Path:

@@ -50,7 +50,8 @@ def parse_families(text: str) -> list[str]:
 
 def parse_checkpoints(text: str, rows: Sequence[str]) -> dict[str, Path]:
     """Checkpoint per row: the shipped ones, overridden by ``family=path`` pairs."""
-    from storylab.images.assets import DENOISER, run_path
+    from storylab.images.assets import DENOISER
+    from storylab.io import run_path
 
     paths = {r: (DENOISER if r == "diffusion" else shipped_path(r)) for r in rows}
     for item in (t.strip() for t in text.split(",") if t.strip()):
