@@ -23,7 +23,7 @@ import torch
 from storylab.humor.data import write_laughter_json
 from storylab.humor.labels import LabelConfig, clip_table, write_clip_table
 from storylab.humor.laughter import LaughterConfig, laughter_events
-from storylab.humor.model import ABLATION_SUBSETS, FunnyNetConfig
+from storylab.humor.config import ABLATION_SUBSETS, FunnyNetConfig
 from storylab.subtitles import read_srt
 from storylab.humor.synth import SynthConfig, synth_sitcom
 from storylab.humor.train import FunnyNetTrainConfig, classification_scores, load_split, predict, train_funnynet

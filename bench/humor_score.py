@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from storylab.humor.data import clip_inputs, read_laughter_json
-from storylab.humor.model import FunnyNetConfig
+from storylab.humor.config import FunnyNetConfig
 from storylab.humor.train import classification_scores, load_funnynet, load_split, predict
 
 

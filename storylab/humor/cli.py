@@ -15,11 +15,10 @@ import typer
 
 from storylab.cli_groups import evaluate_app, humor_app, train_app
 from storylab.errors import StorylabError
+from storylab.humor.config import ABLATION_SUBSETS, FunnyNetConfig, parse_modalities
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "humor"
 DEFAULT_CHECKPOINT = ASSETS / "funnynet_avt.safetensors"
-AUX_WEIGHT = 0.0  # FunnyNetConfig.aux_weight (not imported here: the model module loads torch)
-MODALITY_DROPOUT = 0.5  # FunnyNetConfig.modality_dropout
 
 
 def _media_files(inputs: List[Path]) -> list[Path]:
@@ -175,10 +174,8 @@ def label_command(
 
 def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
                   audio_channels: int, audio_dim: int, video_encoder: Optional[Path], frames: int, frame_size: int,
-                  text_encoder: Optional[Path], text_tokens: int, aux_weight: float = 0.0,
-                  modality_dropout: float = MODALITY_DROPOUT):
-    from storylab.humor.model import FunnyNetConfig
-
+                  text_encoder: Optional[Path], text_tokens: int, aux_weight: float,
+                  modality_dropout: float):
     text_dim = 384
     if text_encoder is not None:
         from storylab.text_encoder import SentenceEncoder
@@ -223,16 +220,15 @@ def train_funnynet_command(
     frame_size: int = typer.Option(64, help="Frame size for the frame CNN (VideoMAE uses its own)."),
     text_encoder: Optional[Path] = typer.Option(None, help="Local transformers text model folder; default the bundled all-MiniLM-L6-v2."),
     text_tokens: int = typer.Option(64, help="Token states per clip fed to the text LSTM (paper: 64)."),
-    aux_weight: float = typer.Option(AUX_WEIGHT, help="Weight of the unimodal auxiliary cross-entropy (a linear head per "
+    aux_weight: float = typer.Option(FunnyNetConfig.aux_weight, help="Weight of the unimodal auxiliary cross-entropy (a linear head per "
                                      "modality, Gradient-Blending with uniform weights); 0 = the paper's loss."),
-    modality_dropout: float = typer.Option(MODALITY_DROPOUT, help="Training only: zero each modality's projected feature "
+    modality_dropout: float = typer.Option(FunnyNetConfig.modality_dropout, help="Training only: zero each modality's projected feature "
                                            "with this probability per clip, keeping at least one (ModDrop; default 0.5, a deviation: "
                                            "see docs/humor.md); 0 = the paper's model."),
 ) -> None:
     """Train FunnyNet-W (encoders, 512-d projections, cross-attention fusion, CE + NT-Xent) on labelled clips."""
     import torch
 
-    from storylab.humor.model import ABLATION_SUBSETS, parse_modalities
     from storylab.humor.train import FunnyNetTrainConfig, classification_scores, load_split, predict, train_funnynet
 
     clips_path = _clips_path(data, clips)
@@ -264,7 +260,6 @@ def evaluate_funnynet_command(
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
 ) -> None:
     """Print F1/accuracy (funny = positive) per model, the modality ablation table and the laughter detector's scores."""
-    from storylab.humor.model import ABLATION_SUBSETS
     from storylab.humor.train import classification_scores, load_funnynet, load_split, predict
     from storylab.metrics.significance import f1_bootstrap_interval, mcnemar_exact
 

@@ -20,7 +20,7 @@ import torch
 from storylab.errors import StorylabError
 from storylab.humor.media import SAMPLE_RATE, load_audio, load_frames
 from storylab.humor.melspec import MelConfig, frames_for, log_mel
-from storylab.humor.model import FunnyNetConfig
+from storylab.humor.config import FunnyNetConfig
 from storylab.io import atomic_write_json
 
 

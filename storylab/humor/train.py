@@ -17,7 +17,8 @@ import torch
 from storylab.errors import StorylabError
 from storylab.humor.data import ClipInputs, clip_inputs, read_laughter_json
 from storylab.humor.labels import read_clip_table
-from storylab.humor.model import FunnyNet, FunnyNetConfig, funnynet_loss
+from storylab.humor.config import FunnyNetConfig
+from storylab.humor.model import FunnyNet, funnynet_loss
 
 CHECKPOINT_KIND = "funnynet-w"
 

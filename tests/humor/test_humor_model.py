@@ -7,8 +7,8 @@ import torch
 from storylab.errors import StorylabError
 from storylab.humor.data import ClipInputs
 from storylab.humor.encoders import ByolAudioEncoder, FrameCNN, TransformersVideoEncoder, load_byol_a
-from storylab.humor.model import (CrossAttentionFusion, FunnyNet, FunnyNetConfig, drop_modalities, funnynet_loss,
-                                  nt_xent, parse_modalities)
+from storylab.humor.config import FunnyNetConfig, parse_modalities
+from storylab.humor.model import CrossAttentionFusion, FunnyNet, drop_modalities, funnynet_loss, nt_xent
 from storylab.humor.train import FunnyNetTrainConfig, load_funnynet, predict, train_funnynet
 
 TINY = dict(dim=64, tokens=16, heads=2, audio_channels=4, audio_dim=32, frames=4, frame_size=16,
