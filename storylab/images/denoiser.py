@@ -19,7 +19,6 @@ from torch import nn
 from storylab.diffusion import alphas_cumprod, beta_schedule, ddim_sample, ddpm_sample, diffusion_loss, edm_heun_sample
 from storylab.errors import StorylabError
 from storylab.guidance import Guided, GuidanceRule, make_rule
-from storylab.images.digits import NUM_CLASSES, load_digits_split
 from storylab.images.unet import DigitUNet, UNetConfig
 from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
 
@@ -35,6 +34,8 @@ class DigitDiffusionConfig:
     num_timesteps: int = 1000
     prediction: str = "eps"
     p_uncond: float = 0.1
+    data: str = "digits"
+    image_size: int = 8
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -102,9 +103,12 @@ def load_digit_model(path: str | Path, num_classes: int | None = None) -> DigitD
     return model.eval()
 
 
-def digits_loader(batch_size: int, seed: int = 0, augment: bool = False) -> torch.utils.data.DataLoader:
-    """Shuffled DataLoader over the digits train split (images in [-1, 1], labels)."""
-    data = load_digits_split("train")
+def digits_loader(batch_size: int, seed: int = 0, augment: bool = False, data: str = "digits"
+                  ) -> torch.utils.data.DataLoader:
+    """Shuffled DataLoader over the train split of ``data`` (a data-set name or IDX folder; images in [-1, 1], labels)."""
+    from storylab.images.datasets import load_split
+
+    data = load_split(data, "train")
     dataset = torch.utils.data.TensorDataset(data.images, data.labels)
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator)
@@ -124,8 +128,10 @@ def train_digit_model(out: str | Path, config: DigitDiffusionConfig, train_confi
         chosen = ema if ema is not None else raw
         save_digit_model(out, chosen, {**(extra or {}), "step": step})
 
-    result = train(model, lambda m, batch: m.loss(batch[0], batch[1]), digits_loader(batch_size, train_config.seed),
-                   train_config, save_fn=save, state_path=state_path, callbacks=callbacks, description="train digits")
+    loader = digits_loader(batch_size, train_config.seed, data=config.data)
+    result = train(model, lambda m, batch: m.loss(batch[0], batch[1]), loader,
+                   train_config, save_fn=save, state_path=state_path, callbacks=callbacks,
+                   description=f"train {config.data}")
     final = load_digit_model(out)
     return final, {"seconds": result.losses.get("seconds", 0.0), "loss": result.losses.get("loss", float("nan")),
                    "history": result.history}
@@ -143,7 +149,7 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
                   negative: torch.Tensor | None = None, eta: float = 0.0, denoiser: Callable | None = None,
                   conditions: dict[str, Any] | None = None, return_model: bool = False,
                   on_step: Callable[[Any], None] | None = None) -> Any:
-    """Sample digits of the given ``labels`` ``(B,)``; returns images ``(B, 1, 8, 8)`` in [-1, 1].
+    """Sample images of the given ``labels`` ``(B,)``; returns ``(B, 1, S, S)`` in [-1, 1] (S = the model's image size).
 
     ``rule`` is a :class:`GuidanceRule` or a name (none, cfg, negative, cfg++, apg; classifier
     guidance needs a rule object carrying its classifier). ``denoiser`` and ``conditions`` let a
@@ -154,7 +160,8 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
     rule = make_rule(rule) if isinstance(rule, str) else rule
     generator = torch.Generator().manual_seed(seed)
     size = model.config.unet
-    x = torch.randn((labels.shape[0], size.in_channels, 8, 8), generator=generator)
+    side = model.config.image_size
+    x = torch.randn((labels.shape[0], size.in_channels, side, side), generator=generator)
     conds = conditions or guidance_conditions(model, labels, negative)
     guided = Guided(denoiser or model.denoiser, conds["cond"], rule=rule, scale=scale, schedule=schedule,
                     uncond=conds.get("uncond"), negative=conds.get("negative"), prediction=model.config.prediction)

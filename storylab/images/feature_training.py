@@ -23,11 +23,12 @@ from storylab.metrics.feature_net import (FeatureNetConfig, SmallImageClassifier
 DIGIT_FEATURES_FILE = "digit_features.safetensors"
 
 
-def shipped_feature_net_path() -> Path:
-    """Path of the shipped digit feature network inside the installed package."""
+def shipped_feature_net_path(data: str = "digits") -> Path:
+    """Path of the shipped feature network of ``data`` (``digits`` or ``fashion-mnist``) inside the package."""
     import storylab
 
-    return Path(storylab.__file__).parent / "assets" / "images" / DIGIT_FEATURES_FILE
+    name = DIGIT_FEATURES_FILE if data == "digits" else f"{data.replace('-', '_')}_features.safetensors"
+    return Path(storylab.__file__).parent / "assets" / "images" / name
 
 
 @dataclass
@@ -44,6 +45,7 @@ class FeatureTrainingConfig:
     seed: int = 0
     resume: bool = True
     progress: bool = True
+    data: str = "digits"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -83,12 +85,13 @@ def train_feature_net(config: FeatureTrainingConfig,
     """
     from torch.utils.data import DataLoader, TensorDataset
 
-    from storylab.images.digits import IMAGE_SIZE, NUM_CLASSES, load_digits_split
+    from storylab.images.datasets import load_split, resolve
     from storylab.training import TrainConfig, state_path_for, train
 
-    train_split, test_split = load_digits_split("train"), load_digits_split("test")
+    ds = resolve(config.data)
+    train_split, test_split = load_split(ds, "train"), load_split(ds, "test")
     torch.manual_seed(config.seed)
-    net = SmallImageClassifier(FeatureNetConfig(image_size=IMAGE_SIZE, channels=1, num_classes=NUM_CLASSES))
+    net = SmallImageClassifier(FeatureNetConfig(image_size=ds.image_size, channels=1, num_classes=ds.num_classes))
     loader = DataLoader(TensorDataset(train_split.images, train_split.labels), batch_size=config.batch_size,
                         shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(config.seed))
     loss = nn.CrossEntropyLoss()
@@ -115,11 +118,12 @@ def train_feature_net(config: FeatureTrainingConfig,
     return final, scores
 
 
-def load_digit_feature_net(path: str | Path | None = None) -> SmallImageClassifier:
-    """Load the shipped digit feature network (or the one at ``path``) in eval mode."""
-    p = Path(path) if path is not None else shipped_feature_net_path()
+def load_digit_feature_net(path: str | Path | None = None, data: str = "digits") -> SmallImageClassifier:
+    """Load the shipped feature network of ``data`` (or the one at ``path``) in eval mode."""
+    p = Path(path) if path is not None else shipped_feature_net_path(data)
     if path is None and not p.exists():
-        raise StorylabError(f"shipped digit feature network missing: {p} (recreate it with `storylab train features --out {p}`)")
+        raise StorylabError(f"no shipped feature network for data set '{data}' ({p}); train one with "
+                            f"`storylab train features --data {data} --out {p}`")
     return load_feature_net(p)
 
 

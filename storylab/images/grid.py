@@ -26,8 +26,36 @@ def grid_array(images: torch.Tensor, nrow: int, pad: int = 2, upscale: int = 8) 
     return big
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10, upscale: int = 8) -> Path:
-    """Save a PNG grid of ``images`` (``(N, 1, H, W)`` in [-1, 1]) to ``path`` atomically."""
+def default_upscale(size: int) -> int:
+    """Nearest-neighbour zoom that makes a tile about 64 pixels wide (8 for 8x8 digits, 2 for 28x28)."""
+    return max(1, round(64 / size))
+
+
+def label_rows(grid: np.ndarray, labels: list[str], tile: int, pad: int = 2) -> np.ndarray:
+    """Prefix a grid (one class per row of ``tile``-pixel tiles) with a margin naming each row."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    width = max(int(font.getlength(text)) for text in labels) + 8
+    canvas = Image.new("L", (grid.shape[1] + width, grid.shape[0]), 255)
+    canvas.paste(Image.fromarray(grid), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for r, text in enumerate(labels):
+        y = pad + r * (tile + pad) + tile // 2
+        draw.text((4, y), text, fill=0, font=font, anchor="lm")
+    return np.asarray(canvas)
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10, upscale: int | None = None,
+              row_labels: list[str] | None = None) -> Path:
+    """Save a PNG grid of ``images`` (``(N, 1, H, W)`` in [-1, 1]) to ``path`` atomically.
+
+    ``row_labels`` (one per grid row, e.g. class names) are written in a left margin.
+    """
+    zoom = default_upscale(int(images.shape[-1])) if upscale is None else upscale
+    grid = grid_array(images, nrow, upscale=zoom)
+    if row_labels:
+        grid = label_rows(grid, row_labels, int(images.shape[-1]) * zoom)
     with atomic_path(path) as tmp:
-        Image.fromarray(grid_array(images, nrow, upscale=upscale)).save(tmp, format="PNG")
+        Image.fromarray(grid).save(tmp, format="PNG")
     return Path(path)

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from storylab.diffusion import alphas_cumprod, beta_schedule, q_sample
 from storylab.errors import StorylabError
-from storylab.images.digits import load_digits_split
 from storylab.images.unet import ResBlock, timestep_embedding
 from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
 
@@ -34,6 +33,7 @@ class ClassifierConfig:
     groups: int = 8
     beta_schedule: str = "cosine"
     num_timesteps: int = 1000
+    data: str = "digits"
 
 
 class NoisyDigitClassifier(nn.Module):
@@ -57,9 +57,9 @@ class NoisyDigitClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.cfg.channels))
-        h = self.block1(self.conv_in(x), emb)  # (B, C, 8, 8)
-        h = self.block2(self.down1(h), emb)  # (B, 2C, 4, 4)
-        h = self.block3(self.down2(h), emb)  # (B, 2C, 2, 2)
+        h = self.block1(self.conv_in(x), emb)  # (B, C, S, S), S = 8 (digits) or 28
+        h = self.block2(self.down1(h), emb)  # (B, 2C, S/2, S/2)
+        h = self.block3(self.down2(h), emb)  # (B, 2C, S/4, S/4)
         return self.head(F.silu(self.norm(h)).mean(dim=(2, 3)))
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -86,9 +86,13 @@ def load_classifier(path: str | Path, num_classes: int | None = None) -> NoisyDi
 
 
 @torch.no_grad()
-def noisy_accuracy(model: NoisyDigitClassifier, t_values: tuple[int, ...] = (0, 250, 500, 750), seed: int = 0) -> dict[int, float]:
-    """Test-split accuracy of the classifier at fixed noise levels t."""
-    data = load_digits_split("test")
+def noisy_accuracy(model: NoisyDigitClassifier, t_values: tuple[int, ...] = (0, 250, 500, 750), seed: int = 0,
+                   limit: int = 2000) -> dict[int, float]:
+    """Test-split accuracy of the classifier at fixed noise levels t (on the first ``limit`` test images)."""
+    from storylab.images.datasets import load_split
+
+    full = load_split(model.cfg.data, "test")
+    data = type(full)(images=full.images[:limit], labels=full.labels[:limit])
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for t in t_values:
@@ -113,7 +117,8 @@ def train_classifier(out: str | Path, cfg: ClassifierConfig, train_config: Train
     def save(raw: nn.Module, ema: nn.Module | None, step: int) -> None:
         save_classifier(out, ema if ema is not None else raw, {**(extra or {}), "step": step})
 
-    result = train(model, lambda m, b: m.loss(b[0], b[1]), digits_loader(batch_size, train_config.seed), train_config,
+    result = train(model, lambda m, b: m.loss(b[0], b[1]), digits_loader(batch_size, train_config.seed, data=cfg.data),
+                   train_config,
                    save_fn=save, state_path=state_path, description="train classifier")
     final = load_classifier(out)
     return final, {"seconds": result.losses.get("seconds", 0.0), "accuracy": noisy_accuracy(final)}
