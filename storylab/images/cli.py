@@ -249,3 +249,28 @@ for _data, _what in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
     register(evaluate_app, _data, evaluate_digits_cmd, _EVAL_DOC.format(what=_what),
              checkpoint=shipped(_data, "denoiser"), classifier=shipped(_data, "classifier"),
              out=Path(f"{_data}-study"))
+
+
+@evaluate_app.command("reference")
+def reference_cmd(data: str = typer.Option("fashion-mnist", "--data", help=DATA_HELP + "."),
+                  out: Path = typer.Option(None, "--out", show_default="runs/<data>_reference.safetensors",
+                                           help="Reference file to write (safetensors)."),
+                  features: Path = typer.Option(None, "--features", show_default="the data set's shipped feature network",
+                                                help="Feature network checkpoint."),
+                  test_per_class: int = typer.Option(100, "--test-per-class", help="Test images per class kept as features (PRDC's real side)."),
+                  pool_per_class: int = typer.Option(250, "--pool-per-class", help="Train images per class kept as features (the floor's pool)."),
+                  seed: int = typer.Option(0, "--seed", help="Seed of the balanced subsets."),
+                  ) -> None:
+    """Write a data set's metric reference (test-split feature statistics + balanced feature subsets), so metrics run without the data."""
+    from storylab.images.datasets import resolve
+    from storylab.images.feature_training import load_digit_feature_net
+    from storylab.images.reference import build_reference, save_reference
+
+    _positive(test_per_class, "--test-per-class"), _positive(pool_per_class, "--pool-per-class")
+    ds = resolve(data)
+    net = load_digit_feature_net(features, data=ds.name)
+    out = out or run_path(f"{ds.slug}_reference.safetensors")
+    ref = build_reference(ds.name, net, str(features or f"shipped {ds.name} features"), test_per_class, pool_per_class, seed)
+    save_reference(out, ref, {"command": _command_line(), "seed": seed})
+    print(f"wrote {out}  (test statistics of {ref.test_count} images, {ref.test_feats.shape[0]} test and "
+          f"{ref.pool_feats.shape[0]} train feature rows, {ref.dim} dimensions)")

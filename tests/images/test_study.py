@@ -44,3 +44,24 @@ def test_evaluate_digits_tiny_study_reports_n_floor_spread_warning_and_mean_scal
     assert floor["fid"] == pytest.approx(np.mean(values)) and floor["fid_std"] == pytest.approx(np.std(values, ddof=1))
     for name in ("fid_vs_adherence.png", "diversity_vs_adherence.png", "fid_recall_vs_scale.png", "weights.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shipped_fashion_mnist_reference_scores_without_the_data(monkeypatch, tmp_path):
+    """The metrics' real side ships as features, not images: no data package is needed to score samples."""
+    import torch
+
+    from storylab.images.assets import shipped
+    from storylab.images.feature_training import load_digit_feature_net
+    from storylab.images.reference import read_reference
+    from storylab.images.study import real_reference, score_samples
+
+    monkeypatch.setenv("STORYLAB_FASHION_MNIST", str(tmp_path / "absent"))
+    ref = read_reference(shipped("fashion-mnist", "reference"))
+    assert ref.test_count == 10_000 and ref.dim == 64 and ref.test_cov.shape == (64, 64)
+    assert np.bincount(ref.test_labels).tolist() == [100] * 10 and np.bincount(ref.pool_labels).tolist() == [250] * 10
+    net = load_digit_feature_net(data="fashion-mnist")
+    out = real_reference(net, 40, data="fashion-mnist", repeats=3)
+    assert out["n_real"] == 10_000 and out["n_floor"] == 40 and out["floor"]["fid_std"] > 0
+    images = torch.rand(20, 1, 28, 28) * 2 - 1
+    scores = score_samples(images, torch.arange(10).repeat(2), net, out["test_feats"], out["stats"])
+    assert scores["n_real"] == 10_000 and 0 <= scores["adherence"] <= 1 and scores["fid"] > out["floor"]["fid"]
