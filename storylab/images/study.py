@@ -195,7 +195,7 @@ def plot_tradeoffs(cells: list[dict[str, Any]], floor: dict[str, float], out: Pa
     n = floor.get("n_fake")
     for ykey, ylabel, name in (("fid", "FID vs test split (lower is better)", "fid_vs_adherence.png"),
                                ("vendi", "within-class Vendi score (diversity)", "diversity_vs_adherence.png")):
-        fig, ax = plt.subplots(figsize=(7.2, 4.8), dpi=110)
+        fig, ax = plt.subplots(figsize=(8.6, 4.8), dpi=110)
         for i, spec in enumerate(specs):
             colour = f"C{i % 10}"
             mine = sorted((c for c in cells if c["schedule"] == spec), key=lambda c: c["scale"])
@@ -208,13 +208,15 @@ def plot_tradeoffs(cells: list[dict[str, Any]], floor: dict[str, float], out: Pa
         ax.set_xlabel("adherence (feature net's accuracy on the requested class)")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel.split(' (')[0]} against adherence, n = {n} samples per point", fontsize=9)
-        first = ax.legend(fontsize=7, loc="upper left", title="schedule", title_fontsize=7)
+        # legends outside the axes, so that they cover no point
+        first = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="schedule", title_fontsize=7)
         ax.add_artist(first)
         handles = [Line2D([], [], marker=marker[s], color="grey", linestyle="none", label=f"mean scale {s:g}")
                    for s in scales]
-        ax.legend(handles=handles, fontsize=7, loc="upper right", title="nominal scale", title_fontsize=7)
+        ax.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0), title="nominal scale",
+                  title_fontsize=7)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 0.8, 1))
         atomic_savefig(fig, out / name)
         plt.close(fig)
     # When adherence saturates (it does on the digits), the guidance scale is the informative x axis.
