@@ -66,15 +66,10 @@ def throughput(channels: int, steps: int, batch: int) -> dict[str, float]:
 
 
 def sampling(checkpoint, n: int = 100, steps: int = 50) -> dict[str, float]:
+    from foundation_digits import timed_denoiser  # the sibling bench script (bench/ is on sys.path when run)
+
     model = load_digit_model(checkpoint)
-    inside = {"s": 0.0}
-
-    def denoiser(x, t, cond):
-        t0 = time.perf_counter()
-        out = model.denoiser(x, t, cond)
-        inside["s"] += time.perf_counter() - t0
-        return out
-
+    denoiser, inside = timed_denoiser(model)
     labels = torch.arange(model.num_classes).repeat_interleave(n // model.num_classes)
     t0 = time.perf_counter()
     with torch.no_grad():
