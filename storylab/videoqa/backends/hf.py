@@ -56,10 +56,9 @@ class HFBackend:
     def render(self, system: str, text: str) -> str:
         """The prompt string: the chat template when the tokenizer has one, else plain turns."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "system", "content": system},
-                                                       {"role": "user", "content": text}],
-                                                      tokenize=False, add_generation_prompt=True)
-        return f"{system}\n\n{text}\n\nAnswer:"
+            turns = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+            return self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        return f"{system}\n\n{text}\n\nAnswer:" if system else f"{text}\n\nAnswer:"
 
     def answer(self, item: QAItem) -> Reply:
         """Greedy answer to the item's prompt (L mode; frames are refused)."""
