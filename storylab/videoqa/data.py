@@ -111,8 +111,9 @@ def load_questions(path: str | os.PathLike, task: str | None = None) -> list[Que
     e.g. SF20K's ``gt_samples.csv`` and expert test set), the multiple-choice files with
     ``option_0..option_4`` and ``correct_answer`` (0-4), and the Hugging Face export that has both
     plus ``video_url`` and ``correct_letter``, where open-ended rows leave ``correct_answer`` empty.
-    ``task="mcqa"`` requires options and a correct answer on every row, ``task="oeqa"`` a reference
-    answer on every row. Question ids must be unique; video ids may start with ``-`` or ``_``.
+    ``task="mcqa"`` keeps the rows with options and a correct answer, ``task="oeqa"`` those with a
+    reference answer (a combined export holds both kinds); a file with none is an error. Question ids
+    must be unique; video ids may start with ``-`` or ``_`` and never contain a path separator.
     """
     df = _read_csv(path, "questions")
     _require_columns(df, BASE_COLUMNS, path, "questions")
@@ -156,16 +157,15 @@ def load_questions(path: str | os.PathLike, task: str | None = None) -> list[Que
             elif correct is None:
                 raise StorylabError(f"questions file {path} line {line} ({qid}): options without correct_answer")
         answer = str(row.get("answer", "") or "").strip()
-        if task == "mcqa" and correct is None:
-            raise StorylabError(f"questions file {path} line {line} ({qid}): no options; an MCQA run needs "
-                                "option_0..option_4 and correct_answer on every row (use --task oeqa)")
-        if task == "oeqa" and not answer:
-            raise StorylabError(f"questions file {path} line {line} ({qid}): empty answer; an OEQA run needs a "
-                                "reference answer on every row")
+        if (task == "mcqa" and correct is None) or (task == "oeqa" and not answer):
+            continue  # a row of the other task in a combined export
         extra = {c: str(row[c]) for c in OPTIONAL_QUESTION_COLUMNS if c in row and row[c]}
         questions.append(Question(question_id=qid, video_id=video, question=str(row["question"]).strip(),
                                   answer=answer, options=options, correct_answer=correct,
                                   movie_title=str(row.get("movie_title", "") or ""), extra=extra))
+    if not questions:
+        need = "options and a correct_answer" if task == "mcqa" else "a reference answer"
+        raise StorylabError(f"questions file {path}: no row has {need}; it has no {task.upper()} questions")
     return questions
 
 

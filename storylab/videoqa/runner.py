@@ -332,7 +332,7 @@ def summarise(cfg: EvalConfig, backend: Backend, inputs: Inputs, records: list[d
     else:
         with progress_bar(f"judge {judge.spec}", total=len(records), enabled=cfg.progress) as bar:
             verdicts = judge_predictions(records, known, judge, out / JUDGEMENTS, cfg.concurrency, bar)
-        metrics = score_oeqa(verdicts, judge.spec, len(known))
+        metrics = score_oeqa(verdicts, judge.spec, len(known) + inputs.skipped_questions)  # skipped films score 0
     return {"method": cfg.name or backend.label, "backend": backend.spec, "mode": cfg.mode, **metrics,
             "dataset": cfg.dataset or Path(cfg.questions).name, "prompt_style": cfg.prompt.style,
             "skipped_questions": inputs.skipped_questions, "skipped_videos": inputs.skipped,
