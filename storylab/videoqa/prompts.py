@@ -159,13 +159,16 @@ def subtitle_block(track: SubtitleTrack, budget: int) -> tuple[str, int]:
 
 
 def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[Subtitle] | SubtitleTrack = (),
-                 frames: Sequence[np.ndarray] = (), config: PromptConfig | None = None,
+                 frames: Sequence[np.ndarray] | int = (), config: PromptConfig | None = None,
                  count: TokenCounter = approx_token_count) -> Prompt:
     """Build the SFD prompt for one question: MCQA (letters A-E, letter only) or OEQA, in V, L or VL.
 
     ``subtitles`` are the film's lines, or their :func:`subtitle_track` (faster when many questions
-    share a film).
+    share a film). ``frames`` are the sampled frames, or their number when another program feeds
+    the frames to the model (the lmms-eval task): the text is the same, the prompt holds no pixels.
     """
+    n_frames = frames if isinstance(frames, int) else len(frames)
+    pixels = [] if isinstance(frames, int) or "V" not in mode else list(frames)
     config = config or PromptConfig()
     if task not in TASKS:
         raise StorylabError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -175,14 +178,14 @@ def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[S
         raise StorylabError(f"unknown prompt style {config.style!r}; choose one of {', '.join(PROMPT_STYLES)}")
     if task == "mcqa" and not question.has_mcqa:
         raise StorylabError(f"question {question.question_id} has no options; an MCQA prompt needs five")
-    if "V" in mode and not frames:
+    if "V" in mode and not n_frames:
         raise StorylabError(f"mode {mode} needs frames of video {question.video_id}")
     if config.style != "storylab":
-        return _authors_prompt(question, task, mode, subtitles, frames, config, count)
+        return _authors_prompt(question, task, mode, subtitles, pixels, config, count)
     parts = []
     kept = total = 0
     if "V" in mode:
-        parts.append(f"You are shown {len(frames)} frames sampled uniformly over the whole film, in order.")
+        parts.append(f"You are shown {n_frames} frames sampled uniformly over the whole film, in order.")
     if "L" in mode:
         track = subtitles if isinstance(subtitles, SubtitleTrack) else prompt_track(subtitles, config, count)
         total = len(track.lines)
@@ -200,7 +203,7 @@ def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[S
         parts.append("Answer with the option letter only.")
     else:
         parts.append("Answer the question in one or two short sentences.")
-    return Prompt(system=SYSTEM_PROMPT, text="\n\n".join(parts), frames=list(frames) if "V" in mode else [],
+    return Prompt(system=SYSTEM_PROMPT, text="\n\n".join(parts), frames=pixels,
                   subtitles_total=total, subtitles_kept=kept)
 
 
@@ -233,5 +236,5 @@ def _authors_prompt(question: Question, task: str, mode: str, subtitles: Sequenc
         query += f"\n\nQuestion: {question.question}\n{SHORT_ANSWER}"
     else:
         query += f"\n\nQuestion: {question.question}\n\n{SHORT_ANSWER}"
-    return Prompt(system=LONGVA_SYSTEM if longva else "", text=query, frames=list(frames) if "V" in mode else [],
+    return Prompt(system=LONGVA_SYSTEM if longva else "", text=query, frames=list(frames),
                   subtitles_total=total, subtitles_kept=kept)
