@@ -126,7 +126,7 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
                       apg_norm: float = typer.Option(0.0, "--apg-norm", help="APG: norm threshold r (0 = off)."),
                       apg_momentum: float = typer.Option(0.0, "--apg-momentum", help="APG: momentum beta."),
                       sweep_scale: Optional[str] = typer.Option(None, "--sweep-scale", help="START:STOP:COUNT, e.g. 0:5.5:12: "
-                                                                "the lecture's figure, guidance scale growing across COUNT columns, each row one fixed noise."),
+                                                                "the lecture's figure, guidance scale growing across COUNT columns, each row one fixed noise. [default: off]"),
                       nearest: int = typer.Option(0, "--nearest", help="K > 0: the memorisation check, each sample above its K nearest "
                                                   "training images in the feature network's space, with the feature distance under each."),
                       progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (with --sweep-scale)."),
@@ -149,6 +149,7 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
 
     from storylab.images.denoiser import load_digit_model, sample_digits
     from storylab.images.grid import save_grid
+    from storylab.images.conditions import POLARITIES
     from storylab.images.sampling import build_rule, parse_sweep
 
     _positive(steps, "--steps"), _positive(per_class, "--per-class")
@@ -158,6 +159,8 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
         raise StorylabError("--sweep-scale and --nearest draw different figures: use one of them")
     if nearest < 0:
         raise StorylabError(f"--nearest must be >= 1 (or 0 = off), got {nearest}")
+    if control_polarity not in POLARITIES:
+        raise StorylabError(f"unknown --control-polarity '{control_polarity}' (choose from {', '.join(POLARITIES)})")
     sweep = parse_sweep(sweep_scale) if sweep_scale else None
     model = load_digit_model(checkpoint)
     wanted = [model.null_class] if classes.strip().lower() == "none" else parse_classes(classes, model.num_classes)
@@ -205,7 +208,11 @@ DIGIT_CLASS_NAMES = [str(c) for c in range(10)]
 
 def _sweep_figure(draw, scales: list[float], labels, class_names: list[str], feature_net, out: Path, setting: str,
                   progress: bool) -> None:
-    """Sample every column of a guidance-scale sweep, write the figure and print adherence per column."""
+    """Sample every column of a guidance-scale sweep, write the figure and print adherence per column.
+
+    ``draw(scale)`` samples every row from the same noise; ``class_names`` name each label (the null
+    class included); ``feature_net`` is the data set's feature/adherence network.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -222,7 +229,7 @@ def _sweep_figure(draw, scales: list[float], labels, class_names: list[str], fea
         rows.append(f"{class_names[c]}, noise {counts.get(c, 0)}")
         counts[c] = counts.get(c, 0) + 1
     plot_scale_sweep(grid, scales, rows, out, f"guidance scale sweep ({setting}): each row keeps its noise")
-    classed = labels < len(class_names) - 1
+    classed = labels < feature_net.config.num_classes  # rows of the null class ("no class") have no adherence
     table = Table(title=f"scale sweep, {labels.shape[0]} rows ({setting})")
     for h in ("scale", "adherence", "mean |change| from previous column"):
         table.add_column(h, justify="right")

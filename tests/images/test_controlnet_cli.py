@@ -131,7 +131,9 @@ def test_evaluate_prints_table_and_writes_results(setup, trained, monkeypatch, c
                                 "--controlnets", f"canny={trained}", "--scales", "0,1", "--count", "4", "--steps", "2",
                                 "--out", str(out), "--no-progress")
     assert code == 0, err
-    results = json.loads((out / "results.json").read_text())["results"]
+    written = json.loads((out / "results.json").read_text())
+    results = written["results"]
+    assert written["control_uncond"] is True and "unconditional branch controlled" in stdout  # the references' default
     assert [(r["class"], r["scale"]) for r in results] == [("class", 0.0), ("class", 1.0), ("none", 0.0), ("none", 1.0)]
     assert all(np.isfinite([r["fidelity"], r["fid"], r["fid_floor"], r["adherence"]]).all() for r in results)
     assert "ControlNet evaluation" in stdout and (out / "convergence.png").exists()

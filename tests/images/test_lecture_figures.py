@@ -94,7 +94,8 @@ def test_sample_command_draws_both_figures_and_refuses_bad_input(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "held-out real images" in r.stdout and near.exists()
     for args, message in ((["--sweep-scale", "0:1"], "START:STOP:COUNT"), (["--sweep-scale", "0:1:3", "--nearest", "2"], "use one of them"),
-                          (["--nearest", "-1"], "--nearest must be >= 1"), (["--nearest", "5000"], "between 1 and the 1437")):
+                          (["--nearest", "-1"], "--nearest must be >= 1"), (["--nearest", "5000"], "between 1 and the 1437"),
+                          (["--control-polarity", "upside"], "unknown --control-polarity")):
         bad = tmp_path / "bad.png"
         r = run_cli("sample", "digits", "--steps", "1", "--per-class", "1", "--classes", "1", "--out", bad, *args)
         assert r.returncode != 0 and r.stderr.strip().startswith("error:") and message in r.stderr, r.stderr
