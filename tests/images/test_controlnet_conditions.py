@@ -138,3 +138,14 @@ def test_canny_is_the_controlnet_annotator_call_with_l2_as_an_option():
     digits = [extract("canny", digit_rgb(i)) for i in range(6)]
     l2 = [extract("canny", digit_rgb(i), l2_gradient=True) for i in range(6)]
     assert any(not np.array_equal(a, b) for a, b in zip(digits, l2))  # the option changes the edges
+
+
+def test_dark_polarity_reads_a_drawing_as_controlnets_scribble_demo(tmp_path):
+    # gradio_scribble2image.py: detected_map[np.min(img, axis=2) < 127] = 255 (a grey drawing: min = the grey level)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+    img[img == 127] = 126  # 127 is the one level where "< 127" and our ">= 0.5 after inverting" part ways
+    Image.fromarray(img).save(tmp_path / "grey.png")
+    demo = img < 127
+    ours = load_condition(tmp_path / "grey.png", "scribble", size=64, polarity="dark")[0, 0].numpy() > 0.5
+    np.testing.assert_array_equal(ours, demo)
