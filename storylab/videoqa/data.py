@@ -11,13 +11,13 @@ as one :class:`StorylabError` line that names the file.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from storylab.errors import StorylabError
+from storylab.io import safe_id
 from storylab.subtitles import SUBTITLE_SUFFIXES, Subtitle, read_sfd_csv, read_subtitle_file
 
 BASE_COLUMNS = ("question_id", "video_id", "question")
@@ -25,8 +25,6 @@ OPTION_COLUMNS = tuple(f"option_{k}" for k in range(5))
 QUESTION_COLUMNS = BASE_COLUMNS + ("answer",) + OPTION_COLUMNS + ("correct_answer",)
 OPTIONAL_QUESTION_COLUMNS = ("video_url", "correct_letter", "movie_title", "movie_caption", "movie_synopsis")
 LETTERS = "ABCDE"
-# a video id names a file <id>.<ext> inside the videos folder: no separators, no parent steps, no drive
-_UNSAFE_ID = re.compile(r"[/\\\\:\x00]|^\.\.?$|\.\.")
 
 
 @dataclass(frozen=True)
@@ -55,11 +53,8 @@ class Question:
 
 
 def check_video_id(video_id: str, where: str) -> str:
-    """Refuse a video id that could leave the videos folder (``/``, ``\\``, ``..``, ``:``); ids may start with - or _."""
-    if _UNSAFE_ID.search(video_id):
-        raise StorylabError(f"{where}: video_id {video_id!r} contains a path separator or '..'; "
-                            "a video id names one file inside the videos folder")
-    return video_id
+    """Refuse a video id that could leave the videos folder (:func:`storylab.io.safe_id`); ids may start with - or _."""
+    return safe_id(video_id, f"video_id in {where}")
 
 
 def _read_csv(path: str | os.PathLike, what: str) -> pd.DataFrame:

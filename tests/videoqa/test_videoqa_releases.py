@@ -168,7 +168,7 @@ def test_bad_release_inputs_are_one_line(release, tmp_path):
         (["eval", "--questions", str(release["oeqa"]), "--task", "oeqa", "--subtitles", str(no_times)],
          "lacks column(s): start, end"),
         (["eval", "--questions", str(slash), "--task", "oeqa", "--subtitles", str(release["whisper"])],
-         "video_id '../etc/passwd' contains a path separator"),
+         "refusing video_id in questions file"),
         (["eval", "--questions", str(release["oeqa"]), "--subtitles", str(release["whisper"])],
          "it is an open-ended question set; use --task oeqa"),
     ]
@@ -179,4 +179,5 @@ def test_bad_release_inputs_are_one_line(release, tmp_path):
     out = subprocess.run([sys.executable, "-m", "storylab.cli", "videoqa", "eval", "--questions", str(slash), "--task",
                           "oeqa", "--subtitles", str(release["whisper"]), "--out", str(tmp_path / "y")],
                          capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stderr.startswith("error: questions file")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stderr.startswith("error: refusing video_id")
+    assert "'../etc/passwd': an id must name a file inside its folder" in out.stderr
