@@ -49,6 +49,11 @@ def serve(folder: Path, port: int, log: Path) -> subprocess.Popen:
     raise SystemExit("transformers serve did not come up within 600 s")
 
 
+def answers(run: Path) -> dict[str, str]:
+    """question_id -> raw reply of a run folder."""
+    return {r["question_id"]: r["response"] for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
+
+
 def main() -> None:
     import torch
 
@@ -103,11 +108,11 @@ def main() -> None:
             s = json.loads((out / "summary.json").read_text())
             per_q = (time.perf_counter() - t0) / s["n"]
             rows.append(("SmolLM2-135M (serve)", style, s["n"], s["accuracy"], s["unparsed"], per_q))
-            a = [json.loads(x)["parsed"] for x in (hf_runs[style] / "predictions.jsonl").read_text().splitlines()]
-            b = [json.loads(x)["parsed"] for x in (out / "predictions.jsonl").read_text().splitlines()]
+            a, b = (answers(hf_runs[style]), answers(out))
+            same = sum(a[q] == b.get(q) for q in a)
             print(f"{'SmolLM2-135M (serve)':28s} {style:9s} n={s['n']:2d} acc={100 * s['accuracy']:5.1f}% "
-                  f"unparsed={s['unparsed']:2d} s/q={per_q:.2f} (CLI start included); parsed answers equal to hf: "
-                  f"{sum(x == y for x, y in zip(sorted(a, key=str), sorted(b, key=str)))}/{len(a)}", flush=True)
+                  f"unparsed={s['unparsed']:2d} s/q={per_q:.2f} (CLI start included); same reply as hf: for "
+                  f"{same}/{len(a)} questions", flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
