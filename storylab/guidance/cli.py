@@ -7,19 +7,24 @@ import json
 import typer
 
 from storylab.cli_groups import guidance_app
-from storylab.guidance.names import SPEC_HELP
+from storylab.guidance.names import GRIDS, SPEC_HELP
 
 
 @guidance_app.command("weights")
 def weights(schedule: str = typer.Option("constant", "--schedule", help=f"Schedule SPEC: {SPEC_HELP}."),
-            scale: float = typer.Option(3.0, "--scale", help="Mean guidance scale (diffusers convention: 1 = conditional)."),
+            scale: float = typer.Option(3.0, "--scale", help="Guidance scale (diffusers convention: 1 = conditional): the mean of a normalised shape, the last-step value of pcs."),
             steps: int = typer.Option(50, "--steps", help="Number of sampling steps."),
+            grid: str = typer.Option("endpoints", "--grid",
+                                     help=f"Step grid ({', '.join(GRIDS)}): endpoints (the default) puts step i at progress "
+                                          "i/(N-1); paper uses Figure 1's t/T, t = 1..N. A SPEC suffix @paper overrides it."),
             as_json: bool = typer.Option(False, "--json", help="Print a JSON list of numbers (first = noisiest step)."),
             ) -> None:
     """Per-step guidance scales s_i = 1 + w_i in sampling order (first = noisiest)."""
-    from storylab.guidance.schedules import parse_schedule
+    from storylab.guidance.schedules import parse_schedule, sampling_progress
 
-    values = parse_schedule(schedule).scales(steps, scale).tolist()
+    parsed = parse_schedule(schedule, grid=grid)
+    values = parsed.scales(steps, scale).tolist()
+    progress = sampling_progress(steps, parsed.grid).tolist()
     if as_json:
         print(json.dumps([round(v, 10) for v in values]))
         return
@@ -31,5 +36,5 @@ def weights(schedule: str = typer.Option("constant", "--schedule", help=f"Schedu
     table.add_column("progress", justify="right")
     table.add_column("scale", justify="right")
     for i, v in enumerate(values):
-        table.add_row(str(i), f"{i / max(1, steps - 1):.3f}", f"{v:.4f}")
+        table.add_row(str(i), f"{progress[i]:.3f}", f"{v:.4f}")
     Console().print(table)
