@@ -38,6 +38,19 @@ from storylab.guidance.schedules import WeightSchedule, check_scale, parse_sched
 _INTERLEAVED = ("add_time_ids",)
 
 
+def pipeline_scales(schedule: str | WeightSchedule, num_steps: int, scale: float) -> list[float]:
+    """Per-step scales of ``schedule`` for a classic pipeline; a step below scale 1 is an error (see above)."""
+    check_scale(scale)
+    scales = parse_schedule(schedule).scales(num_steps, scale).tolist()
+    low = [(i, s) for i, s in enumerate(scales) if s < 1.0 - 1e-9]
+    if low:
+        i, s = low[0]
+        raise StorylabError(f"diffusers pipelines guide only above scale 1 and run lower scales as plain "
+                            f"conditional sampling, but step {i} has scale {s:g}; use a scale >= 1 here, "
+                            f"or storylab's own samplers (Guided), which implement scales in [0, 1)")
+    return scales
+
+
 class ScheduledGuidance:
     """A ``callback_on_step_end`` that applies a :class:`WeightSchedule` to a classic diffusers pipeline."""
 
@@ -52,13 +65,7 @@ class ScheduledGuidance:
             raise StorylabError(f"schedule '{self.schedule.spec}' depends on sigma; on a diffusers pipeline use "
                                 "storylab.guidance.diffusers_guider.ScheduledCFG or a progress interval")
         self.num_steps = num_steps
-        self.scales = self.schedule.scales(num_steps, scale).tolist()
-        low = [(i, s) for i, s in enumerate(self.scales) if s < 1.0 - 1e-9]
-        if low:
-            i, s = low[0]
-            raise StorylabError(f"diffusers pipelines guide only above scale 1 and run lower scales as plain "
-                                f"conditional sampling, but step {i} has scale {s:g}; use a scale >= 1 here, "
-                                f"or storylab's own samplers (Guided), which implement scales in [0, 1)")
+        self.scales = pipeline_scales(self.schedule, num_steps, scale)
         self.prompt_embeds = prompt_embeds
         self.negative_prompt_embeds = negative_prompt_embeds
         self.pooled_prompt_embeds = pooled_prompt_embeds
