@@ -234,8 +234,12 @@ def test_classifier_guidance_on_ddpm_follows_guided_diffusion(form, clip):
     rule = ClassifierGuidance(classifier=linear_classifier, labels=torch.tensor([1, 3]),
                               form="auto" if form == "mean" else "score")
     ours = ddpm_sample(Guided(toy_denoiser, COND.double(), rule=rule, scale=gamma), x, AB, num_steps=n, clip_x0=clip,
-                       generator=torch.Generator().manual_seed(7))
+                       generator=torch.Generator().manual_seed(7), clip_order="guided-diffusion")
     assert torch.allclose(ours, _ddpm_reference(x, n, gamma, form, 7, clip), atol=1e-8)
+    if form == "mean":  # the default order keeps guided-diffusion's condition_mean
+        default = ddpm_sample(Guided(toy_denoiser, COND.double(), rule=rule, scale=gamma), x, AB, num_steps=n,
+                              clip_x0=clip, generator=torch.Generator().manual_seed(7))
+        assert torch.equal(default, ours)
 
 
 def test_classifier_guidance_mean_form_skips_the_last_ddpm_step():
@@ -245,7 +249,7 @@ def test_classifier_guidance_mean_form_skips_the_last_ddpm_step():
     assert torch.equal(out.eps, eps_of(COND)) and out.mean_shift is None
 
 
-@pytest.mark.parametrize("order", ["guided-diffusion", "after"])
+@pytest.mark.parametrize("order", ["guided-diffusion", "after", "auto"])
 def test_ddim_clip_order_with_classifier_guidance(order):
     """guided-diffusion (condition_score after p_mean_variance): clip the unguided x0, add the shift unclipped."""
     n, gamma, clip = 5, 40.0, 0.5
@@ -264,7 +268,7 @@ def test_ddim_clip_order_with_classifier_guidance(order):
             x0_u = ((ref - s * eps) / a).clamp(-clip, clip)
             eps = (ref - a * x0_u) / s + shift
             x0 = (ref - s * eps) / a
-        else:
+        else:  # "after" (and "auto" for the score form): clip the guided x0
             x0 = ((ref - s * (eps + shift)) / a).clamp(-clip, clip)
             eps = (ref - a * x0) / s
         ref = ab_prev ** 0.5 * x0 + (1 - ab_prev) ** 0.5 * eps
