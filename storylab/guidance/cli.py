@@ -76,6 +76,9 @@ def evaluate_pipeline(
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt of the unconditional branch."),
     clip: Path | None = typer.Option(None, "--clip", help="Local CLIP folder (CLIPModel + processor) for CLIP score and features; none: images only."),
     reference: Path | None = typer.Option(None, "--reference", help="Folder of reference images for FID / PRDC on CLIP image features."),
+    control_image: list[Path] = typer.Option([], "--control-image",
+                                              help="ControlNet pipelines: a condition image per ControlNet, in order "
+                                                   "(extract one with 'storylab control extract canny photo.png --size 512')."),
     out: Path = typer.Option(Path("runs/pipeline_study"), "--out", help="Output folder (resumes a killed run with the same settings)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -87,7 +90,8 @@ def evaluate_pipeline(
 
     cfg = PipelineStudyConfig(model=model, prompts=prompts, schedules=_split_schedules(schedules),
                               scales=_split_scales(scales), out=out, n=n, steps=steps, seed=seed,
-                              negative_prompt=negative_prompt, clip=clip, reference=reference, progress=progress)
+                              negative_prompt=negative_prompt, clip=clip, reference=reference,
+                              control_images=list(control_image) or None, progress=progress)
     result = run_pipeline_study(cfg)
     table = Table(title=f"pipeline study: {len(result['prompts'])} prompts x {n} images, {steps} steps"
                         f" (features: {'CLIP image embeddings' if result['features'] else 'none'})")

@@ -21,7 +21,10 @@ Usage (SD 1.5)::
 
 SDXL: also pass ``pooled_prompt_embeds`` / ``negative_pooled_prompt_embeds`` (from
 ``pipe.encode_prompt``); ``add_time_ids`` are re-shaped from the pipeline's own values
-(``negative_extras={"add_time_ids": ...}`` overrides the negative ones).
+(``negative_extras={"add_time_ids": ...}`` overrides the negative ones). ControlNet pipelines
+(``StableDiffusionControlNetPipeline``, one or several ControlNets): pass ``controlnet=True`` so the
+doubled control ``image`` (the same condition for both branches) is re-shaped too; ``guess_mode``
+is not supported.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class ScheduledGuidance:
                  prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor,
                  negative_extras: dict[str, torch.Tensor] | None = None,
                  pooled_prompt_embeds: torch.Tensor | None = None,
-                 negative_pooled_prompt_embeds: torch.Tensor | None = None) -> None:
+                 negative_pooled_prompt_embeds: torch.Tensor | None = None, controlnet: bool = False) -> None:
         check_scale(scale)
         self.schedule = parse_schedule(schedule)
         if self.schedule.needs_sigma:
@@ -70,6 +73,7 @@ class ScheduledGuidance:
         self.negative_prompt_embeds = negative_prompt_embeds
         self.pooled_prompt_embeds = pooled_prompt_embeds
         self.negative_pooled_prompt_embeds = negative_pooled_prompt_embeds
+        self.controlnet = controlnet
         self.negative_extras = dict(negative_extras or {})
         if negative_pooled_prompt_embeds is not None:
             self.negative_extras.setdefault("add_text_embeds", negative_pooled_prompt_embeds)
@@ -87,6 +91,8 @@ class ScheduledGuidance:
         keys = ["prompt_embeds"]
         if self.pooled_prompt_embeds is not None or self.negative_extras:
             keys += ["add_text_embeds", "add_time_ids"]
+        if self.controlnet:
+            keys.append("image")
         return keys
 
     def pipeline_kwargs(self) -> dict[str, Any]:
@@ -115,6 +121,8 @@ class ScheduledGuidance:
         return torch.cat([negative, positive])
 
     def _user_negative(self, key: str, positive: torch.Tensor) -> torch.Tensor:
+        if key == "image":
+            return positive  # the control condition is the same in both branches
         if key == "prompt_embeds":
             negative = self.negative_prompt_embeds
         else:
@@ -149,17 +157,23 @@ class ScheduledGuidance:
         out = dict(callback_kwargs)
         if doubled_now == double_next:
             return out
-        for key in ("prompt_embeds", "add_text_embeds", "add_time_ids"):
+        for key in ("prompt_embeds", "add_text_embeds", "add_time_ids", "image"):
             if key not in out:
                 continue
             value = out[key]
-            if doubled_now:
-                negative, positive = self._halves(key, value, value.shape[0] // 2)
-                self._pipeline_negatives[key] = negative
-                out[key] = positive
+            if isinstance(value, (list, tuple)):  # several ControlNets: one control image each
+                out[key] = [self._reshape(f"{key}.{i}", v, doubled_now) for i, v in enumerate(value)]
             else:
-                negative = self._pipeline_negatives.get(key)
-                if negative is None or negative.shape[0] != value.shape[0]:
-                    negative = self._user_negative(key, value)
-                out[key] = self._double(key, negative, value)
+                out[key] = self._reshape(key, value, doubled_now)
         return out
+
+    def _reshape(self, key: str, value: torch.Tensor, doubled_now: bool) -> torch.Tensor:
+        base = key.split(".")[0]
+        if doubled_now:
+            negative, positive = self._halves(base, value, value.shape[0] // 2)
+            self._pipeline_negatives[key] = negative
+            return positive
+        negative = self._pipeline_negatives.get(key)
+        if negative is None or negative.shape[0] != value.shape[0]:
+            negative = self._user_negative(base, value)
+        return self._double(base, negative, value)

@@ -46,6 +46,7 @@ class PipelineStudyConfig:
     negative_prompt: str = ""
     clip: Path | None = None
     reference: Path | None = None
+    control_images: list[Path] | None = None  # ControlNet pipelines: one condition image per ControlNet
     progress: bool = True
 
 
@@ -149,7 +150,8 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
 
         clip = ClipEmbedder(cfg.clip)
     pipe = load_text_to_image(cfg.model)
-    embeds = [_encode(pipe, p, cfg.negative_prompt) for p in prompts]
+    control = _control_kwargs(pipe, cfg.control_images)
+    embeds = [{**_encode(pipe, p, cfg.negative_prompt), "controlnet": bool(control)} for p in prompts]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, cfg, prompts)
@@ -175,8 +177,8 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
                 callback = ScheduledGuidance(spec, scale=scale, num_steps=cfg.steps, **emb)
                 generators = [torch.Generator().manual_seed(cfg.seed + 1000 * p + j) for j in range(cfg.n)]
                 t0 = time.perf_counter()
-                images = pipe(**callback.pipeline_kwargs(), num_inference_steps=cfg.steps, num_images_per_prompt=cfg.n,
-                              generator=generators, output_type="pil").images
+                images = pipe(**callback.pipeline_kwargs(), **control, num_inference_steps=cfg.steps,
+                              num_images_per_prompt=cfg.n, generator=generators, output_type="pil").images
                 seconds += time.perf_counter() - t0
                 generated += len(images)
                 missing = [(image, path) for image, path in zip(images, paths) if not path.is_file()]
@@ -191,6 +193,24 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
             atomic_write_json(cell_file, record)
             records.append(record)
     return _score_and_report(out, cfg, prompts, records, clip, references)
+
+
+def _control_kwargs(pipe: Any, paths: list[Path] | None) -> dict[str, Any]:
+    """``image=`` for a ControlNet pipeline (one condition per ControlNet, in the pipeline's order)."""
+    nets = getattr(pipe, "controlnet", None)
+    if nets is None:
+        if paths:
+            raise StorylabError(f"--control-image given, but {type(pipe).__name__} has no ControlNet")
+        return {}
+    count = len(getattr(nets, "nets", [nets]))
+    if not paths or len(paths) != count:
+        raise StorylabError(f"this pipeline has {count} ControlNet(s): give {count} --control-image "
+                            f"(e.g. from 'storylab control extract canny photo.png --size 512'), got {len(paths or [])}")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise StorylabError(f"--control-image {missing[0]}: no such file")
+    images = _load_images([Path(p) for p in paths])
+    return {"image": images[0] if count == 1 else images}
 
 
 def _reference_paths(folder: Path | None) -> list[Path] | None:

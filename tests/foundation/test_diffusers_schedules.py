@@ -6,7 +6,7 @@ import torch
 from storylab.errors import StorylabError
 from storylab.guidance import parse_schedule
 from storylab.guidance.diffusers_callback import ScheduledGuidance
-from tests.foundation.tiny_pipelines import record_unet_batches, tiny_sd, tiny_sdxl
+from tests.foundation.tiny_pipelines import record_unet_batches, tiny_sd, tiny_sd_controlnet, tiny_sdxl
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,33 @@ def test_wrong_step_count_is_a_clear_error(tiny_pipe):
     cb = ScheduledGuidance("linear", scale=3.0, num_steps=2, prompt_embeds=pe, negative_prompt_embeds=pe)
     with pytest.raises(StorylabError, match="built for 2 steps .* num_inference_steps=2"):
         tiny_pipe(**cb.pipeline_kwargs(), num_inference_steps=4, output_type="latent")
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_controlnet_pipelines_reshape_the_control_image_with_the_schedule(tmp_path, count):
+    from PIL import Image
+
+    pipe = tiny_sd_controlnet(tmp_path, count)
+    steps, n = 4, 2
+    gen = torch.Generator().manual_seed(0)
+    pe, ne = torch.randn(1, 77, 16, generator=gen), torch.randn(1, 77, 16, generator=gen)
+    control = Image.fromarray((torch.rand(16, 16, 3, generator=gen) * 255).to(torch.uint8).numpy())
+    cb = ScheduledGuidance("linear", scale=3.0, num_steps=steps, prompt_embeds=pe, negative_prompt_embeds=ne,
+                           controlnet=True)
+    rows = []
+    nets = pipe.controlnet.nets if count > 1 else [pipe.controlnet]
+    originals = [net.forward for net in nets]
+    for net, original in zip(nets, originals):
+        def forward(sample, timestep, encoder_hidden_states=None, controlnet_cond=None, *a, _o=original, **k):
+            rows.append((sample.shape[0], controlnet_cond.shape[0]))
+            return _o(sample, timestep, encoder_hidden_states, controlnet_cond, *a, **k)
+        net.forward = forward
+    try:
+        out = pipe(**cb.pipeline_kwargs(), image=control if count == 1 else [control] * count, num_inference_steps=steps,
+                   num_images_per_prompt=n, output_type="latent", generator=torch.Generator().manual_seed(1))
+    finally:
+        for net, original in zip(nets, originals):
+            net.forward = original
+    scales = parse_schedule("linear").scales(steps, 3.0).tolist()
+    expected = [(k, k) for s in scales for k in [2 * n if s > 1 else n] * count]
+    assert rows == expected and torch.isfinite(out.images).all()

@@ -88,3 +88,22 @@ def test_bad_input_is_one_error_line(assets, tmp_path, args, needle):
     lines = res.stderr.strip().splitlines()
     assert res.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], res.stderr
     assert not (tmp_path / "o" / "study.json").exists()
+
+
+def test_controlnet_pipeline_study_takes_one_condition_image_per_controlnet(tmp_path):
+    from PIL import Image
+
+    from tests.foundation.tiny_pipelines import tiny_sd_controlnet
+
+    tiny_sd_controlnet(tmp_path / "build", count=2).save_pretrained(tmp_path / "cn")
+    (tmp_path / "p.txt").write_text("a b\n")
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), 80 * i, dtype=np.uint8)).save(tmp_path / f"c{i}.png")
+    args = ["evaluate", "pipeline", "--model", tmp_path / "cn", "--prompts", tmp_path / "p.txt", "--schedules", "linear",
+            "--scales", "3", "--n", "2", "--steps", "3", "--out", tmp_path / "o", "--no-progress"]
+    bad = run_cli(*args, "--control-image", tmp_path / "c0.png")
+    assert bad.returncode != 0 and "has 2 ControlNet(s): give 2 --control-image" in bad.stderr
+    ok = run_cli(*args, "--control-image", tmp_path / "c0.png", "--control-image", tmp_path / "c1.png")
+    assert ok.returncode == 0, ok.stderr
+    study = json.loads((tmp_path / "o" / "study.json").read_text())
+    assert len(list((tmp_path / "o" / study["cells"][0]["folder"]).glob("*.png"))) == 2

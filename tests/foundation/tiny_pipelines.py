@@ -103,3 +103,18 @@ def tiny_clip(folder: Path) -> Path:
     tiny_tokenizer(folder / "_tok").save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(folder)
     return folder
+
+
+def tiny_sd_controlnet(folder: Path, count: int = 1):
+    """A StableDiffusionControlNetPipeline on :func:`tiny_sd` with ``count`` ControlNets initialised from its UNet."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    base = tiny_sd(folder)
+    torch.manual_seed(1)
+    nets = [ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(4, 8)) for _ in range(count)]
+    pipe = StableDiffusionControlNetPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                             unet=base.unet, controlnet=nets[0] if count == 1 else nets,
+                                             scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
