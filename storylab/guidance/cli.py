@@ -73,12 +73,13 @@ def evaluate_pipeline(
     n: int = typer.Option(4, "--n", help="Images per prompt and cell (the same seeds in every cell)."),
     steps: int = typer.Option(30, "--steps", help="Sampling steps (the pipeline's own scheduler)."),
     seed: int = typer.Option(0, "--seed", help="Base seed: image j of prompt p uses seed + 1000 p + j."),
-    negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt of the unconditional branch."),
-    clip: Path | None = typer.Option(None, "--clip", help="Local CLIP folder (CLIPModel + processor) for CLIP score and features; none: images only."),
-    reference: Path | None = typer.Option(None, "--reference", help="Folder of reference images for FID / PRDC on CLIP image features."),
+    negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt of the unconditional branch (default: empty).",
+                                       show_default=False),
+    clip: Path | None = typer.Option(None, "--clip", help="Local CLIP folder (CLIPModel + processor) for CLIP score and features (default: none, images only)."),
+    reference: Path | None = typer.Option(None, "--reference", help="Folder of reference images for FID / PRDC on CLIP image features (default: none, no FID/PRDC)."),
     control_image: list[Path] = typer.Option([], "--control-image",
                                               help="ControlNet pipelines: a condition image per ControlNet, in order "
-                                                   "(extract one with 'storylab control extract canny photo.png --size 512')."),
+                                                   "(extract one with 'storylab control extract canny photo.png --size 512'; default: none)."),
     out: Path = typer.Option(Path("runs/pipeline_study"), "--out", help="Output folder (resumes a killed run with the same settings)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
