@@ -25,6 +25,11 @@ def weights(schedule: str = typer.Option("constant", "--schedule", help=f"Schedu
     from storylab.guidance.schedules import parse_schedule, sampling_progress
 
     parsed = parse_schedule(schedule, grid=grid)
+    if parsed.needs_sigma:
+        from storylab.errors import StorylabError
+
+        raise StorylabError(f"schedule '{schedule}' depends on each step's noise level, which the sampler sets; "
+                            "'guidance weights' prints step-based schedules only")
     values = parsed.scales(steps, scale).tolist()
     progress = sampling_progress(steps, parsed.grid).tolist()
     if as_json:

@@ -102,6 +102,8 @@ def test_guidance_weights_cli_prints_json_in_sampling_order():
     (("--schedule", "pcs:s=-1"), "pcs exponent"),
     (("--schedule", "clamp:c=abc"), "clamp"),
     (("--scale", "-1"), "guidance scale must be"),
+    (("--schedule", "interval:sigma_lo=1"), "depends on each step's noise level"),
+    (("--grid", "odd"), "unknown step grid 'odd'"),
 ])
 def test_guidance_weights_cli_rejects_bad_input_in_one_line(args, needle):
     out = _cli("guidance", "weights", *args, "--json")
