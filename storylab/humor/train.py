@@ -18,6 +18,7 @@ from storylab.errors import StorylabError
 from storylab.humor.data import ClipInputs, clip_inputs, read_laughter_json
 from storylab.humor.labels import read_clip_table
 from storylab.humor.config import FunnyNetConfig
+from storylab.humor.encoders import channel_major_to_mel_major
 from storylab.humor.model import FunnyNet, funnynet_loss
 
 CHECKPOINT_KIND = "funnynet-w"
@@ -97,8 +98,14 @@ def load_funnynet(path: str | Path) -> FunnyNet:
     cfg = dict(ckpt.config)
     cfg["frame_channels"] = tuple(cfg.get("frame_channels", (16, 32, 64, 128)))
     cfg.setdefault("modality_dropout", 0.0)  # checkpoints from before the option were trained without it
+    state = dict(ckpt.state_dict)
+    if cfg.get("audio_flatten", "channel-mel") == "channel-mel":  # written before BYOL-A's flatten order was fixed
+        key = "encoders.a.fc.0.weight"
+        if key in state and not cfg.get("audio_encoder"):
+            state[key] = channel_major_to_mel_major(state[key], int(cfg.get("audio_channels", 16)))
+    cfg["audio_flatten"] = "mel-channel"
     model = FunnyNet(FunnyNetConfig(**cfg))
-    missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.startswith("encoders.v.model.")]:
         raise StorylabError(f"{Path(path).name} does not match the FunnyNet-W architecture it describes")
     return model.eval()
