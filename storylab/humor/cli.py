@@ -89,7 +89,7 @@ def synth_command(
 def laughter_command(
     media: List[Path] = typer.Argument(..., help="Media files (mp4, mkv, webm, wav, ...) or folders of them."),
     as_json: bool = typer.Option(False, "--json", help="Print {\"files\": [{\"path\", \"laughter\": [{\"start\", \"end\"}]}]} on stdout."),
-    channel: str = typer.Option("auto", help="auto (L - R for stereo, --surround channel for 5.1, full mix for mono), diff, mix, or a channel index."),
+    channel: str = typer.Option("auto", help="auto (L - R for stereo, channel 0 for 5.1 as the official code, full mix for mono), diff, mix, or a channel index."),
     threshold_db: Optional[float] = typer.Option(None, help="Fixed energy threshold in dBFS; default adaptive (Otsu)."),
     encoder: Optional[Path] = typer.Option(None, help="BYOL-A checkpoint (.pth/.safetensors) for event embeddings; default log-mel statistics."),
     clusters: int = typer.Option(3, help="KMeans clusters over all events; the smallest is dropped as music (1 = keep all)."),

@@ -2,9 +2,10 @@
 
 FunnyNet-W (Liu, Courant, Kalogeiton, IJCV 2024, Sec. 3.1) labels funny moments without annotation:
 1. channel trick: dialogue is mixed equally into both stereo channels, the canned laughter is not, so
-   L - R cancels the speech and keeps the laugh track (5.1: one effects channel; mono: the full mix);
+   L - R cancels the speech and keeps the laugh track (5.1: channel 0, as the official code; mono: the
+   full mix);
 2. energy-based events: frames above an energy threshold, gaps of at most 0.1 s closed, events of
-   0.8-11 s kept, each padded by 0.6 s;
+   at least 0.8 s kept, longer ones than 11 s cut into pieces of at most 11 s, each padded by 0.6 s;
 3. one embedding per event (BYOL-A in the paper; log-mel statistics here by default, a BYOL-A
    checkpoint from a local path when given), KMeans with 3 clusters over every event of every
    episode, the smallest cluster dropped as music, overlapping intervals merged.
@@ -30,9 +31,10 @@ class LaughterConfig:
     """Settings of the laughter detector (the paper's values by default)."""
 
     channel: str = "auto"           # auto | diff | mix | <channel index>
-    surround_channel: int = 4       # 5.1 channel used by "auto" (FFmpeg order FL FR FC LFE BL BR: 4 = back left)
+    surround_channel: int = 0       # 5.1 channel used by "auto": 0 (front left, FFmpeg order FL FR FC LFE BL BR) as the official code
     min_duration: float = 0.8       # s
-    max_duration: float = 11.0      # s; longer events (music beds, applause) are discarded
+    max_duration: float = 11.0      # s; longer events are cut into pieces of at most this length and kept (auditok)
+    strict_min_duration: bool = False  # False: the remainder of a cut event is kept even if shorter than min_duration (auditok)
     max_silence: float = 0.1        # s of inner silence closed inside one event
     padding: float = 0.6            # s added on both sides of each event
     threshold_db: float | None = None  # fixed energy threshold in dBFS; None = adaptive (Otsu on frame energies)
@@ -62,7 +64,11 @@ class LaughterResult:
 
 
 def laughter_channel(track: AudioTrack, config: LaughterConfig = LaughterConfig()) -> tuple[np.ndarray, str, str | None]:
-    """Return the signal that carries the laugh track, its description and a warning (FunnyNet-W's channel trick)."""
+    """Return the signal that carries the laugh track, its description and a warning (FunnyNet-W's channel trick).
+
+    The signal is always a new array, never a view: a 22-minute 5.1 episode at 16 kHz is about 480 MiB of
+    float32, and a view of one channel would keep all six alive for the whole season's clustering.
+    """
     c = track.channels
     choice = config.channel
     if choice not in ("auto", "diff", "mix") and not choice.lstrip("-").isdigit():
@@ -71,18 +77,18 @@ def laughter_channel(track: AudioTrack, config: LaughterConfig = LaughterConfig(
         idx = int(choice)
         if not 0 <= idx < c:
             raise StorylabError(f"channel {idx} does not exist: the audio has {c} channel(s)")
-        return track.samples[idx], f"channel {idx}", None
+        return track.samples[idx].copy(), f"channel {idx}", None
     if choice == "mix":
         return track.mono(), "full mix", None
     if c == 1:
-        return track.samples[0], "full mix (mono)", (
+        return track.samples[0].copy(), "full mix (mono)", (
             "mono audio: no L - R channel trick possible, detecting on the full mix where speech and music "
             "also carry energy, so laughter detection is weaker")
     if choice == "diff" or c == 2:
         return track.samples[0] - track.samples[1], "L - R", None
     if c >= 6:
         idx = min(config.surround_channel, c - 1)
-        return track.samples[idx], f"channel {idx} of {track.layout}", None
+        return track.samples[idx].copy(), f"channel {idx} of {track.layout}", None
     return track.samples[0] - track.samples[1], "L - R", None
 
 
@@ -118,7 +124,13 @@ def adaptive_threshold(energy_db: np.ndarray, span_db: float = 80.0) -> float:
 
 
 def energy_events(energy_db: np.ndarray, threshold_db: float, config: LaughterConfig = LaughterConfig()) -> list[tuple[float, float]]:
-    """Energy-based events (FunnyNet-W): runs above threshold, inner gaps <= max_silence closed, 0.8-11 s kept."""
+    """Energy-based events (FunnyNet-W): runs above threshold, inner gaps <= max_silence closed, 0.8-11 s kept.
+
+    A run longer than ``max_duration`` is cut into consecutive pieces of ``max_duration`` and each is
+    kept, as auditok (the official detector) delivers a token when it reaches its maximum length and
+    starts the next at once; the last piece is kept even when shorter than ``min_duration`` unless
+    ``strict_min_duration`` (auditok's ``strict_min_dur``, off by default).
+    """
     active = energy_db > threshold_db
     if not active.any():
         return []
@@ -132,10 +144,18 @@ def energy_events(energy_db: np.ndarray, threshold_db: float, config: LaughterCo
             runs[-1][1] = e
         else:
             runs.append([int(s), int(e)])
+    longest = max(1, int(round(config.max_duration / config.hop)))
+    shortest = int(round(config.min_duration / config.hop))
     out = []
     for s, e in runs:
-        length = (e - s) * config.hop
-        if config.min_duration <= length <= config.max_duration:
+        if e - s < shortest:
+            continue
+        cut = False
+        while e - s > longest:  # auditok: a token at max_dur is delivered, the next one starts at once
+            out.append((s * config.hop, (s + longest) * config.hop))
+            s += longest
+            cut = True
+        if e - s >= shortest or (cut and not config.strict_min_duration):
             out.append((s * config.hop, e * config.hop))
     return out
 

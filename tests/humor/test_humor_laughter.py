@@ -39,15 +39,61 @@ def test_mono_falls_back_with_a_warning(stereo_scene):
         laughter_events(["m.wav"], LaughterConfig(clusters=1), tracks=[AudioTrack(audio[:1], SR, "mono")])
 
 
-def test_surround_uses_the_chosen_channel():
+def test_surround_takes_channel_0_as_the_official_code_and_frees_the_other_five():
     six = np.zeros((6, SR), np.float32)
-    six[4] = 1.0
+    six[0] = 1.0
+    six[4] = 2.0
     signal, described, _ = laughter_channel(AudioTrack(six, SR, "5.1"))
-    assert described.startswith("channel 4") and signal.mean() == 1.0
+    assert described.startswith("channel 0") and signal.mean() == 1.0
+    signal, _, _ = laughter_channel(AudioTrack(six, SR, "5.1"), LaughterConfig(channel="4"))  # --channel 4
+    assert signal.mean() == 2.0
     signal, _, _ = laughter_channel(AudioTrack(six, SR, "5.1"), LaughterConfig(channel="2"))
     assert signal.mean() == 0.0
     with pytest.raises(StorylabError, match="channel 9 does not exist"):
         laughter_channel(AudioTrack(six, SR, "5.1"), LaughterConfig(channel="9"))
+
+
+@pytest.mark.parametrize("channel", ["auto", "1", "diff", "mix"])
+def test_the_chosen_channel_owns_its_samples(channel):
+    import gc
+    import weakref
+
+    for layout, c in (("5.1", 6), ("stereo", 2), ("mono", 1)):
+        if channel == "1" and c == 1:
+            continue
+        samples = np.ones((c, SR), np.float32)
+        ref = weakref.ref(samples)
+        track = AudioTrack(samples, SR, layout)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            signal, _, _ = laughter_channel(track, LaughterConfig(channel=channel))
+        del samples, track
+        gc.collect()
+        assert ref() is None, f"{layout} {channel}: the signal keeps the {c}-channel array alive"
+        assert signal.flags.owndata and signal.shape == (SR,)
+
+
+def test_laughs_longer_than_11_s_are_cut_into_pieces_and_kept():
+    energy = np.full(4000, -80.0, np.float32)
+    energy[100:1500] = -10  # 14 s: (1, 12) and (12, 15)
+    energy[2000:3140] = -10  # 11.4 s: (20, 31) and the 0.4 s remainder, kept as auditok keeps it
+    events = energy_events(energy, -40.0, LaughterConfig())
+    assert np.allclose(events, [(1.0, 12.0), (12.0, 15.0), (20.0, 31.0), (31.0, 31.4)])
+    strict = energy_events(energy, -40.0, LaughterConfig(strict_min_duration=True))
+    assert np.allclose(strict, [(1.0, 12.0), (12.0, 15.0), (20.0, 31.0)])
+
+
+def test_a_14_s_laugh_survives_detection():
+    rng = np.random.default_rng(5)
+    n = 20 * SR
+    speech = (rng.standard_normal(n) * 0.1).astype(np.float32)
+    laugh = np.zeros(n, np.float32)
+    laugh[3 * SR:17 * SR] = rng.standard_normal(14 * SR) * 0.2  # a 14 s laugh on the left channel only
+    track = AudioTrack(np.stack([speech + laugh, speech]), SR, "stereo")
+    result = laughter_events(["long.wav"], LaughterConfig(clusters=1), tracks=[track])[0]
+    assert len(result.laughter) == 1  # the two pieces, padded by 0.6 s, overlap and merge
+    s, e = result.laughter[0]
+    assert abs(s - 2.4) < 0.1 and abs(e - 17.6) < 0.1
 
 
 def test_energy_events_duration_limits_and_inner_silence():
@@ -58,9 +104,9 @@ def test_energy_events_duration_limits_and_inner_silence():
     energy[340:345] = -80
     energy[600:700] = -10  # two parts split by a 0.3 s gap: two events
     energy[730:830] = -10
-    energy[1000:2300] = -10  # 13 s: longer than 11 s, discarded
+    energy[1000:2300] = -10  # 13 s: longer than 11 s, cut into 11 s + 2 s
     events = energy_events(energy, -40.0, LaughterConfig(hop=hop))
-    assert np.allclose(events, [(3.0, 4.0), (6.0, 7.0), (7.3, 8.3)])
+    assert np.allclose(events, [(3.0, 4.0), (6.0, 7.0), (7.3, 8.3), (10.0, 21.0), (21.0, 23.0)])
 
 
 def test_merge_and_smallest_cluster_dropped():
@@ -80,3 +126,13 @@ def test_silence_means_no_laughter_and_a_note():
 def test_time_level_scores():
     s = time_scores([(0.0, 1.0)], [(0.5, 1.5)], duration=2.0)
     assert s["accuracy"] == pytest.approx(0.5, abs=0.01) and s["precision"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_events_are_padded_by_0_6_s_on_both_sides():
+    """FunnyNet-W's 0.6 s padding, measured on a burst with an exact onset at 3.000 s and offset at 5.000 s."""
+    rng = np.random.default_rng(2)
+    left = np.zeros(8 * SR, np.float32)
+    left[3 * SR:5 * SR] = rng.standard_normal(2 * SR) * 0.3
+    track = AudioTrack(np.stack([left, np.zeros_like(left)]), SR, "stereo")
+    (s, e), = laughter_events(["burst.wav"], LaughterConfig(clusters=1), tracks=[track])[0].laughter
+    assert abs(s - (3.0 - 0.6)) < 0.03 and abs(e - (5.0 + 0.6)) < 0.03
