@@ -42,13 +42,24 @@ def _warn_line(message, category, filename, lineno, file=None, line=None):  # on
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _laughter_config(channel: str, threshold_db: Optional[float], encoder: Optional[Path], clusters: int, seed: int):
+MUSIC_RULE_HELP = ("Which KMeans cluster is music: tonal (lowest spectral flatness, if tonal at all; holds on short "
+                   "episodes) or smallest (the paper's rule).")
+EMBED_SOURCE_HELP = ("What each event's embedding sees: detection (the laughter channel over the event) or raw "
+                     "(channel 0 over the padded span, as the official code).")
+
+
+def _laughter_config(channel: str, threshold_db: Optional[float], encoder: Optional[Path], clusters: int, seed: int,
+                     music_rule: str = "tonal", embed_source: str = "detection"):
     from storylab.humor.laughter import LaughterConfig
 
     if encoder is not None and not encoder.is_file():
         raise StorylabError(f"audio encoder checkpoint not found: {encoder}")
+    if music_rule not in ("tonal", "smallest"):
+        raise StorylabError(f"--music-rule must be tonal or smallest, got '{music_rule}'")
+    if embed_source not in ("detection", "raw"):
+        raise StorylabError(f"--embed-source must be detection or raw, got '{embed_source}'")
     return LaughterConfig(channel=channel, threshold_db=threshold_db, encoder=str(encoder) if encoder else None,
-                          clusters=clusters, seed=seed)
+                          clusters=clusters, seed=seed, music_rule=music_rule, embed_source=embed_source)
 
 
 def _summary(title: str, columns: list[str], rows: list[list], stream=sys.stderr) -> None:
@@ -92,7 +103,9 @@ def laughter_command(
     channel: str = typer.Option("auto", help="auto (L - R for stereo, channel 0 for 5.1 as the official code, full mix for mono), diff, mix, or a channel index."),
     threshold_db: Optional[float] = typer.Option(None, help="Fixed energy threshold in dBFS; default adaptive (Otsu)."),
     encoder: Optional[Path] = typer.Option(None, help="BYOL-A checkpoint (.pth/.safetensors) for event embeddings; default log-mel statistics."),
-    clusters: int = typer.Option(3, help="KMeans clusters over all events; the smallest is dropped as music (1 = keep all)."),
+    clusters: int = typer.Option(3, help="KMeans clusters over all events; one is dropped as music (1 = keep all)."),
+    music_rule: str = typer.Option("tonal", help=MUSIC_RULE_HELP),
+    embed_source: str = typer.Option("detection", help=EMBED_SOURCE_HELP),
     seed: int = typer.Option(0, help="KMeans seed."),
     out: Optional[Path] = typer.Option(None, help="Also write the JSON to this file."),
 ) -> None:
@@ -101,7 +114,7 @@ def laughter_command(
     from storylab.humor.laughter import laughter_events
 
     files = _media_files(media)
-    config = _laughter_config(channel, threshold_db, encoder, clusters, seed)
+    config = _laughter_config(channel, threshold_db, encoder, clusters, seed, music_rule, embed_source)
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         results = laughter_events(files, config, progress=len(files) > 1)
@@ -130,6 +143,8 @@ def label_command(
     threshold_db: Optional[float] = typer.Option(None, help="Fixed laughter energy threshold in dBFS; default adaptive."),
     encoder: Optional[Path] = typer.Option(None, help="BYOL-A checkpoint for laughter event embeddings."),
     clusters: int = typer.Option(3, help="KMeans clusters for the laughter/music split."),
+    music_rule: str = typer.Option("tonal", help=MUSIC_RULE_HELP),
+    embed_source: str = typer.Option("detection", help=EMBED_SOURCE_HELP),
     seed: int = typer.Option(0, help="Seed for negative sampling and KMeans."),
 ) -> None:
     """Label clips: positives are the seconds before each laughter onset, negatives are windows not followed by laughter."""
@@ -142,7 +157,7 @@ def label_command(
     files = _media_files(media)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise StorylabError(f"--out must end in .csv or .parquet, got '{out.name}'")
-    config = _laughter_config(channel, threshold_db, encoder, clusters, seed)
+    config = _laughter_config(channel, threshold_db, encoder, clusters, seed, music_rule, embed_source)
     csv_lines = read_sfd_csv(subtitles_csv) if subtitles_csv is not None else None  # once, before the slow part
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line

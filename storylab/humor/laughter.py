@@ -8,7 +8,9 @@ FunnyNet-W (Liu, Courant, Kalogeiton, IJCV 2024, Sec. 3.1) labels funny moments 
    at least 0.8 s kept, longer ones than 11 s cut into pieces of at most 11 s, each padded by 0.6 s;
 3. one embedding per event (BYOL-A in the paper; log-mel statistics here by default, a BYOL-A
    checkpoint from a local path when given), KMeans with 3 clusters over every event of every
-   episode, the smallest cluster dropped as music, overlapping intervals merged.
+   episode, the music cluster dropped, overlapping intervals merged. The paper drops the smallest
+   cluster (``music_rule="smallest"``); the default here drops the tonal one (lowest spectral
+   flatness), which keeps precision on short episodes where stingers are not rare (docs/humor.md).
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ class LaughterConfig:
     floor_db: float = -70.0         # the adaptive threshold never goes below this (digital silence is not laughter)
     hop: float = 0.01               # s per energy frame
     smooth: float = 0.05            # s moving-average window on the energy
-    clusters: int = 3               # KMeans clusters; the smallest is dropped as music; 0 or 1 = no clustering
+    clusters: int = 3               # KMeans clusters; one is dropped as music (see music_rule); 0 or 1 = no clustering
+    music_rule: str = "tonal"       # tonal: drop the cluster of lowest spectral flatness if below tonal_flatness; smallest: the paper's
+    tonal_flatness: float = 0.08    # mean spectral flatness under which a cluster counts as music (laughter: 0.15-0.4, music: < 0.05)
+    embed_source: str = "detection" # detection: laughter channel over the event; raw: channel 0 over the padded span (official code)
     encoder: str | None = None      # path to a BYOL-A checkpoint (.pth/.safetensors); None = log-mel statistics
     seed: int = 0
 
@@ -171,6 +176,17 @@ def merge_intervals(intervals: Sequence[tuple[float, float]]) -> list[tuple[floa
     return [(float(s), float(e)) for s, e in merged]
 
 
+def spectral_flatness(spec: np.ndarray) -> np.ndarray:
+    """Per-frame spectral flatness (Wiener entropy: geometric over arithmetic mean power) of a log-mel (n_mels, frames)."""
+    power = np.exp(spec)
+    return np.exp(spec.mean(axis=0)) / (power.mean(axis=0) + 1e-12)  # in (0, 1]: ~0 for a tone, high for noise
+
+
+def event_flatness(segment: np.ndarray, mel: MelConfig = MelConfig()) -> float:
+    """Mean spectral flatness of one event: low for tonal music, high for the noisy, voiced texture of laughter."""
+    return float(spectral_flatness(log_mel(segment, mel).numpy()).mean())
+
+
 def logmel_statistics(segment: np.ndarray, mel: MelConfig = MelConfig(), bands: int = 16) -> np.ndarray:
     """Event embedding from log-mel statistics: coarse-band mean/std, temporal change and spectral flatness (50-d).
 
@@ -180,16 +196,22 @@ def logmel_statistics(segment: np.ndarray, mel: MelConfig = MelConfig(), bands: 
     spec = log_mel(segment, mel).numpy()  # (n_mels, frames)
     coarse = spec.reshape(bands, -1, spec.shape[1]).mean(axis=1)  # (bands, frames)
     delta = np.abs(np.diff(coarse, axis=1)).mean(axis=1) if coarse.shape[1] > 1 else np.zeros(bands)
-    power = np.exp(spec)
-    flatness = np.exp(spec.mean(axis=0)) / (power.mean(axis=0) + 1e-12)  # per frame, in (0, 1]
+    flatness = spectral_flatness(spec)
     return np.concatenate([coarse.mean(axis=1), coarse.std(axis=1), delta,
                            [flatness.mean(), flatness.std()]]).astype(np.float32)
 
 
+def event_segments(signals: Sequence[np.ndarray], events: Sequence[Sequence[tuple[float, float]]], sample_rate: int,
+                   padding: float = 0.0) -> list[np.ndarray]:
+    """The samples of every event of every file, each widened by ``padding`` seconds on both sides."""
+    return [sig[max(0, int((s - padding) * sample_rate)):max(0, int((e + padding) * sample_rate))]
+            for sig, evs in zip(signals, events) for s, e in evs]
+
+
 def event_embeddings(signals: Sequence[np.ndarray], events: Sequence[Sequence[tuple[float, float]]], sample_rate: int,
-                     encoder: str | None = None) -> np.ndarray:
+                     encoder: str | None = None, padding: float = 0.0) -> np.ndarray:
     """One embedding per event of every file: log-mel statistics, or a BYOL-A encoder loaded from ``encoder``."""
-    segments = [sig[int(s * sample_rate):int(e * sample_rate)] for sig, evs in zip(signals, events) for s, e in evs]
+    segments = event_segments(signals, events, sample_rate, padding)
     if not segments:
         return np.zeros((0, 0), dtype=np.float32)
     if encoder is None:
@@ -200,18 +222,38 @@ def event_embeddings(signals: Sequence[np.ndarray], events: Sequence[Sequence[tu
     return model.embed_segments(segments)
 
 
-def music_cluster_mask(embeddings: np.ndarray, clusters: int = 3, seed: int = 0) -> np.ndarray:
-    """KMeans over standardised event embeddings; True for events outside the smallest cluster (music)."""
+def music_cluster_mask(embeddings: np.ndarray, clusters: int = 3, seed: int = 0, rule: str = "smallest",
+                       flatness: np.ndarray | None = None, tonal_flatness: float = 0.08) -> np.ndarray:
+    """KMeans over standardised event embeddings; True for events outside the music cluster.
+
+    ``rule="smallest"`` is the paper's: the least populated cluster is music. It holds when stingers are
+    much rarer than laughs; on short episodes they are not (two stingers a minute against three or four
+    laughs), and with three clusters KMeans spends one on a lone outlier laugh, which is then dropped
+    while the stinger cluster is kept. ``rule="tonal"`` drops instead the cluster whose mean spectral
+    ``flatness`` is lowest, and only when that mean is under ``tonal_flatness``: music is made of tones,
+    laughter of noise, so a cluster is called music for what it sounds like, not for how many it holds,
+    and nothing is dropped when no cluster is tonal.
+    """
     from sklearn.cluster import KMeans
 
+    if rule not in ("smallest", "tonal"):
+        raise StorylabError(f"unknown music rule '{rule}' (use tonal or smallest)")
+    if rule == "tonal" and (flatness is None or len(flatness) != len(embeddings)):
+        raise StorylabError("the tonal music rule needs one spectral flatness per event")
     n = len(embeddings)
     if clusters <= 1 or n <= clusters:
         return np.ones(n, dtype=bool)
     x = embeddings - embeddings.mean(axis=0)
     x = x / (x.std(axis=0) + 1e-6)
     labels = KMeans(n_clusters=clusters, n_init=10, random_state=seed).fit_predict(x)
-    counts = np.bincount(labels, minlength=clusters)
-    return labels != int(np.argmin(counts))
+    if rule == "smallest":
+        counts = np.bincount(labels, minlength=clusters)
+        return labels != int(np.argmin(counts))
+    means = np.array([flatness[labels == k].mean() if (labels == k).any() else np.inf for k in range(clusters)])
+    tonal = int(np.argmin(means))
+    if means[tonal] >= tonal_flatness:
+        return np.ones(n, dtype=bool)
+    return labels != tonal
 
 
 def laughter_events(paths: Sequence[str | os.PathLike], config: LaughterConfig = LaughterConfig(),
@@ -219,7 +261,9 @@ def laughter_events(paths: Sequence[str | os.PathLike], config: LaughterConfig =
     """Detect laughter in every file with FunnyNet-W's unsupervised recipe (clustering spans all files)."""
     from storylab.training.progress import progress_bar
 
-    signals, results, raw_events = [], [], []
+    if config.embed_source not in ("detection", "raw"):
+        raise StorylabError(f"unknown embedding source '{config.embed_source}' (use detection or raw)")
+    signals, raw_signals, results, raw_events = [], [], [], []
     sample_rate = 16_000
     with progress_bar("decoding audio", total=len(paths), enabled=progress) as bar:
         for i, path in enumerate(paths):
@@ -236,11 +280,21 @@ def laughter_events(paths: Sequence[str | os.PathLike], config: LaughterConfig =
                                     threshold_db=threshold, channel=described,
                                     notes=[warning] if warning else [])
             signals.append(signal)
+            if config.embed_source == "raw":  # the official code embeds channel 0 of the raw track
+                raw_signals.append(track.samples[0].copy())
+            del track
             raw_events.append(events)
             results.append(result)
             bar.advance()
-    embeddings = event_embeddings(signals, raw_events, sample_rate, config.encoder)
-    keep = music_cluster_mask(embeddings, config.clusters, config.seed) if len(embeddings) else np.zeros(0, bool)
+    if config.embed_source == "raw":
+        embeddings = event_embeddings(raw_signals, raw_events, sample_rate, config.encoder, config.padding)
+    else:
+        embeddings = event_embeddings(signals, raw_events, sample_rate, config.encoder)
+    flatness = None
+    if config.music_rule == "tonal":
+        flatness = np.array([event_flatness(seg) for seg in event_segments(signals, raw_events, sample_rate)])
+    keep = music_cluster_mask(embeddings, config.clusters, config.seed, config.music_rule, flatness,
+                              config.tonal_flatness) if len(embeddings) else np.zeros(0, bool)
     if 0 < len(embeddings) <= config.clusters and config.clusters > 1:
         for r in results:
             r.notes.append(f"only {len(embeddings)} candidate event(s): too few to cluster, all kept")
