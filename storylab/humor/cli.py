@@ -157,6 +157,11 @@ def label_command(
     files = _media_files(media)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise StorylabError(f"--out must end in .csv or .parquet, got '{out.name}'")
+    folder = out.parent.resolve()
+    for f in files:  # the table names its clips by file name, read relative to the table's folder
+        if f.resolve().parent != folder:
+            raise StorylabError(f"the clips table must be written in the episodes' folder so that it can name them: "
+                                f"{f.name} is in {f.parent}, use --out {f.parent / out.name}")
     config = _laughter_config(channel, threshold_db, encoder, clusters, seed, music_rule, embed_source)
     csv_lines = read_sfd_csv(subtitles_csv) if subtitles_csv is not None else None  # once, before the slow part
     with warnings.catch_warnings():
@@ -178,11 +183,13 @@ def label_command(
     if df.empty:
         print(f"no laughter found in {len(files)} file(s): no clips labelled, nothing written")
         return
-    write_laughter_json(out.with_name("laughter.json"), results)
+    write_laughter_json(out.with_name("laughter.json"), results, names=True)
     write_clip_table(df, out)
-    rows = [[Path(r.path).name, len(r.laughter), int(((df.file == r.path) & (df.label == 1)).sum()),
-             int(((df.file == r.path) & (df.label == 0)).sum()), str(df[df.file == r.path].split.iloc[0]) if (df.file == r.path).any() else "-"]
-            for r in results]
+    rows = []
+    for r in results:
+        mine = df.file == Path(r.path).name
+        rows.append([Path(r.path).name, len(r.laughter), int((mine & (df.label == 1)).sum()), int((mine & (df.label == 0)).sum()),
+                     str(df[mine].split.iloc[0]) if mine.any() else "-"])
     _summary("clips", ["file", "laughs", "positives", "negatives", "split"], rows)
     print(f"wrote {len(df)} clips to {out} and laughter to {out.with_name('laughter.json')}")
 
@@ -218,8 +225,8 @@ def train_funnynet_command(
     clips: Optional[Path] = typer.Option(None, help="Clips table; default DATA/clips.csv."),
     modalities: str = typer.Option("a,v,t", help="Modalities to train on: any subset of a (audio), v (visual), t (text)."),
     ablation: bool = typer.Option(False, help="Train every subset (A, V, T, AV, AT, VT, AVT) into --out-dir."),
-    out: Optional[Path] = typer.Option(None, help="Checkpoint to write; default DATA/funnynet_<modalities>.safetensors."),
-    out_dir: Optional[Path] = typer.Option(None, help="Folder for --ablation checkpoints; default DATA."),
+    out: Optional[Path] = typer.Option(None, help="Checkpoint to write; default runs/funnynet/funnynet_<modalities>.safetensors."),
+    out_dir: Optional[Path] = typer.Option(None, help="Folder for --ablation checkpoints; default runs/funnynet."),
     epochs: int = typer.Option(100, help="Epochs over the training clips (paper: 100)."),
     batch_size: int = typer.Option(16, help="Batch size (paper: 16)."),
     lr: float = typer.Option(3e-4, help="Peak learning rate, cosine decay (paper: 1e-4 with frozen pretrained encoders)."),
@@ -245,6 +252,7 @@ def train_funnynet_command(
     import torch
 
     from storylab.humor.train import FunnyNetTrainConfig, classification_scores, load_split, predict, train_funnynet
+    from storylab.io import run_path, use_hint
 
     clips_path = _clips_path(data, clips)
     subsets = list(ABLATION_SUBSETS) if ablation else [parse_modalities(modalities)]
@@ -256,7 +264,7 @@ def train_funnynet_command(
     for subset in subsets:
         config = _model_config(subset, dim, tokens, window, audio_encoder, audio_channels, audio_dim, video_encoder,
                                frames, frame_size, text_encoder, text_tokens, aux_weight, modality_dropout)
-        path = (out_dir or data) / f"funnynet_{subset}.safetensors" if (ablation or out is None) else out
+        path = (out_dir or run_path("funnynet")) / f"funnynet_{subset}.safetensors" if (ablation or out is None) else out
         command = " ".join(["storylab"] + sys.argv[1:])
         model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
                                        path, extra={"command": command, "seed": seed})
@@ -264,12 +272,13 @@ def train_funnynet_command(
         rows.append([subset.upper(), str(path), losses.get("loss", float("nan")), scores["f1"], scores["acc"], round(losses.get("seconds", 0.0), 1)])
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     _summary("FunnyNet-W training (train split)", ["model", "checkpoint", "loss", "F1", "acc", "seconds"], rows)
+    print(use_hint("storylab", "evaluate", "funnynet", "--data", data, *[a for r in rows for a in ("--checkpoint", r[1])]))
 
 
 @evaluate_app.command("funnynet")
 def evaluate_funnynet_command(
     data: Path = typer.Option(..., help="Folder with the episodes, the clips table and (for synthetic data) truth/."),
-    checkpoint: Optional[List[Path]] = typer.Option(None, help="FunnyNet-W checkpoint(s); default every DATA/funnynet_*.safetensors."),
+    checkpoint: Optional[List[Path]] = typer.Option(None, help="FunnyNet-W checkpoint(s); default every runs/funnynet/funnynet_*.safetensors (where `train funnynet` writes), else DATA/funnynet_*.safetensors."),
     clips: Optional[Path] = typer.Option(None, help="Clips table; default DATA/clips.csv."),
     split: str = typer.Option("test", help="Which clips to score: test, train or all."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
@@ -279,9 +288,13 @@ def evaluate_funnynet_command(
     from storylab.metrics.significance import f1_bootstrap_interval, mcnemar_exact
 
     clips_path = _clips_path(data, clips)
-    paths = list(checkpoint) if checkpoint else sorted(data.glob("funnynet_*.safetensors"))
+    from storylab.io import run_path
+
+    paths = list(checkpoint) if checkpoint else (sorted(run_path("funnynet").glob("funnynet_*.safetensors"))
+                                                 or sorted(data.glob("funnynet_*.safetensors")))
     if not paths:
-        raise StorylabError(f"no checkpoint given and no funnynet_*.safetensors in {data} (train one with: storylab train funnynet --data {data})")
+        raise StorylabError(f"no checkpoint given and no funnynet_*.safetensors in {run_path('funnynet')} or {data} "
+                            f"(train one with: storylab train funnynet --data {data})")
     results = []
     cache = {}
     for p in paths:
@@ -345,7 +358,7 @@ def detect_command(
     subtitles: Optional[Path] = typer.Option(None, help="Subtitles (.srt, .vtt or SFD .csv); default the .srt/.vtt next to the video."),
     checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, help="FunnyNet-W checkpoint; default the shipped AVT model trained on the synthetic sitcom."),
     as_json: bool = typer.Option(False, "--json", help="Print the funny moments as JSON on stdout."),
-    plot: Optional[Path] = typer.Option(None, help="Timeline PNG; default <video>.funny.png next to the video."),
+    plot: Optional[Path] = typer.Option(None, help="Timeline PNG; default runs/humor/<video stem>.funny.png."),
     stride: float = typer.Option(1.0, help="Seconds between scored windows."),
     threshold: float = typer.Option(0.5, help="P(funny) above which a window counts as funny."),
     keep_laughter: bool = typer.Option(False, help="Do not silence the video's own laughter before scoring (it is silenced by default, as in training)."),
@@ -376,13 +389,18 @@ def detect_command(
         laughter = laughter_events([video])[0].laughter if "a" in model.config.modalities or not keep_laughter else []
     times, scores, moments = funny_moments(video, model, subs, DetectConfig(stride, threshold, not keep_laughter),
                                            laughter, progress=True)
-    plot_path = plot or video.with_name(video.stem + ".funny.png")
+    from storylab.io import run_path
+
+    plot_path = plot or run_path("humor") / f"{video.stem}.funny.png"
     timeline_plot(plot_path, times, scores, moments, laughter, threshold,
                   f"{video.name}: FunnyNet-W ({model.config.modalities.upper()}), {len(moments)} funny moment(s)")
     if as_json:
         print(json.dumps({"path": str(video), "modalities": model.config.modalities, "plot": str(plot_path),
+                          "threshold": threshold, "window": model.config.window,
                           "moments": [{"time": round(m.time, 2), "score": round(m.score, 4), "start": round(m.start, 2),
-                                       "end": round(m.end, 2), "text": m.text} for m in moments]}, indent=2))
+                                       "end": round(m.end, 2), "text": m.text} for m in moments],
+                          "scores": [{"time": round(float(t), 2), "score": round(float(p), 4)} for t, p in zip(times, scores)]},
+                         indent=2))
     _summary(f"funny moments in {video.name}", ["time", "score", "moment text"],
              [[round(m.time, 1), m.score, (m.text[-60:] if m.text else "")] for m in moments])
     print(f"timeline plot: {plot_path}", file=sys.stderr)

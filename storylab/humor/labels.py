@@ -25,6 +25,17 @@ from storylab.subtitles import Subtitle
 CLIP_COLUMNS = ("file", "start", "end", "label", "text", "split")
 
 
+def safe_clip_file(name: str, folder: str | os.PathLike, what: str = "clip file") -> Path:
+    """``folder / name`` for a file name read from a clips table or laughter file, refusing any name that
+    could leave ``folder`` (absolute, a path separator, ``..``, a NUL byte)."""
+    text = str(name)
+    if (not text or text in (".", "..") or "/" in text or "\\" in text or ".." in text or "\x00" in text
+            or os.path.isabs(text) or (len(text) > 1 and text[1] == ":")):
+        raise StorylabError(f"refusing {what} {text!r}: a clips table names files inside its own folder "
+                            "(no path separator, no '..', not absolute)")
+    return Path(folder) / text
+
+
 @dataclass
 class LabelConfig:
     """Clip labelling settings."""
@@ -61,7 +72,10 @@ def negative_windows(laughter: Sequence[tuple[float, float]], duration: float, c
 
 def clip_table(results: Sequence[LaughterResult], subtitles: Sequence[Sequence[Subtitle]],
                config: LabelConfig = LabelConfig()):
-    """Build the clips table (file, start, end, label, text, split) from laughter detections and subtitles."""
+    """Build the clips table (file, start, end, label, text, split) from laughter detections and subtitles.
+
+    ``file`` is the media file's name: the table lives in the episodes' folder and is read relative to it.
+    """
     import pandas as pd
 
     if config.window <= 0:
@@ -78,7 +92,7 @@ def clip_table(results: Sequence[LaughterResult], subtitles: Sequence[Sequence[S
         neg = negative_windows(result.laughter, result.duration, int(round(len(pos) * config.negative_ratio)), config, rng)
         for label, windows in ((1, pos), (0, neg)):
             for s, e in windows:
-                rows.append({"file": result.path, "start": round(s, 3), "end": round(e, 3), "label": label,
+                rows.append({"file": name, "start": round(s, 3), "end": round(e, 3), "label": label,
                              "text": text_in_window(subs, s, e), "split": split})
     df = pd.DataFrame(rows, columns=list(CLIP_COLUMNS))
     return df.sort_values(["file", "start"]).reset_index(drop=True)
@@ -113,6 +127,5 @@ def read_clip_table(path: str | os.PathLike):
     if missing:
         raise StorylabError(f"{p.name} lacks column(s) {', '.join(sorted(missing))}; expected {', '.join(CLIP_COLUMNS)}")
     df["text"] = df["text"].fillna("").astype(str)
-    base = p.parent
-    df["file"] = [str(f) if Path(f).is_absolute() or Path(f).exists() else str(base / f) for f in df["file"]]
+    df["file"] = [str(safe_clip_file(f, p.parent, f"clip file in {p.name}")) for f in df["file"]]
     return df
