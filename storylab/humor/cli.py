@@ -62,6 +62,10 @@ def _laughter_config(channel: str, threshold_db: Optional[float], encoder: Optio
                           clusters=clusters, seed=seed, music_rule=music_rule, embed_source=embed_source)
 
 
+ASR_HELP = ("Text source for files without subtitles (FunnyNet-W transcribes speech): pocketsphinx (bundled en-US "
+            "models), whisper:PATH (a local Whisper folder, via transformers) or none (empty text).")
+
+
 def _summary(title: str, columns: list[str], rows: list[list], stream=sys.stderr) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -145,9 +149,11 @@ def label_command(
     clusters: int = typer.Option(3, help="KMeans clusters for the laughter/music split."),
     music_rule: str = typer.Option("tonal", help=MUSIC_RULE_HELP),
     embed_source: str = typer.Option("detection", help=EMBED_SOURCE_HELP),
+    asr: str = typer.Option("pocketsphinx", help=ASR_HELP),
     seed: int = typer.Option(0, help="Seed for negative sampling and KMeans."),
 ) -> None:
     """Label clips: positives are the seconds before each laughter onset, negatives are windows not followed by laughter."""
+    from storylab.humor.asr import transcribe_file, transcriber
     from storylab.humor.data import write_laughter_json
     from storylab.humor.labels import LabelConfig, clip_table, write_clip_table
     from storylab.humor.laughter import laughter_events
@@ -163,11 +169,12 @@ def label_command(
             raise StorylabError(f"the clips table must be written in the episodes' folder so that it can name them: "
                                 f"{f.name} is in {f.parent}, use --out {f.parent / out.name}")
     config = _laughter_config(channel, threshold_db, encoder, clusters, seed, music_rule, embed_source)
+    recognise, asr_name = transcriber(asr)
     csv_lines = read_sfd_csv(subtitles_csv) if subtitles_csv is not None else None  # once, before the slow part
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         results = laughter_events(files, config, progress=True)
-    subs = []
+    subs, sources = [], []
     for f, r in zip(files, results):
         if csv_lines is not None:
             s = csv_lines.get(f.stem, [])
@@ -176,8 +183,11 @@ def label_command(
             found = find_subtitles(f)
             s = read_subtitle_file(found) if found else []
             name = found.name if found else ""
+        if not name and recognise is not None:
+            s, name = transcribe_file(f, recognise), f"{asr_name} transcript"
         check_against_duration(s, r.duration, name)
         subs.append(s)
+        sources.append(name or "no text")
     label_config = LabelConfig(window=window, negative_ratio=negative_ratio, margin=margin, holdout=holdout, seed=seed)
     df = clip_table(results, subs, label_config)
     if df.empty:
@@ -190,7 +200,12 @@ def label_command(
         mine = df.file == Path(r.path).name
         rows.append([Path(r.path).name, len(r.laughter), int((mine & (df.label == 1)).sum()), int((mine & (df.label == 0)).sum()),
                      str(df[mine].split.iloc[0]) if mine.any() else "-"])
-    _summary("clips", ["file", "laughs", "positives", "negatives", "split"], rows)
+    for row, source in zip(rows, sources):
+        row.append(source)
+    _summary("clips", ["file", "laughs", "positives", "negatives", "split", "text from"], rows)
+    asr_files = sum(src.endswith(" transcript") for src in sources)
+    if asr_files:
+        print(f"text: no subtitles for {asr_files} file(s), transcribed with {asr_name}")
     print(f"wrote {len(df)} clips to {out} and laughter to {out.with_name('laughter.json')}")
 
 
@@ -362,6 +377,7 @@ def detect_command(
     stride: float = typer.Option(1.0, help="Seconds between scored windows."),
     threshold: float = typer.Option(0.5, help="P(funny) above which a window counts as funny."),
     keep_laughter: bool = typer.Option(False, help="Do not silence the video's own laughter before scoring (it is silenced by default, as in training)."),
+    asr: str = typer.Option("pocketsphinx", help=ASR_HELP),
 ) -> None:
     """Find funny moments in a video with FunnyNet-W and write a timeline plot."""
     from storylab.humor.detect import DetectConfig, funny_moments, timeline_plot
@@ -375,14 +391,20 @@ def detect_command(
     if checkpoint == DEFAULT_CHECKPOINT and not checkpoint.exists():
         raise StorylabError(f"no shipped FunnyNet-W checkpoint at {checkpoint}; train one (storylab train funnynet "
                             "--data DIR) and pass it with --checkpoint")
+    from storylab.humor.asr import transcribe_file, transcriber
+
+    recognise, asr_name = transcriber(asr)
     model = load_funnynet(checkpoint)
     sub_path = subtitles or find_subtitles(video)
     subs = read_subtitles(sub_path, video_id=video.stem) if sub_path else []
     duration = media_duration(video)
     if sub_path:
         check_against_duration(subs, duration, sub_path.name)
+    elif "t" in model.config.modalities and recognise is not None:
+        subs = transcribe_file(video, recognise)
+        print(f"text: no subtitles for {video.name}, transcribed with {asr_name} ({len(subs)} words/lines)", file=sys.stderr)
     elif "t" in model.config.modalities:
-        print(f"warning: no subtitles for {video.name}: the text branch sees empty text", file=sys.stderr)
+        print(f"warning: no subtitles for {video.name} and --asr none: the text branch sees empty text", file=sys.stderr)
     laughter = []
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
@@ -403,4 +425,7 @@ def detect_command(
                          indent=2))
     _summary(f"funny moments in {video.name}", ["time", "score", "moment text"],
              [[round(m.time, 1), m.score, (m.text[-60:] if m.text else "")] for m in moments])
+    if not moments:
+        print(f"no funny moment found in {video.name}: no window scored P(funny) >= {threshold:g} "
+              f"({len(times)} window(s) scored, the first ending at {times[0]:.1f} s)", file=sys.stderr)
     print(f"timeline plot: {plot_path}", file=sys.stderr)

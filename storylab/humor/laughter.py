@@ -232,7 +232,8 @@ def music_cluster_mask(embeddings: np.ndarray, clusters: int = 3, seed: int = 0,
     while the stinger cluster is kept. ``rule="tonal"`` drops instead the cluster whose mean spectral
     ``flatness`` is lowest, and only when that mean is under ``tonal_flatness``: music is made of tones,
     laughter of noise, so a cluster is called music for what it sounds like, not for how many it holds,
-    and nothing is dropped when no cluster is tonal.
+    and nothing is dropped when no cluster is tonal. With no more events than clusters, the paper's rule
+    keeps them all and the tonal rule drops each tonal event on its own.
     """
     from sklearn.cluster import KMeans
 
@@ -241,8 +242,10 @@ def music_cluster_mask(embeddings: np.ndarray, clusters: int = 3, seed: int = 0,
     if rule == "tonal" and (flatness is None or len(flatness) != len(embeddings)):
         raise StorylabError("the tonal music rule needs one spectral flatness per event")
     n = len(embeddings)
-    if clusters <= 1 or n <= clusters:
+    if clusters <= 1:
         return np.ones(n, dtype=bool)
+    if n <= clusters:  # too few to cluster: each event is its own cluster
+        return np.ones(n, dtype=bool) if rule == "smallest" else np.asarray(flatness) >= tonal_flatness
     x = embeddings - embeddings.mean(axis=0)
     x = x / (x.std(axis=0) + 1e-6)
     labels = KMeans(n_clusters=clusters, n_init=10, random_state=seed).fit_predict(x)
@@ -297,7 +300,8 @@ def laughter_events(paths: Sequence[str | os.PathLike], config: LaughterConfig =
                               config.tonal_flatness) if len(embeddings) else np.zeros(0, bool)
     if 0 < len(embeddings) <= config.clusters and config.clusters > 1:
         for r in results:
-            r.notes.append(f"only {len(embeddings)} candidate event(s): too few to cluster, all kept")
+            r.notes.append(f"only {len(embeddings)} candidate event(s): too few to cluster, "
+                           + ("all kept" if config.music_rule == "smallest" else "tonal ones dropped as music"))
     k = 0
     for result, events in zip(results, raw_events):
         kept = []
