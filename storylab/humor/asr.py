@@ -87,8 +87,9 @@ def whisper_lines(audio: np.ndarray, folder: str | Path, sample_rate: int = SAMP
         asr = pipeline("automatic-speech-recognition", model=str(folder), device="cpu", chunk_length_s=30)
     except (OSError, ValueError) as exc:
         raise StorylabError(f"cannot load the Whisper model in {folder} ({type(exc).__name__}: {exc})") from exc
+    limit = int(getattr(asr.model.config, "max_target_positions", 448)) - 8  # room for the start and task tokens
     out = asr({"raw": audio.astype(np.float32), "sampling_rate": sample_rate}, return_timestamps=True,
-              generate_kwargs={"max_new_tokens": max_new_tokens})
+              generate_kwargs={"max_new_tokens": min(max_new_tokens, limit)})
     duration = len(audio) / sample_rate
     lines = []
     for chunk in out.get("chunks", []) or [{"text": out.get("text", ""), "timestamp": (0.0, duration)}]:

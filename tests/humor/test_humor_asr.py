@@ -71,3 +71,53 @@ def test_clip_table_without_subtitles_gets_text_from_speech(cli, tmp_path):
     positive = df[df.label == 1]
     assert len(positive) == 1 and positive.text.str.len().min() > 0
     assert "transcribed with PocketSphinx" in r.stdout
+
+
+def _tiny_whisper(folder: Path) -> Path:
+    """A randomly initialised Whisper (one layer, width 16) with a byte-level tokenizer, saved as a local folder."""
+    import json
+
+    import torch
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
+                              WhisperTokenizer)
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    folder.mkdir()
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>",
+                "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+    stamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+    for t in specials + stamps:
+        vocab[t] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    end = "<|endoftext|>"
+    tok = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), unk_token=end, bos_token=end,
+                           eos_token=end, pad_token=end)
+    tok.add_special_tokens({"additional_special_tokens": specials[1:] + stamps})
+    ids = {t: vocab[t] for t in specials}
+    cfg = WhisperConfig(vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+                        max_target_positions=64, decoder_start_token_id=ids["<|startoftranscript|>"],
+                        eos_token_id=ids[end], pad_token_id=ids[end], bos_token_id=ids[end])
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(cfg)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=cfg.decoder_start_token_id, eos_token_id=ids[end], pad_token_id=ids[end], bos_token_id=ids[end],
+        no_timestamps_token_id=ids["<|notimestamps|>"], max_length=64, lang_to_id={"<|en|>": ids["<|en|>"]},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]}, is_multilingual=True)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    return folder
+
+
+def test_whisper_from_a_local_folder_gives_timed_lines(tmp_path):
+    from storylab.humor.asr import transcriber
+
+    folder = _tiny_whisper(tmp_path / "whisper-tiny-random")
+    recognise, name = transcriber(f"whisper:{folder}")
+    assert name == "Whisper (whisper-tiny-random)"
+    audio = (np.random.default_rng(0).standard_normal(3 * 16_000) * 0.1).astype(np.float32)
+    lines = recognise(audio)
+    assert lines and all(0.0 <= ln.start <= ln.end <= 3.0 + 1e-6 and ln.text for ln in lines)  # random weights: any text
