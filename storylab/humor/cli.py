@@ -209,7 +209,7 @@ def label_command(
     print(f"wrote {len(df)} clips to {out} and laughter to {out.with_name('laughter.json')}")
 
 
-def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
+def _model_config(modalities: str, architecture: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
                   audio_channels: int, audio_dim: int, video_encoder: Optional[Path], frames: int, frame_size: int,
                   text_encoder: Optional[Path], text_tokens: int, aux_weight: float,
                   modality_dropout: float):
@@ -220,7 +220,7 @@ def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_e
     for p, what in ((audio_encoder, "audio encoder checkpoint"), (video_encoder, "video model folder")):
         if p is not None and not p.exists():
             raise StorylabError(f"{what} not found: {p}")
-    return FunnyNetConfig(modalities=modalities, dim=dim, tokens=tokens, window=window,
+    return FunnyNetConfig(modalities=modalities, architecture=architecture, dim=dim, tokens=tokens, window=window,
                           audio_encoder=str(audio_encoder) if audio_encoder else None, audio_channels=audio_channels,
                           audio_dim=audio_dim, video_encoder=str(video_encoder) if video_encoder else None,
                           frames=frames, frame_size=frame_size, text_encoder=str(text_encoder) if text_encoder else None,
@@ -239,12 +239,16 @@ def train_funnynet_command(
     data: Path = typer.Option(..., help="Folder with the episodes and the clips table from `storylab humor label`."),
     clips: Optional[Path] = typer.Option(None, help="Clips table; default DATA/clips.csv."),
     modalities: str = typer.Option("a,v,t", help="Modalities to train on: any subset of a (audio), v (visual), t (text)."),
+    architecture: str = typer.Option("storylab", help="storylab (one gated unit per projection, 4-head scaled attention, "
+                                     "cosine AdamW) or paper (the official layout: two gated units + LayerNorm, "
+                                     "single-head unscaled CAF, gated classifier, LSTM(256) over all 64 tokens; Adam 1e-4 "
+                                     "halved at epochs 20/40/80/100)."),
     ablation: bool = typer.Option(False, help="Train every subset (A, V, T, AV, AT, VT, AVT) into --out-dir."),
     out: Optional[Path] = typer.Option(None, help="Checkpoint to write; default runs/funnynet/funnynet_<modalities>.safetensors."),
     out_dir: Optional[Path] = typer.Option(None, help="Folder for --ablation checkpoints; default runs/funnynet."),
     epochs: int = typer.Option(100, help="Epochs over the training clips (paper: 100)."),
     batch_size: int = typer.Option(16, help="Batch size (paper: 16)."),
-    lr: float = typer.Option(3e-4, help="Peak learning rate, cosine decay (paper: 1e-4 with frozen pretrained encoders)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate; default 3e-4 (storylab, peak of a cosine decay) or 1e-4 (paper)."),
     seed: int = typer.Option(0, help="Random seed."),
     dim: int = typer.Option(512, help="Projection width (paper: 512)."),
     tokens: int = typer.Option(16, help="Cross-attention fusion tokens per modality (paper: 16, so 16 x 32)."),
@@ -259,9 +263,10 @@ def train_funnynet_command(
     text_tokens: int = typer.Option(64, help="Token states per clip fed to the text LSTM (paper: 64)."),
     aux_weight: float = typer.Option(FunnyNetConfig.aux_weight, help="Weight of the unimodal auxiliary cross-entropy (a linear head per "
                                      "modality, Gradient-Blending with uniform weights); 0 = the paper's loss."),
-    modality_dropout: float = typer.Option(FunnyNetConfig.modality_dropout, help="Training only: zero each modality's projected feature "
-                                           "with this probability per clip, keeping at least one (ModDrop; default 0.5, a deviation: "
-                                           "see docs/humor.md); 0 = the paper's model."),
+    modality_dropout: Optional[float] = typer.Option(None, help="Training only: zero each modality's projected feature "
+                                                     "with this probability per clip, keeping at least one (ModDrop; default "
+                                                     f"{FunnyNetConfig.modality_dropout} with --architecture storylab, a deviation: "
+                                                     "see docs/humor.md; 0 with --architecture paper, the paper's model)."),
 ) -> None:
     """Train FunnyNet-W (encoders, 512-d projections, cross-attention fusion, CE + NT-Xent) on labelled clips."""
     import torch
@@ -270,18 +275,24 @@ def train_funnynet_command(
     from storylab.io import run_path, use_hint
 
     clips_path = _clips_path(data, clips)
+    if architecture not in ("storylab", "paper"):
+        raise StorylabError(f"--architecture must be storylab or paper, got '{architecture}'")
+    paper = architecture == "paper"
+    lr = lr if lr is not None else (1e-4 if paper else 3e-4)
+    modality_dropout = modality_dropout if modality_dropout is not None else (0.0 if paper else FunnyNetConfig.modality_dropout)
     subsets = list(ABLATION_SUBSETS) if ablation else [parse_modalities(modalities)]
     # decode every modality once; each subset uses its own part
-    full = _model_config("avt" if ablation else subsets[0], dim, tokens, window, audio_encoder, audio_channels,
+    full = _model_config("avt" if ablation else subsets[0], architecture, dim, tokens, window, audio_encoder, audio_channels,
                          audio_dim, video_encoder, frames, frame_size, text_encoder, text_tokens, 0.0, modality_dropout)
     train_inputs = load_split(clips_path, "train", full, progress=True)
     rows = []
     for subset in subsets:
-        config = _model_config(subset, dim, tokens, window, audio_encoder, audio_channels, audio_dim, video_encoder,
+        config = _model_config(subset, architecture, dim, tokens, window, audio_encoder, audio_channels, audio_dim, video_encoder,
                                frames, frame_size, text_encoder, text_tokens, aux_weight, modality_dropout)
         path = (out_dir or run_path("funnynet")) / f"funnynet_{subset}.safetensors" if (ablation or out is None) else out
         command = " ".join(["storylab"] + sys.argv[1:])
-        model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+        model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                                                                      recipe=architecture),
                                        path, extra={"command": command, "seed": seed})
         scores = classification_scores(train_inputs.label.numpy(), predict(model, train_inputs))
         rows.append([subset.upper(), str(path), losses.get("loss", float("nan")), scores["f1"], scores["acc"], round(losses.get("seconds", 0.0), 1)])

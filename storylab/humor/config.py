@@ -32,6 +32,7 @@ class FunnyNetConfig:
     """FunnyNet-W's architecture (defaults: the paper's fusion sizes, CPU-sized trainable encoders)."""
 
     modalities: str = "avt"
+    architecture: str = "storylab"  # storylab | paper (the official fusion and heads, see storylab.humor.model)
     dim: int = 512                 # projection width (paper: 512)
     tokens: int = 16               # CAF tokens per modality (paper: 16 x 32)
     heads: int = 4
@@ -65,6 +66,8 @@ class FunnyNetConfig:
         if (self.dim // self.tokens) % self.heads:
             raise StorylabError(f"token width {self.dim // self.tokens} is not divisible by {self.heads} heads")
         self.frame_channels = tuple(self.frame_channels)
+        if self.architecture not in ("storylab", "paper"):
+            raise StorylabError(f"unknown architecture '{self.architecture}' (use storylab or paper)")
         if self.audio_flatten != "mel-channel":
             raise StorylabError(f"audio flatten order '{self.audio_flatten}' is not built; the encoder uses BYOL-A's mel-channel order")
         if not 0.0 <= self.modality_dropout < 1.0:

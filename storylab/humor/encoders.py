@@ -164,15 +164,25 @@ class TransformersVideoEncoder(nn.Module):
 
 
 class TextLSTM(nn.Module):
-    """FunnyNet-W's text branch: an LSTM over the language model's token states, last real state out."""
+    """FunnyNet-W's text branch: an LSTM over the language model's token states.
 
-    def __init__(self, in_dim: int = 384, hidden: int = 256) -> None:
+    By default the last real state comes out; ``all_states=L`` follows the official code instead: the
+    LSTM runs over all L token states (padding included) and every output is flattened, (B, L * hidden).
+    """
+
+    def __init__(self, in_dim: int = 384, hidden: int = 256, all_states: int = 0) -> None:
         super().__init__()
         self.lstm = nn.LSTM(in_dim, hidden, batch_first=True)
-        self.dim = hidden
+        self.all_states = all_states
+        self.dim = hidden * all_states if all_states else hidden
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, in_dim) token states with (B, L) mask -> (B, hidden)."""
+        """(B, L, in_dim) token states with (B, L) mask -> (B, hidden), or (B, L * hidden) with ``all_states``."""
+        if self.all_states:
+            if states.shape[1] != self.all_states:
+                raise StorylabError(f"the text branch expects {self.all_states} token states, got {states.shape[1]}")
+            out, _ = self.lstm(states)  # (B, L, hidden)
+            return out.flatten(1)
         lengths = mask.sum(dim=1).clamp_min(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
         _, (h, _) = self.lstm(packed)
