@@ -155,7 +155,7 @@ def label_command(
     """Label clips: positives are the seconds before each laughter onset, negatives are windows not followed by laughter."""
     from storylab.humor.asr import transcribe_file, transcriber
     from storylab.humor.data import write_laughter_json
-    from storylab.humor.labels import LabelConfig, clip_table, write_clip_table
+    from storylab.humor.labels import LabelConfig, check_window, clip_table, write_clip_table
     from storylab.humor.laughter import laughter_events
     from storylab.humor.subtitles import check_against_duration, find_subtitles
     from storylab.subtitles import read_sfd_csv, read_subtitle_file
@@ -174,6 +174,7 @@ def label_command(
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         results = laughter_events(files, config, progress=True)
+    check_window(results, window)  # before the slow transcription
     subs, sources = [], []
     for f, r in zip(files, results):
         if csv_lines is not None:

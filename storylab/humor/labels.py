@@ -70,6 +70,15 @@ def negative_windows(laughter: Sequence[tuple[float, float]], duration: float, c
     return [(float(e - config.window), float(e)) for e in chosen]
 
 
+def check_window(results: Sequence[LaughterResult], window: float) -> None:
+    """Raise unless the clip window is positive and fits in every file."""
+    if window <= 0:
+        raise StorylabError(f"clip window must be positive, got {window}")
+    for result in results:
+        if window > result.duration:
+            raise StorylabError(f"clip window of {window:g} s is longer than {Path(result.path).name} ({result.duration:.1f} s)")
+
+
 def clip_table(results: Sequence[LaughterResult], subtitles: Sequence[Sequence[Subtitle]],
                config: LabelConfig = LabelConfig()):
     """Build the clips table (file, start, end, label, text, split) from laughter detections and subtitles.
@@ -78,15 +87,12 @@ def clip_table(results: Sequence[LaughterResult], subtitles: Sequence[Sequence[S
     """
     import pandas as pd
 
-    if config.window <= 0:
-        raise StorylabError(f"clip window must be positive, got {config.window}")
+    check_window(results, config.window)
     rng = np.random.default_rng(config.seed)
     n_test = int(round(config.holdout * len(results))) if len(results) > 1 else 0
     rows = []
     for i, (result, subs) in enumerate(zip(results, subtitles)):
         name = Path(result.path).name
-        if config.window > result.duration:
-            raise StorylabError(f"clip window of {config.window:g} s is longer than {name} ({result.duration:.1f} s)")
         split = "test" if i >= len(results) - n_test else "train"
         pos = positive_windows(result.laughter, config.window)
         neg = negative_windows(result.laughter, result.duration, int(round(len(pos) * config.negative_ratio)), config, rng)
