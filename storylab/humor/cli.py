@@ -326,7 +326,8 @@ def evaluate_funnynet_command(
     cache = {}
     for p in paths:
         model = load_funnynet(p)
-        key = json.dumps({k: v for k, v in vars(model.config).items() if k != "modalities"}, sort_keys=True, default=str)
+        key = json.dumps({k: v for k, v in vars(model.config).items() if k not in ("modalities", "architecture")},
+                         sort_keys=True, default=str)
         if key not in cache:
             import dataclasses
             cache[key] = load_split(clips_path, None if split == "all" else split,
