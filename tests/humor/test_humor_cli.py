@@ -35,16 +35,24 @@ def test_label_train_evaluate_detect(tiny_sitcom, cli, tmp_path, monkeypatch):
     avt_path = tmp_path / "funnynet_avt.safetensors"
     r = cli("train", "funnynet", "--data", str(out), "--out", str(avt_path), "--aux-weight", "0.5", *TINY_MODEL)
     assert r.returncode == 0, r.stderr
+    paper_path = tmp_path / "funnynet_at_paper.safetensors"
+    r = cli("train", "funnynet", "--data", str(out), "--modalities", "a,t", "--architecture", "paper", "--out",
+            str(paper_path), *TINY_MODEL)
+    assert r.returncode == 0, r.stderr
     from storylab.training import load_checkpoint
-    at_ckpt, avt_ckpt = load_checkpoint(at_path), load_checkpoint(avt_path)
+    at_ckpt, avt_ckpt, paper_ckpt = load_checkpoint(at_path), load_checkpoint(avt_path), load_checkpoint(paper_path)
+    assert paper_ckpt.config["architecture"] == "paper" and paper_ckpt.config["modality_dropout"] == 0.0
+    assert paper_ckpt.extra["train"]["recipe"] == "paper" and paper_ckpt.extra["train"]["lr"] == 1e-4
     assert at_ckpt.config["aux_weight"] == 0.0 and not any(k.startswith("aux_heads") for k in at_ckpt.state_dict)
     assert avt_ckpt.config["aux_weight"] == 0.5
     assert at_ckpt.config["modality_dropout"] == 0.0 and avt_ckpt.config["modality_dropout"] == 0.5  # paper flag; default
     assert {k.split(".")[1] for k in avt_ckpt.state_dict if k.startswith("aux_heads")} == {"a", "v", "t"}
-    r = cli("evaluate", "funnynet", "--data", str(out), "--checkpoint", str(at_path), "--checkpoint", str(avt_path), "--json")
+    r = cli("evaluate", "funnynet", "--data", str(out), "--checkpoint", str(at_path), "--checkpoint", str(avt_path),
+            "--checkpoint", str(paper_path), "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout[r.stdout.index("{"):])
-    at, avt = report["funnynet"]
+    at, paper, avt = report["funnynet"]
+    assert paper["modalities"] == "AT" and paper["clips"] == at["clips"]
     assert (at["modalities"], avt["modalities"]) == ("AT", "AVT") and 0 <= at["f1"] <= 1
     n_test = int((df.split == "test").sum())
     assert at["clips"] == avt["clips"] == n_test  # scored on the held-out clips only
