@@ -5,20 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from storylab.humor.config import FunnyNetConfig
-from storylab.humor.data import ClipInputs
 from storylab.humor.model import FunnyNet, GatedLinear, PaperFusion
 from storylab.humor.train import FunnyNetTrainConfig, load_funnynet, predict, train_funnynet
 from storylab.training.loop import TrainConfig, lr_lambda
+from test_humor_model import tiny_batch  # the same tiny clips as the default architecture's tests
 
 TINY = dict(architecture="paper", dim=64, tokens=16, audio_channels=4, audio_dim=32, frames=4, frame_size=16,
             frame_channels=(4, 8), text_dim=12, text_tokens=6)
-
-
-def _inputs(n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return ClipInputs(label=torch.arange(n) % 2, audio=torch.randn(n, 64, 40, generator=g).half(),
-                      frames=torch.randint(0, 256, (n, 4, 3, 16, 16), generator=g, dtype=torch.uint8),
-                      text=torch.randn(n, 6, 12, generator=g).half(), text_mask=torch.ones(n, 6, dtype=torch.bool))
 
 
 def test_paper_fusion_is_the_official_formula():
@@ -64,7 +57,7 @@ def test_paper_step_decay_halves_at_the_milestones():
 
 
 def test_paper_architecture_trains_and_round_trips(tmp_path):
-    inputs = _inputs()
+    inputs = tiny_batch(8)
     cfg = FunnyNetConfig(modalities="avt", modality_dropout=0.0, **TINY)
     model, losses = train_funnynet(inputs, cfg, FunnyNetTrainConfig(epochs=30, batch_size=8, lr=3e-3, recipe="paper",
                                                                     milestones=(20,), progress=False),
