@@ -20,6 +20,7 @@ import torch
 from storylab.errors import StorylabError
 from storylab.guidance.plots import plot_weights
 from storylab.guidance.schedules import parse_schedule
+from storylab.images.sampling import build_rule
 from storylab.io import atomic_savefig, atomic_write_json
 from storylab.metrics import adherence, distribution_report, extract_features, frechet_distance, mean_pairwise_distance, vendi_score
 from storylab.training.progress import progress_bar
@@ -83,7 +84,6 @@ def real_reference(feature_net: Any, n_fake: int, seed: int = 0, repeats: int = 
 def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], scales: Sequence[float], guidance: str,
               per_class: int, steps: int, seed: int, classifier_path: str | Path) -> dict[str, Any]:
     """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results."""
-    from storylab.images.cli import build_rule
     from storylab.images.denoiser import load_digit_model, sample_digits
     from storylab.images.feature_training import load_digit_feature_net
 
