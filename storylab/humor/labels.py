@@ -19,7 +19,7 @@ import numpy as np
 from storylab.errors import StorylabError
 from storylab.humor.laughter import LaughterResult
 from storylab.humor.subtitles import text_in_window
-from storylab.io import atomic_path
+from storylab.io import atomic_path, safe_join
 from storylab.subtitles import Subtitle
 
 CLIP_COLUMNS = ("file", "start", "end", "label", "text", "split")
@@ -27,13 +27,8 @@ CLIP_COLUMNS = ("file", "start", "end", "label", "text", "split")
 
 def safe_clip_file(name: str, folder: str | os.PathLike, what: str = "clip file") -> Path:
     """``folder / name`` for a file name read from a clips table or laughter file, refusing any name that
-    could leave ``folder`` (absolute, a path separator, ``..``, a NUL byte)."""
-    text = str(name)
-    if (not text or text in (".", "..") or "/" in text or "\\" in text or ".." in text or "\x00" in text
-            or os.path.isabs(text) or (len(text) > 1 and text[1] == ":")):
-        raise StorylabError(f"refusing {what} {text!r}: a clips table names files inside its own folder "
-                            "(no path separator, no '..', not absolute)")
-    return Path(folder) / text
+    could leave ``folder`` (absolute, a path separator, ``..``: :func:`storylab.io.safe_join`)."""
+    return safe_join(folder, str(name), what=what)
 
 
 @dataclass
