@@ -19,6 +19,7 @@ import torch
 
 from storylab.errors import StorylabError
 from storylab.guidance.plots import plot_weights
+from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.schedules import parse_schedule
 from storylab.images.sampling import build_rule
 from storylab.io import atomic_savefig, atomic_write_json
@@ -104,7 +105,8 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
                 cells.append({"schedule": spec, "scale": scale, **metrics, "nfe_per_sample": guided.nfe,
                               "seconds": seconds})
                 bar.advance()
-    result = {"guidance": guidance, "steps": steps, "per_class": per_class, "seed": seed, "checkpoint": str(checkpoint),
+    result = {"guidance": guidance, "schedule_version": SCHEDULE_VERSION, "steps": steps, "per_class": per_class,
+              "seed": seed, "checkpoint": str(checkpoint),
               "n_fake": int(labels.shape[0]), "n_real": ref["n_real"], "real_vs_real": ref["floor"], "cells": cells,
               "ranking": rank_schedules(cells)}
     atomic_write_json(out / "study.json", result)
