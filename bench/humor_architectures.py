@@ -19,7 +19,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from storylab.humor.config import FunnyNetConfig  # noqa: E402
