@@ -21,7 +21,9 @@ import torch
 
 from storylab.errors import StorylabError
 from storylab.guidance.plots import plot_weights
+from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.schedules import parse_schedule
+from storylab.images.sampling import build_rule
 from storylab.io import atomic_savefig, atomic_write_json
 from storylab.metrics import adherence, distribution_report, extract_features, mean_pairwise_distance, vendi_score
 from storylab.metrics.floor import balanced_floor, balanced_subset, fid_warning
@@ -116,7 +118,6 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
               per_class: int, steps: int, seed: int, classifier_path: str | Path, floor_repeats: int = 10
               ) -> dict[str, Any]:
     """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results."""
-    from storylab.images.cli import build_rule
     from storylab.images.datasets import resolve
     from storylab.images.denoiser import load_digit_model, sample_digits
     from storylab.images.feature_training import load_digit_feature_net
@@ -144,7 +145,8 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
                 bar.advance()
     floor = {k: v for k, v in ref["floor"].items() if k != "fid_values"}
     result = {"data": resolve(data).name, "class_names": list(resolve(data).class_names), "guidance": guidance,
-              "steps": steps, "per_class": per_class, "seed": seed, "checkpoint": str(checkpoint),
+              "schedule_version": SCHEDULE_VERSION, "steps": steps, "per_class": per_class, "seed": seed,
+              "checkpoint": str(checkpoint),
               "n_fake": int(labels.shape[0]), "n_real": ref["n_real"], "n_prdc_real": int(ref["test_feats"].shape[0]),
               "feature_dim": ref["dim"], "fid_warning": warning, "real_vs_real": floor,
               "floor_fid_values": ref["floor"]["fid_values"], "cells": cells, "ranking": rank_schedules(cells)}
