@@ -21,6 +21,11 @@ class _Bar:
         text = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         self._progress.update(self._task, completed=completed, metrics=text)
 
+    def note(self, text: str) -> None:
+        """Print one line above the bar (an estimate, a warning); nothing when the bar is disabled."""
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False, markup=False)
+
     def advance(self, n: int = 1) -> None:
         """Advance the bar by ``n``."""
         if self._progress is not None:

@@ -99,7 +99,7 @@ def test_guidance_weights_cli_prints_json_in_sampling_order():
 @pytest.mark.parametrize("args,needle", [
     (("--schedule", "pcs:s=-1"), "pcs exponent"),
     (("--schedule", "clamp:c=abc"), "clamp"),
-    (("--scale", "-1"), "guidance scale must be"),
+    (("--scale", "-1"), "Invalid value for '--scale'"),
 ])
 def test_guidance_weights_cli_rejects_bad_input_in_one_line(args, needle):
     out = _cli("guidance", "weights", *args, "--json")
