@@ -54,7 +54,9 @@ def command():
 
 def _os_error_line(exc: OSError) -> str:
     """One line for a file-system error, naming the path (``filename2`` is a rename's target)."""
-    reason = exc.strerror or type(exc).__name__
+    if exc.strerror is None and exc.filename is None:  # a library's OSError (PIL: "cannot identify image file ...")
+        return str(exc) or type(exc).__name__
+    reason = exc.strerror or str(exc)
     target = exc.filename2 if exc.filename2 is not None else exc.filename
     if isinstance(exc, IsADirectoryError) and exc.filename2 is not None:
         return f"cannot write {target}: it is an existing folder"
@@ -70,8 +72,13 @@ def _known_library_error(exc: BaseException) -> str | None:
         return f"image refused: {exc}"
     if isinstance(exc, ValueError) and "is not supported (supported formats:" in str(exc):  # matplotlib savefig
         return f"cannot save the plot: {exc}"
+    if isinstance(exc, ValueError) and str(exc).startswith("unknown url type"):  # urllib on a bad endpoint
+        return f"not a URL ({exc}); use openai://HOST:PORT/MODEL or http://HOST:PORT/v1"
     if isinstance(exc, UnicodeDecodeError):
         return f"a text input is not {exc.encoding} ({exc.reason} at byte {exc.start}); convert it to UTF-8"
+    if isinstance(exc, EOFError):  # numpy / pickle readers on an empty or cut file
+        return f"an input file ended too early (empty or truncated): {exc}" if str(exc) else \
+            "an input file ended too early (empty or truncated)"
     if isinstance(exc, MemoryError):
         return "out of memory: lower the batch size, the image size or the number of samples"
     return None

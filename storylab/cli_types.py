@@ -147,6 +147,10 @@ HIDDEN_ALIASES: dict[str, str] = {"--guidance-scale": "--scale", "--cfg-scale": 
 
 # parameter names whose value is a path the command writes
 OUTPUT_PARAMS = frozenset({"out", "out_dir", "plot", "render"})
+# outputs that are files although their default (None) has no suffix to say so; plots and renders are files
+FILE_OUTPUTS = frozenset({("camera generate", "out"), ("camera render", "out"), ("train controlnet", "out"),
+                          ("train director", "out"), ("train funnynet", "out"), ("humor laughter", "out"),
+                          ("humor label", "out"), ("evaluate director", "out")})
 
 
 def _is_number(param: Any) -> bool:
@@ -234,7 +238,7 @@ PLOT_FORMATS = frozenset({"eps", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "raw"
                           "tif", "tiff", "webp", "avif"})
 
 
-def check_output(flag: str, out: Path, default: Any = None) -> None:
+def check_output(flag: str, out: Path, default: Any = None, is_file: bool | None = None) -> None:
     """Refuse an output path that cannot be written, before any work is done.
 
     A path with a suffix (or whose default has one) is a file; one without is a folder. Refused: a
@@ -248,14 +252,15 @@ def check_output(flag: str, out: Path, default: Any = None) -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise StorylabError(f"cannot write {flag} {out}: folder {parent} is not writable")
             break
-    is_file = bool(out.suffix) if default is None or not isinstance(default, (str, os.PathLike)) else bool(Path(default).suffix)
+    if is_file is None:
+        is_file = bool(Path(default).suffix) if isinstance(default, (str, os.PathLike)) else bool(out.suffix)
     if is_file and out.is_dir():
         raise StorylabError(f"cannot write {flag} {out}: it is an existing folder (give a file name)")
     if not is_file and out.exists() and not out.is_dir():
         raise StorylabError(f"cannot write {flag} {out}: it is an existing file, a folder is expected")
 
 
-def _guard_outputs(callback: Callable, params: list[Any]) -> Callable:
+def _guard_outputs(callback: Callable, params: list[Any], path: str = "") -> Callable:
     """Wrap a command so that unwritable outputs, plot formats and outputs equal to inputs are refused first."""
     names = {p.name: _long_name(p) if getattr(p, "opts", None) and p.opts[0].startswith("-") else p.name.upper()
              for p in params}
@@ -270,7 +275,8 @@ def _guard_outputs(callback: Callable, params: list[Any]) -> Callable:
                 if _same_file(out, src) or out.absolute() == src.absolute():
                     raise StorylabError(f"{names[out_name]} {out} is the input {names[in_name]}; "
                                         "choose another output path (inputs are never overwritten)")
-            check_output(names[out_name], out, defaults.get(out_name))
+            is_file = True if out_name in ("plot", "render") or (path, out_name) in FILE_OUTPUTS else None
+            check_output(names[out_name], out, defaults.get(out_name), is_file)
             if out_name == "plot" and out.suffix.lstrip(".").lower() not in PLOT_FORMATS:
                 raise StorylabError(f"cannot save a plot as {out}: unknown extension '{out.suffix}' "
                                     f"(use one of {', '.join('.' + f for f in sorted(PLOT_FORMATS))})")
@@ -324,5 +330,5 @@ def harden(command: Any, path: str = "") -> Any:
                 text = bound.describe()
                 param._get_number_range_help_str = lambda text=text: text
     if command.callback is not None:
-        command.callback = _guard_outputs(command.callback, command.params)
+        command.callback = _guard_outputs(command.callback, command.params, path)
     return command

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import shlex
 import sys
 from pathlib import Path
@@ -193,5 +195,9 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
         raise StorylabError(f"--scales must be comma-separated numbers, got '{scales}'") from None
     if not scale_list:
         raise StorylabError("--scales is empty")
+    if not all(math.isfinite(s) and s >= 0 for s in scale_list):
+        raise StorylabError(f"--scales must be finite numbers >= 0, got '{scales}'")
+    if guidance not in ("cfg", "classifier"):
+        raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
     _positive(per_class, "--per-class"), _positive(steps, "--steps")
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier)

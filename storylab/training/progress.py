@@ -34,7 +34,10 @@ class _Bar:
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, completed: int = 0, enabled: bool = True) -> Iterator[_Bar]:
-    """A progress bar on stderr with elapsed/remaining time and live metrics; a no-op when disabled."""
+    """A progress bar on stderr with elapsed/remaining time and live metrics; a no-op when disabled.
+
+    If the block raises (bad input found mid-way, Ctrl-C), the bar is erased so that the command's
+    one ``error:`` line stands alone."""
     if not enabled:
         yield _Bar(None, None)
         return
@@ -44,4 +47,9 @@ def progress_bar(description: str, total: int, completed: int = 0, enabled: bool
                         console=console, transient=False)
     with progress:
         task = progress.add_task(description, total=total, completed=completed, metrics="")
-        yield _Bar(progress, task)
+        try:
+            yield _Bar(progress, task)
+        except BaseException:
+            # a failed or interrupted command ends with its one error line, not a half-filled bar above it
+            progress.live.transient = True
+            raise

@@ -1,0 +1,55 @@
+"""The front door keeps its promises: Ctrl-C, a reproducible seed, resume states of another run."""
+
+import os
+import signal
+
+from safetensors.torch import load_file
+
+from tests.cli_runner import run_cli
+
+TINY = ["--steps", "2", "--batch-size", "8", "--channels", "8", "--no-progress"]
+
+
+def _one_error_line(result, needle):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], \
+        result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    """A real SIGINT, delivered while the command runs (at its output check), ends as 'error: interrupted'."""
+    import storylab.cli_types
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(storylab.cli_types, "check_output", interrupted)
+    result = run_cli("control", "extract", "canny", str(tmp_path / "missing.png"), "--out", str(tmp_path / "c.png"))
+    assert result.returncode == 130 and result.stderr.strip() == "error: interrupted", result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_seed_same_weights_and_resume_states_of_another_run(tmp_path):
+    a, b, c = (tmp_path / f"{n}.safetensors" for n in "abc")
+    for out, seed in ((a, "3"), (b, "3"), (c, "4")):
+        result = run_cli("train", "digits", "--out", str(out), "--seed", seed, *TINY)
+        assert result.returncode == 0, result.stderr
+    wa, wb, wc = (load_file(str(p)) for p in (a, b, c))
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)  # bit-identical
+    assert any(not (wa[k] == wc[k]).all() for k in wa)  # another seed, other initial weights
+
+    # the same run again: finished, said plainly, exit 0, the checkpoint untouched
+    before = a.read_bytes()
+    result = run_cli("train", "digits", "--out", str(a), "--seed", "3", *TINY)
+    assert result.returncode == 0 and "already finished" in result.stdout and "nan" not in result.stdout
+    assert a.read_bytes() == before
+    # another architecture, other settings, fewer steps than saved: one line each, nothing written
+    result = run_cli("train", "digits", "--out", str(a), "--seed", "3", *TINY[:-3], "--channels", "16", "--steps", "4",
+                     "--no-progress")
+    _one_error_line(result, "was made by another architecture")
+    result = run_cli("train", "digits", "--out", str(a), "--seed", "3", "--lr", "0.01", *TINY[2:], "--steps", "4")
+    _one_error_line(result, "other settings (lr 0.002 -> 0.01)")
+    result = run_cli("train", "digits", "--out", str(a), "--seed", "3", *TINY[2:], "--steps", "1")
+    _one_error_line(result, "past --steps 1")
+    assert a.read_bytes() == before
