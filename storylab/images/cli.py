@@ -54,7 +54,7 @@ def train_digits(out: Path = typer.Option(run_path("digits_denoiser.safetensors"
                  schedule: str = typer.Option("cosine", "--beta-schedule", help="Noise schedule: linear or cosine."),
                  prediction: str = typer.Option("eps", "--prediction", help="Network target: eps, x0 or v."),
                  seed: int = typer.Option(0, "--seed", help="Random seed."),
-                 resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present."),
+                 resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.safetensors if present."),
                  progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
                  ) -> None:
     """Train the class-conditional digit diffusion model on the digits train split (Accelerate)."""

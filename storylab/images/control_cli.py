@@ -136,7 +136,7 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
                          eval_count: int = typer.Option(48, "--eval-count", help="Held-out conditions per fidelity measurement."),
                          plot: Optional[Path] = typer.Option(None, "--plot", help="Convergence curve to write (default: beside the checkpoint, OUT with .convergence.png)."),
                          seed: int = typer.Option(0, "--seed", help="Random seed."),
-                         resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present."),
+                         resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.safetensors if present."),
                          progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
                          ) -> None:
     """Train a ControlNet on the frozen digit denoiser (paper sec. 3.3) and plot its fidelity curve."""

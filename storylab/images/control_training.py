@@ -27,7 +27,7 @@ from storylab.images.controlnet import (Control, ControlledDenoiser, ControlNet,
                                         load_controlnet, save_controlnet)
 from storylab.images.denoiser import DigitDiffusion, load_digit_model, sample_digits
 from storylab.images.digits import load_digits_split
-from storylab.training import TrainConfig, load_checkpoint, state_path_for, train
+from storylab.training import TrainConfig, load_checkpoint, load_resume_state, state_path_for, train
 
 
 @dataclass
@@ -137,6 +137,8 @@ def train_controlnet(out: str | Path, base_path: str | Path, cfg: ControlTrainin
     state_path = state_path_for(out)
     if not resume and state_path.exists():
         state_path.unlink()
+    if resume:
+        load_resume_state(state_path)  # a foreign or planted state is refused before the baseline evaluation
     curve: list[dict[str, float]] = []
     if resume and state_path.exists() and out.exists():
         curve = list(load_checkpoint(out).extra.get("fidelity", []))

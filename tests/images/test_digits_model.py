@@ -153,7 +153,7 @@ def test_train_digits_cli_resumes_a_killed_run(tmp_path):
     first = _cli("train", "digits", "--out", str(out), "--steps", "4", "--channels", "8", "--batch-size", "16",
                  "--no-progress")
     assert first.returncode == 0, first.stderr
-    assert (tmp_path / "d.state.pt").exists()
+    assert (tmp_path / "d.state.safetensors").exists()
     second = _cli("train", "digits", "--out", str(out), "--steps", "6", "--channels", "8", "--batch-size", "16",
                   "--no-progress")
     assert second.returncode == 0, second.stderr
