@@ -7,6 +7,7 @@ traceback. Commands live in each wing's ``cli`` module and register on :mod:`sto
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 from storylab.cli_groups import app
@@ -74,6 +75,8 @@ def _known_library_error(exc: BaseException) -> str | None:
         return f"cannot save the plot: {exc}"
     if isinstance(exc, ValueError) and str(exc).startswith("unknown url type"):  # urllib on a bad endpoint
         return f"not a URL ({exc}); use openai://HOST:PORT/MODEL or http://HOST:PORT/v1"
+    if isinstance(exc, json.JSONDecodeError):  # a JSON input (or a checkpoint's JSON metadata) is broken
+        return f"an input is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
     if isinstance(exc, UnicodeDecodeError):
         return f"a text input is not {exc.encoding} ({exc.reason} at byte {exc.start}); convert it to UTF-8"
     if isinstance(exc, EOFError):  # numpy / pickle readers on an empty or cut file

@@ -70,7 +70,15 @@ def ws(tmp_path_factory) -> Path:
 
     with open(state_path_for(root / "mal.safetensors"), "wb") as f:
         pickle.dump(Malicious(root / "PWNED"), f)
+    with open(root / "old.state.pt", "wb") as f:  # the legacy name of a resume state, holding the same pickle
+        pickle.dump(Malicious(root / "PWNED"), f)
     _foreign_state(state_path_for(root / "foreign.safetensors"))
+    # a checkpoint whose storylab metadata is not JSON
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(root / "badmeta.safetensors"),
+              metadata={"storylab.format": "1", "storylab.kind": "digits-denoiser", "storylab.config": "{not json"})
     return root
 
 
@@ -258,6 +266,10 @@ def path_rows() -> list[tuple[str, list[str], str | None]]:
         "{ws}/latin1.csv")
     # resume states: malicious (never unpickled) and of another command
     add("train digits malicious state", "train", "digits", "--out", "{ws}/mal.safetensors", *TINY_DIGITS)
+    add("train digits legacy pickle state", "train", "digits", "--out", "{ws}/old.safetensors", *TINY_DIGITS,
+        needle="old pickle resume state")
+    add("sample digits --checkpoint bad metadata", "sample", "digits", "--checkpoint", "{ws}/badmeta.safetensors",
+        "--out", "{ws}/s.png", needle="not valid JSON")
     add("train digits foreign state", "train", "digits", "--out", "{ws}/foreign.safetensors", *TINY_DIGITS,
         needle="train scalar")
     # ids and names with path separators
