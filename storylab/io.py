@@ -137,6 +137,17 @@ def run_path(name: str) -> Path:
     return RUNS / name
 
 
+def next_free(path: str | os.PathLike) -> Path:
+    """``path`` if nothing is there, else the first free ``<stem>-2<suffix>``, ``-3``, ...: a default
+    output never overwrites an earlier result silently."""
+    path = Path(path)
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
 def use_hint(*command: str | Path) -> str:
     """The line a training command prints last: how to use what it wrote (paths shell-quoted)."""
     return "use it with: " + " ".join(shlex.quote(str(part)) for part in command)

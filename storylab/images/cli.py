@@ -7,6 +7,7 @@ import math
 import shlex
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -15,7 +16,7 @@ from storylab.errors import StorylabError
 from storylab.guidance.names import RULES
 from storylab.guidance.names import SPEC_HELP
 from storylab.images.assets import CLASSIFIER, DENOISER
-from storylab.io import run_path, use_hint
+from storylab.io import next_free, run_path, use_hint
 
 
 def _command_line() -> str:
@@ -122,7 +123,7 @@ def build_rule(guidance: str, labels, classifier_path: Path, num_classes: int, r
 
 
 @sample_app.command("digits")
-def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write."),
+def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PNG grid to write; default runs/samples.png, or runs/samples-2.png, ... when it exists (never overwritten unless named)."),
                       checkpoint: Path = typer.Option(DENOISER, "--checkpoint", help="Digit denoiser checkpoint."),
                       guidance: str = typer.Option("cfg", "--guidance", help=f"Guidance rule: {', '.join(RULES)}."),
                       scale: float = typer.Option(3.0, "--scale", help="Guidance scale (diffusers convention, 1 = conditional; gamma for classifier; lambda for cfg++)."),
@@ -149,6 +150,7 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
     from storylab.images.grid import save_grid
 
     _positive(steps, "--steps"), _positive(per_class, "--per-class")
+    out = out if out is not None else next_free(run_path("samples.png"))
     if out.suffix.lower() != ".png":
         raise StorylabError(f"--out must be a .png file, got {out}")
     model = load_digit_model(checkpoint)
