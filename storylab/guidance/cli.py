@@ -19,7 +19,7 @@ def weights(schedule: str = typer.Option("constant", "--schedule", help=f"Schedu
     """Per-step guidance scales s_i = 1 + w_i in sampling order (first = noisiest)."""
     from storylab.guidance.schedules import parse_schedule
 
-    values = parse_schedule(schedule).scales(steps, scale).tolist()
+    values = parse_schedule(schedule).scale_list(steps, scale)
     if as_json:
         print(json.dumps([round(v, 10) for v in values]))
         return

@@ -20,6 +20,10 @@ Conventions (fixed, used everywhere in storylab):
   2024); outside it w = 0 and the sampler skips the unconditional pass.
 
 Schedules may be added, but never changed: saved studies depend on these definitions.
+
+The values are computed in float64 with NumPy, so that ``storylab guidance weights`` answers without
+importing torch (about 2 s); the public methods return torch tensors for the samplers, and
+:meth:`WeightSchedule.scale_list` plain floats.
 """
 
 from __future__ import annotations
@@ -28,31 +32,46 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from storylab.errors import StorylabError
 from storylab.guidance.names import SPEC_HELP
 
-SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "constant": lambda p: torch.ones_like(p),
+if TYPE_CHECKING:
+    import torch
+
+SHAPES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "constant": lambda p: np.ones_like(p),
     "linear": lambda p: p,
     "invlinear": lambda p: 1 - p,
-    "cosine": lambda p: 1 - torch.cos(math.pi * p),
-    "sine": lambda p: 1 + torch.cos(math.pi * p),
-    "v-shape": lambda p: (1 - 2 * p).abs(),
-    "lambda-shape": lambda p: 1 - (1 - 2 * p).abs(),
+    "cosine": lambda p: 1 - np.cos(math.pi * p),
+    "sine": lambda p: 1 + np.cos(math.pi * p),
+    "v-shape": lambda p: np.abs(1 - 2 * p),
+    "lambda-shape": lambda p: 1 - np.abs(1 - 2 * p),
 }
 ALIASES = {"v": "v-shape", "vshape": "v-shape", "lambda": "lambda-shape", "Λ-shape": "lambda-shape",
            "Λ": "lambda-shape", "lambdashape": "lambda-shape", "static": "constant"}
 
 
-def sampling_progress(num_steps: int) -> torch.Tensor:
-    """Progress p_i = i / (N - 1) of each sampling step (0 = noisiest); ``[1.0]`` for one step."""
+def _progress(num_steps: int) -> np.ndarray:
     if num_steps < 1:
         raise StorylabError(f"steps must be >= 1, got {num_steps}")
     if num_steps == 1:
-        return torch.ones(1, dtype=torch.float64)
-    return torch.linspace(0, 1, num_steps, dtype=torch.float64)
+        return np.ones(1, dtype=np.float64)
+    return np.linspace(0, 1, num_steps, dtype=np.float64)
+
+
+def _tensor(values: np.ndarray) -> "torch.Tensor":
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+
+
+def sampling_progress(num_steps: int) -> "torch.Tensor":
+    """Progress p_i = i / (N - 1) of each sampling step (0 = noisiest); ``[1.0]`` for one step."""
+    return _tensor(_progress(num_steps))
 
 
 @dataclass(frozen=True)
@@ -65,32 +84,40 @@ class WeightSchedule:
     interval: tuple[float, float] | None = None
     spec: str = field(default="constant", compare=False)
 
-    def shape_values(self, num_steps: int) -> torch.Tensor:
-        """The mean-normalised shape over ``num_steps`` steps (mean 1 unless it is an interval)."""
-        p = sampling_progress(num_steps)
+    def _shape(self, num_steps: int) -> np.ndarray:
+        p = _progress(num_steps)
         if self.interval is not None:
             start, stop = self.interval
-            return ((p >= start - 1e-12) & (p <= stop + 1e-12)).to(torch.float64)
+            return ((p >= start - 1e-12) & (p <= stop + 1e-12)).astype(np.float64)
         if self.shape == "pcs":
-            values = (1 - torch.cos(math.pi * p ** self.exponent)) / 2
+            values = (1 - np.cos(math.pi * p ** self.exponent)) / 2
         else:
             values = SHAPES[self.shape](p)
         mean = values.mean()
         if mean <= 1e-12:
-            return torch.ones_like(p)
+            return np.ones_like(p)
         return values / mean
 
-    def strengths(self, num_steps: int, strength: float) -> torch.Tensor:
-        """Per-step guidance strength w_i (w = scale - 1 for CFG, gamma for classifier guidance)."""
-        w = strength * self.shape_values(num_steps)
-        if self.floor is not None:
-            w = w.clamp(min=self.floor)
-        return w
+    def _strengths(self, num_steps: int, strength: float) -> np.ndarray:
+        w = strength * self._shape(num_steps)
+        return np.maximum(w, self.floor) if self.floor is not None else w
 
-    def scales(self, num_steps: int, scale: float) -> torch.Tensor:
+    def shape_values(self, num_steps: int) -> "torch.Tensor":
+        """The mean-normalised shape over ``num_steps`` steps (mean 1 unless it is an interval)."""
+        return _tensor(self._shape(num_steps))
+
+    def strengths(self, num_steps: int, strength: float) -> "torch.Tensor":
+        """Per-step guidance strength w_i (w = scale - 1 for CFG, gamma for classifier guidance)."""
+        return _tensor(self._strengths(num_steps, strength))
+
+    def scales(self, num_steps: int, scale: float) -> "torch.Tensor":
         """Per-step diffusers-convention scales s_i = 1 + w_i in sampling order (first = noisiest)."""
+        return _tensor(np.asarray(self.scale_list(num_steps, scale)))
+
+    def scale_list(self, num_steps: int, scale: float) -> list[float]:
+        """:meth:`scales` as plain floats, computed without torch (for the CLI and plots)."""
         check_scale(scale)
-        return 1.0 + self.strengths(num_steps, scale - 1.0)
+        return (1.0 + self._strengths(num_steps, scale - 1.0)).tolist()
 
 
 def check_scale(scale: float) -> None:

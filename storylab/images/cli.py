@@ -186,6 +186,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         steps: int = typer.Option(25, "--steps", help="DDIM steps."),
                         seed: int = typer.Option(0, "--seed", help="Random seed (same noise for every cell)."),
                         classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
+                        features: Optional[Path] = typer.Option(None, "--features", help="Feature network for FID/precision/recall/adherence (from `storylab train features`); default: the shipped one."),
                         ) -> None:
     """The schedule study of Wang et al. 2024: FID, precision, recall, density, coverage, diversity, adherence."""
     from storylab.images.study import parse_list, run_study
@@ -202,4 +203,4 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
     if guidance not in ("cfg", "classifier"):
         raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
     _positive(per_class, "--per-class"), _positive(steps, "--steps")
-    run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier)
+    run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features)
