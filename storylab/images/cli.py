@@ -170,7 +170,18 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
         controlled = ControlledDenoiser(model, load_controls([parse_control(c) for c in control], model))
         hooks = {"denoiser": controlled, "on_step": controlled.observe,
                  "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)}
-    images = sample_digits(model, labels, rule, scale, schedule, sampler, steps, seed, negative=negative, eta=eta, **hooks)
+    from storylab.training import progress_bar
+
+    with progress_bar(f"sampling ({sampler})", total=steps) as bar:
+        observe = hooks.get("on_step")
+
+        def on_step(ctx):  # the bar follows the sampler's step; a ControlNet still sees every context
+            bar.update(ctx.step + 1)
+            if observe is not None:
+                observe(ctx)
+
+        images = sample_digits(model, labels, rule, scale, schedule, sampler, steps, seed, negative=negative, eta=eta,
+                               **{**hooks, "on_step": on_step})
     save_grid(images, out, nrow=per_class)
     print(f"wrote {out}  ({len(labels)} samples, {guidance} scale {scale} schedule {schedule}, {sampler} {steps} steps)")
 
