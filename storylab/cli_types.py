@@ -272,6 +272,8 @@ def _guard_outputs(callback: Callable, params: list[Any], path: str = "") -> Cal
         inputs = [(n, p) for n, v in kwargs.items() if n not in OUTPUT_PARAMS for p in _paths(v)]
         for out_name, out in outputs:
             for in_name, src in inputs:
+                if src.is_dir():  # a folder output inside or equal to a data folder is the wing's business
+                    continue
                 if _same_file(out, src) or out.absolute() == src.absolute():
                     raise StorylabError(f"{names[out_name]} {out} is the input {names[in_name]}; "
                                         "choose another output path (inputs are never overwritten)")

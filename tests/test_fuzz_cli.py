@@ -73,6 +73,7 @@ def ws(tmp_path_factory) -> Path:
     with open(root / "old.state.pt", "wb") as f:  # the legacy name of a resume state, holding the same pickle
         pickle.dump(Malicious(root / "PWNED"), f)
     _foreign_state(state_path_for(root / "foreign.safetensors"))
+    (root / "bomb.png").write_bytes(_png_header(20_000, 20_000))  # 400 megapixels claimed, 60 bytes on disk
     # a checkpoint whose storylab metadata is not JSON
     import torch
     from safetensors.torch import save_file
@@ -80,6 +81,18 @@ def ws(tmp_path_factory) -> Path:
     save_file({"w": torch.zeros(1)}, str(root / "badmeta.safetensors"),
               metadata={"storylab.format": "1", "storylab.kind": "digits-denoiser", "storylab.config": "{not json"})
     return root
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels (signature, IHDR, an empty IDAT, IEND)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def _foreign_state(path: Path) -> None:
@@ -261,6 +274,10 @@ def path_rows() -> list[tuple[str, list[str], str | None]]:
     add("camera tag --char empty.npy", "camera", "tag", "{ws}/traj.txt", "--char", "{ws}/empty.npy")
     add("camera generate --char empty.npy", "camera", "generate", "a", "--char", "{ws}/empty.npy", "--out", "{ws}/g.txt")
     add("camera caption --endpoint notaurl", "camera", "caption", "{ws}/traj.txt", "--endpoint", "notaurl")
+    add("sample digits --control scale nan", "sample", "digits", "--control", "canny={ws}/img.png:nan", "--out",
+        "{ws}/s.png", needle="control scale must be a finite number")
+    add("control extract 400-megapixel png", "control", "extract", "canny", "{ws}/bomb.png", "--out", "{ws}/c.png",
+        needle=("decompression bomb", "exceeds limit", "too large"))
     # wrong encoding
     add("humor label --subtitles-csv latin1", "humor", "label", g + ".wav", "--out", "{ws}/lab.csv", "--subtitles-csv",
         "{ws}/latin1.csv")
