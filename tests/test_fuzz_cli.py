@@ -278,6 +278,9 @@ def path_rows() -> list[tuple[str, list[str], str | None]]:
         "{ws}/s.png", needle="control scale must be a finite number")
     add("control extract 400-megapixel png", "control", "extract", "canny", "{ws}/bomb.png", "--out", "{ws}/c.png",
         needle=("decompression bomb", "exceeds limit", "too large"))
+    for cmd in ("train digits", "train classifier", "train features"):  # a batch larger than the data set
+        add(f"{cmd} --batch-size 5000", *cmd.split(), "--batch-size", "5000", "--steps", "2", "--no-progress",
+            "--out", "{ws}/big.safetensors", needle="lower --batch-size")
     # wrong encoding
     add("humor label --subtitles-csv latin1", "humor", "label", g + ".wav", "--out", "{ws}/lab.csv", "--subtitles-csv",
         "{ws}/latin1.csv")

@@ -41,7 +41,7 @@ def _config(steps, **kw):
 def _trajectory(config, model=None):
     model = model or Scalar()
     seen = []
-    state = train(model, _linear_loss, _loader(), config, callbacks=[lambda s: seen.append(float(s.model.w))])
+    state = train(model, _linear_loss, _loader(), config, callbacks=[lambda s: seen.append(float(s.model.w.detach()))])
     return model, state, seen
 
 
@@ -140,5 +140,5 @@ def test_resuming_with_more_steps_continues_the_same_trajectory(tmp_path):
     model = Scalar()
     seen = []
     train(model, _linear_loss, _loader(), _config(6, checkpoint_every=2, lr_schedule="constant"), state_path=state_path,
-          description="train scalar", callbacks=[lambda s: seen.append(float(s.model.w))])
+          description="train scalar", callbacks=[lambda s: seen.append(float(s.model.w.detach()))])
     assert seen == pytest.approx([-0.5, -0.6])  # steps 5 and 6 continue from w = -0.4
