@@ -63,7 +63,7 @@ def compute_guidance() -> float:
     from storylab.guidance.schedules import parse_schedule
 
     t0 = time.perf_counter()
-    parse_schedule("cosine").scale_list(50, 3.0)
+    parse_schedule("cosine").scales(50, 3.0)
     return time.perf_counter() - t0
 
 

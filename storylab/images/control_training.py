@@ -87,8 +87,11 @@ def eval_conditions(kind: str, count: int, seed: int = 0, size: int = 32) -> tup
 @torch.no_grad()
 def controlled_samples(base: DigitDiffusion, nets: list[ControlNet] | ControlNet | None, conds: list[torch.Tensor] | torch.Tensor | None,
                        labels: torch.Tensor | None, scales: list[float] | float = 1.0, steps: int = 20, seed: int = 0,
-                       guidance: str = "cfg", guidance_scale: float = 3.0, uncond_control: bool = False) -> torch.Tensor:
+                       guidance: str = "cfg", guidance_scale: float = 3.0, uncond_control: bool = True) -> torch.Tensor:
     """Sample one digit per condition; ``labels=None`` samples without a class (null label, no CFG).
+
+    ``uncond_control`` controls CFG's unconditional branch too (the references' default; see
+    :meth:`ControlledDenoiser.conditions`).
 
     ``nets=None`` (or scale 0) is the base model on the same noise: the reference row of every table.
     """
@@ -196,8 +199,8 @@ def plot_convergence(curves: dict[str, list[dict[str, float]]], path: str | Path
 
 
 def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], scales: list[float], count: int = 100,
-                         steps: int = 20, seed: int = 0, guidance_scale: float = 3.0, progress: bool = True
-                         ) -> list[dict[str, Any]]:
+                         steps: int = 20, seed: int = 0, guidance_scale: float = 3.0, progress: bool = True,
+                         uncond_control: bool = True) -> list[dict[str, Any]]:
     """Fidelity, FID (with its real-vs-real floor) and class adherence per kind, scale and class mode.
 
     Conditions come from ``count`` held-out test digits; "class" samples with the source digit's
@@ -221,7 +224,8 @@ def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], sc
                 for scale in scales:
                     t0 = time.perf_counter()
                     samples = controlled_samples(base, net if scale > 0 else None, conds, labels if mode == "class" else None,
-                                                 scale, steps, seed, guidance_scale=guidance_scale)
+                                                 scale, steps, seed, guidance_scale=guidance_scale,
+                                                 uncond_control=uncond_control)
                     fid = condition_fidelity(net.config.kind, samples, conds)
                     scores = score_samples(samples, labels, feature_net, ref["test_feats"])
                     results.append({"kind": net.config.kind, "class": mode, "scale": scale, "metric": fid.metric,
