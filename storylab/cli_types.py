@@ -148,7 +148,8 @@ HIDDEN_ALIASES: dict[str, str] = {"--guidance-scale": "--scale", "--cfg-scale": 
 # parameter names whose value is a path the command writes
 OUTPUT_PARAMS = frozenset({"out", "out_dir", "plot", "render"})
 # outputs that are files although their default (None) has no suffix to say so; plots and renders are files
-FILE_OUTPUTS = frozenset({("camera generate", "out"), ("camera render", "out"), ("train controlnet", "out"),
+FILE_OUTPUTS = frozenset({("sample digits", "out"), ("camera generate", "out"), ("camera render", "out"),
+                          ("train controlnet", "out"),
                           ("train director", "out"), ("train funnynet", "out"), ("humor laughter", "out"),
                           ("humor label", "out"), ("evaluate director", "out")})
 
