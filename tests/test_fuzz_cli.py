@@ -275,7 +275,7 @@ def path_rows() -> list[tuple[str, list[str], str | None]]:
     add("camera generate --char empty.npy", "camera", "generate", "a", "--char", "{ws}/empty.npy", "--out", "{ws}/g.txt")
     add("camera caption --endpoint notaurl", "camera", "caption", "{ws}/traj.txt", "--endpoint", "notaurl")
     add("sample digits --control scale nan", "sample", "digits", "--control", "canny={ws}/img.png:nan", "--out",
-        "{ws}/s.png", needle="control scale must be a finite number")
+        "{ws}/s.png", needle="control scale must be >= 0 and finite")
     add("control extract 400-megapixel png", "control", "extract", "canny", "{ws}/bomb.png", "--out", "{ws}/c.png",
         needle=("decompression bomb", "exceeds limit", "too large"))
     for cmd in ("train digits", "train classifier", "train features"):  # a batch larger than the data set
