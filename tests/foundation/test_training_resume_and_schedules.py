@@ -61,9 +61,9 @@ def test_the_ema_follows_the_weights_with_its_decay():
     ema = seen[0]  # PyTorch's AveragedModel copies the weights at its first update
     for w in seen[1:]:
         ema = decay * ema + (1 - decay) * w
-    assert float(state.ema_model.w) == pytest.approx(ema, rel=1e-9)
-    assert float(state.ema_model.w) != pytest.approx(0.0, abs=1e-3)  # it moved from the initial weights
-    assert float(state.ema_model.w) != pytest.approx(seen[-1], abs=1e-3)  # and lags behind the weights
+    assert float(state.ema_model.w.detach()) == pytest.approx(ema, rel=1e-9)
+    assert float(state.ema_model.w.detach()) != pytest.approx(0.0, abs=1e-3)  # it moved from the initial weights
+    assert float(state.ema_model.w.detach()) != pytest.approx(seen[-1], abs=1e-3)  # and lags behind the weights
 
 
 def test_a_callback_with_every_fires_at_its_multiples_not_only_at_log_steps():
