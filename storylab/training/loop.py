@@ -158,12 +158,6 @@ ESTIMATE_AFTER_STEPS = 5
 ESTIMATE_AFTER_SECONDS = 1.0
 
 
-class RunFinished(StorylabError):
-    """A resumed run whose state is already at its last step: nothing to do, and that is not a failure."""
-
-    exit_code = 0
-
-
 def _every(callback: Any) -> int:
     every = getattr(callback, "every", 0)
     return every if isinstance(every, int) and every > 0 else 0
@@ -217,18 +211,18 @@ def train(model: nn.Module,
     resume = load_resume_state(state_path) if state_path else None
     if resume is not None:
         saved_step = check_resume_state(resume, state_path, model, config, description)
-        if saved_step == config.steps:
-            raise RunFinished(f"{description} is already finished: {state_path} is at step {saved_step} of "
-                              f"{config.steps}; pass a larger --steps to continue or --no-resume to start over")
         start = restore_resume_state(resume, model, {"optimizer": optimizer, "scheduler": scheduler}, ema)
         if accelerator.is_main_process:
-            print(f"resuming {description} from step {start} ({state_path})")
+            print(f"{description} is already finished: {state_path} is at step {start} of {config.steps} "
+                  "(pass a larger --steps to continue, or --no-resume to start over)" if saved_step == config.steps
+                  else f"resuming {description} from step {start} ({state_path})")
 
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     # a resumed run starts at the epoch its step falls in (from that epoch's first batch)
     batches = _infinite(loader, start // len(loader) if start and hasattr(loader, "__len__") and len(loader) else 0)
-    state = TrainState(step=start, losses={}, model=accelerator.unwrap_model(model),
-                       ema_model=ema.module if ema is not None else None)
+    # a finished run reports the losses it ended with, not nan
+    state = TrainState(step=start, losses=dict(resume.get("losses") or {}) if resume is not None else {},
+                       model=accelerator.unwrap_model(model), ema_model=ema.module if ema is not None else None)
     running: dict[str, float] = {}
     count = 0
 
@@ -243,7 +237,8 @@ def train(model: nn.Module,
             save_resume_state(state_path, {
                 "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                "rng": torch.get_rng_state(), "step": step, "config": asdict(config), "description": description})
+                "rng": torch.get_rng_state(), "step": step, "config": asdict(config), "description": description,
+                "losses": {k: float(v) for k, v in state.losses.items()}})
 
     model.train()
     t0 = time.perf_counter()

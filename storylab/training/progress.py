@@ -44,7 +44,7 @@ def progress_bar(description: str, total: int, completed: int = 0, enabled: bool
     console = Console(file=sys.stderr)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
-                        console=console, transient=False)
+                        console=console, transient=not console.is_terminal)  # a log or a pipe gets no bar
     with progress:
         task = progress.add_task(description, total=total, completed=completed, metrics="")
         try:

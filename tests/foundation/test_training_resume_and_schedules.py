@@ -14,7 +14,7 @@ from torch import nn
 
 from storylab.errors import StorylabError
 from storylab.training import TrainConfig, state_path_for, train
-from storylab.training.loop import RunFinished, check_resume_state
+from storylab.training.loop import check_resume_state
 
 
 class Scalar(nn.Module):
@@ -124,14 +124,19 @@ def test_resume_refuses_a_state_without_the_keys_of_a_state(tmp_path):
             check_resume_state(state, tmp_path / "x.state.pt", model, config, "train scalar")
 
 
-def test_a_finished_run_says_so_and_a_smaller_step_count_is_refused(tmp_path):
-    state_path = _saved_run(tmp_path, steps=4)
-    with pytest.raises(RunFinished, match=r"already finished: .* at step 4 of 4") as info:
-        train(Scalar(), _linear_loss, _loader(), _config(4, checkpoint_every=2), state_path=state_path,
-              description="train scalar")
-    assert info.value.exit_code == 0
+def test_a_finished_run_says_so_and_a_smaller_step_count_is_refused(tmp_path, capsys):
+    state_path = _saved_run(tmp_path, steps=4, lr_schedule="constant")
+    capsys.readouterr()
+    model = Scalar()
+    state = train(model, _linear_loss, _loader(), _config(4, checkpoint_every=2, lr_schedule="constant"),
+                  state_path=state_path, description="train scalar")
+    out = capsys.readouterr().out
+    assert "train scalar is already finished: " in out and "at step 4 of 4" in out
+    assert state.history == [] and float(model.w.detach()) == pytest.approx(-0.4)  # the saved weights, no new step
+    assert state.losses["loss"] == pytest.approx(-0.3)  # the loss of step 4 (w = -0.3 before it), not nan
     with pytest.raises(StorylabError, match=r"at step 4, past --steps 3; pass --steps 4 or more"):
-        train(Scalar(), _linear_loss, _loader(), _config(3, checkpoint_every=2), state_path=state_path,
+        train(Scalar(), _linear_loss, _loader(), _config(3, checkpoint_every=2, lr_schedule="constant"),
+              state_path=state_path,
               description="train scalar")
 
 
