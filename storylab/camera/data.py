@@ -31,7 +31,8 @@ class DirectorData:
     x: torch.Tensor            # (N, T, 9) camera features
     mask: torch.Tensor         # (N, T) bool
     char: torch.Tensor         # (N, T, 3) character features
-    cam_segments: torch.Tensor  # (N, T) long, -1 on padding
+    cam_segments: torch.Tensor  # (N, T) long: the n_i - 1 reference tags of sample i, then -1
+    missing_tags: list[str] | None = None  # ids without cam_segments/<id>.npy
     text: torch.Tensor | None = None         # (N, Dt) pooled
     text_tokens: torch.Tensor | None = None  # (N, L, Dt) float16
     text_mask: torch.Tensor | None = None    # (N, L) float
@@ -44,11 +45,11 @@ class DirectorData:
         return (self.x, self.mask, self.char, self.text, self.text_tokens, self.text_mask)
 
 
-def load_samples(root: str | os.PathLike, subset: str = "full", part: str = "train", limit: int | None = None,
+def load_samples(root: str | os.PathLike, subset: str = "mixed", part: str = "train", limit: int | None = None,
                  max_frames: int = MAX_FRAMES, caption_field: str = "caption", progress: bool = True) -> DirectorData:
     """Read and featurise a split (camera features, character features, reference tags)."""
     ids = read_split(root, subset, part)[:limit]
-    xs, masks, chars, segs, captions = [], [], [], [], []
+    xs, masks, chars, segs, captions, missing = [], [], [], [], [], []
     with progress_bar(f"reading {part} split", total=len(ids), enabled=progress) as bar:
         for sid in ids:
             s = read_sample(root, sid)
@@ -60,11 +61,13 @@ def load_samples(root: str | os.PathLike, subset: str = "full", part: str = "tra
             c, _ = pad_features(encode_character(char), max_frames)
             seg = np.full(max_frames, -1, dtype=np.int64)
             if s.cam_segments is not None:
-                seg[:s.n_frames] = s.cam_segments
+                seg[:s.n_frames - 1] = s.cam_segments
+            else:
+                missing.append(sid)
             xs.append(x), masks.append(m), chars.append(c), segs.append(seg), captions.append(caption)
             bar.advance()
     return DirectorData(ids, captions, torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks)),
-                        torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(segs)))
+                        torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(segs)), missing_tags=missing)
 
 
 def token_states(encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

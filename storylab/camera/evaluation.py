@@ -20,7 +20,7 @@ import torch
 from storylab.camera.clatr import Clatr, embed_texts, embed_trajectories
 from storylab.camera.director import ARCH_LETTERS, Director
 from storylab.camera.sampling import SamplingConfig, generate_split
-from storylab.camera.tag_metrics import classification_scores, retag, split_valid
+from storylab.camera.tag_metrics import classification_scores, reference_tags, retag, split_valid
 
 PAPER_FD = {"A": 3.88, "B": 6.10, "C": 3.76}  # FD_CLaTr on E.T. mixed (paper); C best, B worst
 
@@ -56,7 +56,7 @@ def evaluate_configs(nets: dict[str, Director], test, clatr: Clatr, cfg: Samplin
                      progress: bool = True) -> list[ConfigResult]:
     """Metrics of every config on the test split, plus the real test set as a reference row."""
     real_feats = split_valid(test.x, test.mask)
-    ref_tags = [test.cam_segments[i, :len(f)].numpy() for i, f in enumerate(real_feats)]
+    ref_tags = reference_tags(test.cam_segments, list(range(len(real_feats))), [len(f) for f in real_feats])
     results = []
     for arch, net in nets.items():
         fake = generate_split(net, test, cfg, seed=seed, progress=progress)

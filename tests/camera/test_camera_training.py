@@ -98,7 +98,7 @@ def test_evaluate_director_bad_inputs(tiny_set, tmp_path):
     result = run_cli("train", "director", "--data", str(tmp_path / "nowhere"), "--steps", "1",
                      "--out", str(tmp_path / "d.safetensors"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "full_train_split.txt" in result.stderr and not (tmp_path / "d.safetensors").exists()
+    assert "mixed_train_split.txt" in result.stderr and not (tmp_path / "d.safetensors").exists()
     result = run_cli("evaluate", "director", "--data", str(tiny_set), "--limit", "3")
     assert result.returncode == 2 and "k = 3 metrics need at least 4" in result.stderr, result.stderr
     for flag, value, message in (("--patch", "0", "patch must be at least 1 frame, got 0"),
@@ -117,7 +117,7 @@ def test_train_director_writes_under_runs_by_default(tiny_set, tmp_path, monkeyp
     assert (tmp_path / "runs" / "director_adaln.safetensors").exists()
     assert "--checkpoint runs/director_adaln.safetensors" in result.stdout.splitlines()[-1]
     ckpt = load_checkpoint(tmp_path / "runs" / "director_adaln.safetensors")  # the tiny preset's recipe
-    assert ckpt.config["patch"] == 2 and ckpt.extra["train_config"]["p_mean"] == 0.6
+    assert ckpt.config["patch"] == 2 and ckpt.extra["train_config"]["p_mean"] == -0.1
     result = run_cli("train", "director", "--data", str(tiny_set), "--config", "adaln", "--steps", "1",
                      "--batch-size", "4", "--patch", "1", "--p-mean", "-1.2", "--out", "paper_recipe.safetensors")
     assert result.returncode == 0, result.stderr
