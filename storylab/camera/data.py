@@ -33,6 +33,7 @@ class DirectorData:
     char: torch.Tensor         # (N, T, 3) character features
     cam_segments: torch.Tensor  # (N, T) long: the n_i - 1 reference tags of sample i, then -1
     missing_tags: list[str] | None = None  # ids without cam_segments/<id>.npy
+    part: str = "train"
     text: torch.Tensor | None = None         # (N, Dt) pooled
     text_tokens: torch.Tensor | None = None  # (N, L, Dt) float16
     text_mask: torch.Tensor | None = None    # (N, L) float
@@ -46,9 +47,12 @@ class DirectorData:
 
 
 def load_samples(root: str | os.PathLike, subset: str = "mixed", part: str = "train", limit: int | None = None,
-                 max_frames: int = MAX_FRAMES, caption_field: str = "caption", progress: bool = True) -> DirectorData:
-    """Read and featurise a split (camera features, character features, reference tags)."""
-    ids = read_split(root, subset, part)[:limit]
+                 max_frames: int = MAX_FRAMES, caption_field: str = "caption", progress: bool = True,
+                 sort_ids: bool = False) -> DirectorData:
+    """Read and featurise a split (camera features, character features, reference tags); ``sort_ids``
+    orders the ids as the authors' loader does (before ``limit``)."""
+    ids = read_split(root, subset, part)
+    ids = (sorted(ids) if sort_ids else ids)[:limit]
     xs, masks, chars, segs, captions, missing = [], [], [], [], [], []
     with progress_bar(f"reading {part} split", total=len(ids), enabled=progress) as bar:
         for sid in ids:
@@ -67,7 +71,7 @@ def load_samples(root: str | os.PathLike, subset: str = "mixed", part: str = "tr
             xs.append(x), masks.append(m), chars.append(c), segs.append(seg), captions.append(caption)
             bar.advance()
     return DirectorData(ids, captions, torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks)),
-                        torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(segs)), missing_tags=missing)
+                        torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(segs)), missing_tags=missing, part=part)
 
 
 def token_states(encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
