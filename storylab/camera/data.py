@@ -84,6 +84,25 @@ def token_states(encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]
     return out.states, out.mask
 
 
+@torch.no_grad()
+def caption_vectors(encoder, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """(N, D) caption vectors for configs A and B.
+
+    With a local CLIP folder, E.T.'s text feature: the end-of-text token's state after the final layer
+    norm, neither projected nor normalised (the authors' "token" features; config C uses the token
+    sequence instead). Other encoders: their pooled, normalised sentence embedding.
+    """
+    if not str(encoder.kind).startswith("clip"):
+        return encoder.encode(list(texts))
+    chunks = []
+    for i in range(0, len(texts), batch_size):
+        batch = encoder.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
+                                  max_length=encoder.max_length, return_tensors="pt").to(encoder.device)
+        out = encoder.model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        chunks.append(out.pooler_output.float())  # the EOT position of last_hidden_state (after ln_final)
+    return torch.cat(chunks) if chunks else torch.zeros(0, encoder.dim)
+
+
 def encode_captions(encoder, captions: list[str], tokens: bool, batch_size: int = 64,
                     progress: bool = True) -> dict[str, torch.Tensor]:
     """Pooled vectors (and, with ``tokens``, masked token states in float16) for a list of captions."""
@@ -91,7 +110,7 @@ def encode_captions(encoder, captions: list[str], tokens: bool, batch_size: int 
     with progress_bar("encoding captions", total=len(captions), enabled=progress) as bar:
         for i in range(0, len(captions), batch_size):
             part = captions[i:i + batch_size]
-            out["text"].append(encoder.encode(part))
+            out["text"].append(caption_vectors(encoder, part))
             if tokens:
                 states, mask = token_states(encoder, part)
                 full = torch.zeros(len(part), encoder.max_length, states.shape[-1])
@@ -111,7 +130,8 @@ def attach_text(data: DirectorData, encoder, root: str | os.PathLike | None, tok
 
     from storylab.io import atomic_path
 
-    key = hashlib.sha1((str(encoder.path) + "\n" + str(tokens) + "\n" + "\n".join(data.captions)).encode()).hexdigest()
+    # "eot": CLIP folders give the unprojected end-of-text state since issue 14 (a new key, not a stale cache)
+    key = hashlib.sha1((str(encoder.path) + "\n" + str(tokens) + "\neot\n" + "\n".join(data.captions)).encode()).hexdigest()
     cache = Path(root) / ".storylab_cache" / f"text_{key[:16]}.safetensors" if root is not None else None
     if cache is not None and cache.exists():
         enc = load_file(str(cache))
