@@ -100,6 +100,11 @@ def synth_command(
     print(f"wrote {n} samples to {out} ({len(splits['train'])} train, {len(splits['test'])} test)")
 
 
+def character_path_for(traj: Path) -> Path:
+    """Where ``camera generate`` keeps the character it made up: ``<out stem>_char.npy`` beside the trajectory."""
+    return traj.with_name(f"{traj.stem}_char.npy")
+
+
 @camera_app.command("generate")
 def generate_command(
     caption: str = typer.Argument(..., help="Text describing the camera (and character) motion."),
@@ -128,6 +133,13 @@ def generate_command(
     gen = TrajectoryGenerator(checkpoint or shipped_checkpoint(config), str(text_encoder) if text_encoder else None)
     result = gen(caption, char_positions, guidance_scale, schedule, seed, steps)
     write_kitti_poses(out, result.kitti_poses)
+    if char is None:  # the character was made up here: keep it beside the trajectory for camera render
+        import numpy as np
+
+        from storylab.camera.et_format import save_npy
+        char_out = character_path_for(out)
+        save_npy(char_out, result.char_positions.astype(np.float32))
+        print(f"wrote {char_out} (the character, --char-motion {char_motion})")
     if render_path is not None:
         from storylab.camera.render import render
         render(render_path, result.kitti_poses, result.char_positions, caption)
@@ -140,14 +152,18 @@ def generate_command(
 def render_command(
     traj: Path = typer.Argument(..., help="KITTI trajectory file."),
     out: Path = typer.Option(..., "--out", help="Output .png (3D plot with frustums) or .gif (animation)."),
-    char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3)."),
-    title: Optional[str] = typer.Option(None, "--title", help="Title (e.g. the caption)."),
+    char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3); default: <traj stem>_char.npy beside the trajectory when it exists (what camera generate writes)."),
+    title: Optional[str] = typer.Option(None, "--title", help="Title (e.g. the caption); default: the file name and length."),
 ) -> None:
     """Render a trajectory (and character) as a 3D plot or an animation."""
     from storylab.camera.et_format import read_char, read_kitti_poses
     from storylab.camera.render import render
 
     poses = read_kitti_poses(traj)
+    if char is None and character_path_for(traj).exists():
+        char = character_path_for(traj)
+        print(f"character: {char}")
+    title = title or f"{traj.name} ({len(poses)} frames, {len(poses) / 25:.1f} s at 25 fps)"
     render(out, poses, read_char(char, len(poses)) if char is not None else None, title)
     print(f"wrote {out}")
 

@@ -79,6 +79,23 @@ def test_generate_and_render_with_a_checkpoint(tmp_path):
     lines = out.read_text().splitlines()
     assert len(lines) == 40 and all(len(line.split()) == 12 for line in lines)
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # the made-up character is kept beside --out: 40 frames walking right at 1.2 m/s from the origin
+    char = np.load(tmp_path / "gen_char.npy")
+    np.testing.assert_allclose(char, np.arange(40)[:, None] * [1.2 / 25, 0, 0], atol=1e-6)
+    gif = tmp_path / "gen.gif"
+    result = CliRunner().invoke(app, ["camera", "render", str(out), "--out", str(gif)])
+    assert result.exit_code == 0 and f"character: {tmp_path / 'gen_char.npy'}" in result.output
+    assert red_pixels(gif) > 50  # the character's trail and dot (tab:red)
+
+
+def red_pixels(gif) -> int:
+    """Pixels close to matplotlib's tab:red (214, 39, 40) in the last frame of a GIF."""
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        im.seek(im.n_frames - 1)
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    return int((np.abs(rgb - [214, 39, 40]).sum(-1) < 60).sum())
 
 
 def test_render_gif(tmp_path):
@@ -86,6 +103,7 @@ def test_render_gif(tmp_path):
     result = CliRunner().invoke(app, ["camera", "render", str(traj), "--out", str(tmp_path / "a.gif")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "a.gif").read_bytes()[:3] == b"GIF"
+    assert red_pixels(tmp_path / "a.gif") == 0  # no character file beside t.txt
 
 
 def test_synth_writes_the_release_layout(tmp_path):
