@@ -30,9 +30,10 @@ def tag_command(
     traj: Path = typer.Argument(..., help="KITTI trajectory file (12 floats a line, camera-to-world)."),
     char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3); tags the character too."),
     fps: float = typer.Option(25.0, "--fps", help="Frames per second of the trajectory."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON {camera: {frames, segments}, character: ...}."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON {camera: {frames, segments}, character: ...}; frames holds E.T.'s N-1 tags (one per motion between poses)."),
 ) -> None:
-    """Tag camera (and character) motion with E.T.'s rule: 27 classes, mode filter, short-segment merging."""
+    """Tag camera (and character) motion with E.T.'s rule as the authors' code runs it: 27 classes, 57-frame mode
+    filter, short segments split between their neighbours; N poses give N-1 tags."""
     if fps <= 0:
         raise StorylabError(f"--fps must be positive, got {fps}")
     result = _tags_json(traj, char, fps)
@@ -42,7 +43,8 @@ def tag_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"motion tags of {traj.name} ({len(result['camera']['frames'])} frames at {fps:g} fps)")
+    n = len(result["camera"]["frames"])
+    table = Table(title=f"motion tags of {traj.name} ({n + 1} poses, {n} motions between them, at {fps:g} fps)")
     for col in ("who", "start", "end", "frames", "tag"):
         table.add_column(col)
     for who, tags in result.items():
