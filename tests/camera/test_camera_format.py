@@ -90,3 +90,32 @@ def test_char_length_mismatch_and_missing_files(tmp_path):
         read_kitti_poses(tmp_path / "missing.txt")
     with pytest.raises(StorylabError, match="split file not found"):
         read_split(tmp_path)
+
+
+def test_release_tag_files_hold_n_minus_1_ids(tmp_path):
+    poses = random_poses(12)
+    write_sample(tmp_path, ETSample("s", poses, cam_segments=np.full(11, 9), char_segments=np.zeros(11, int)))
+    assert read_sample(tmp_path, "s").cam_segments.shape == (11,)
+    np.save(tmp_path / "cam_segments" / "s.npy", np.full(12, 9))  # one tag per pose: not the release's layout
+    with pytest.raises(StorylabError, match=r"cam_segments/s.npy: expected 11 tag ids \(one per motion between the 12 poses\), got 12"):
+        read_sample(tmp_path, "s")
+    np.save(tmp_path / "cam_segments" / "s.npy", np.full(11, 27))
+    with pytest.raises(StorylabError, match="tag ids must be integers in 0..26"):
+        read_sample(tmp_path, "s")
+
+
+def test_bad_release_folders_are_one_line_errors(tmp_path):
+    from tests.cli_runner import run_cli
+
+    poses = random_poses(30)
+    for sid in ("a", "b"):
+        write_sample(tmp_path, ETSample(sid, poses, np.zeros((30, 3)), "The camera moves.", "The camera moves.",
+                                        np.zeros(29, int), np.zeros(29, int)))
+    write_split(tmp_path, ["a", "b", "missing"], "mixed", "train")
+    result = run_cli("train", "director", "--data", str(tmp_path), "--steps", "1", "--out", str(tmp_path / "d.safetensors"))
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: trajectory file not found")
+    assert "missing.txt" in result.stderr and not (tmp_path / "d.safetensors").exists()
+    write_split(tmp_path, ["a", "b"], "mixed", "train")
+    np.save(tmp_path / "cam_segments" / "b.npy", np.zeros(30, int))
+    result = run_cli("train", "director", "--data", str(tmp_path), "--steps", "1", "--out", str(tmp_path / "d.safetensors"))
+    assert result.returncode == 2 and "b.npy: expected 29 tag ids" in result.stderr.strip().splitlines()[-1]
