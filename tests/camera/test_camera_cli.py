@@ -73,15 +73,15 @@ def test_generate_and_render_with_a_checkpoint(tmp_path):
     save_director(ckpt, Director(DirectorConfig.build("crossattn", d_model=32, n_layers=1, n_heads=2, cond_layers=1)))
     out, png = tmp_path / "gen.txt", tmp_path / "gen.png"
     result = CliRunner().invoke(app, ["camera", "generate", "The camera trucks right.", "--checkpoint", str(ckpt),
-                                      "--frames", "40", "--char-motion", "right", "--out", str(out),
+                                      "--frames", "14", "--char-motion", "right", "--out", str(out),
                                       "--render", str(png), "--steps", "2", "--schedule", "linear"])
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
-    assert len(lines) == 40 and all(len(line.split()) == 12 for line in lines)
+    assert len(lines) == 14 and all(len(line.split()) == 12 for line in lines)
     assert png.read_bytes()[:4] == b"\x89PNG"
-    # the made-up character is kept beside --out: 40 frames walking right at 1.2 m/s from the origin
+    # the made-up character is kept beside --out: 14 frames walking right at 1.2 m/s from the origin
     char = np.load(tmp_path / "gen_char.npy")
-    np.testing.assert_allclose(char, np.arange(40)[:, None] * [1.2 / 25, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(char, np.arange(14)[:, None] * [1.2 / 25, 0, 0], atol=1e-6)
     gif = tmp_path / "gen.gif"
     result = CliRunner().invoke(app, ["camera", "render", str(out), "--out", str(gif)])
     assert result.exit_code == 0 and f"character: {tmp_path / 'gen_char.npy'}" in result.output
@@ -99,7 +99,7 @@ def red_pixels(gif) -> int:
 
 
 def test_render_gif(tmp_path):
-    traj = trucking_file(tmp_path / "t.txt", 30)
+    traj = trucking_file(tmp_path / "t.txt", 12)
     result = CliRunner().invoke(app, ["camera", "render", str(traj), "--out", str(tmp_path / "a.gif")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "a.gif").read_bytes()[:3] == b"GIF"
