@@ -115,8 +115,8 @@ def actual_mean_scale(guided: Any, steps: int) -> float:
 
 
 def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], scales: Sequence[float], guidance: str,
-              per_class: int, steps: int, seed: int, classifier_path: str | Path, floor_repeats: int = 10
-              ) -> dict[str, Any]:
+              per_class: int, steps: int, seed: int, classifier_path: str | Path,
+              features: str | Path | None = None, floor_repeats: int = 10) -> dict[str, Any]:
     """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results."""
     from storylab.images.datasets import resolve
     from storylab.images.denoiser import load_digit_model, sample_digits
@@ -125,9 +125,9 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
     out = Path(out)
     model = load_digit_model(checkpoint)
     data = model.config.data
-    feature_net = load_digit_feature_net(data=data)
+    feature_net = load_digit_feature_net(features, data=data)  # None: the data set's shipped network
     labels = torch.arange(model.num_classes).repeat_interleave(per_class)
-    ref = real_reference(feature_net, labels.shape[0], seed, floor_repeats, data=data)
+    ref = real_reference(feature_net, labels.shape[0], seed, floor_repeats, data=data, feature_net_path=features)
     warning = fid_warning(int(labels.shape[0]), ref["dim"])
     if warning:
         print(warning)
