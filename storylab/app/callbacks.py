@@ -74,6 +74,36 @@ def _scale_image(gray: np.ndarray, factor: int = 6) -> np.ndarray:
     return np.kron(arr, np.ones((factor, factor), dtype=np.uint8))
 
 
+def warm_up(log: Callable[[str], None] = LOG.info) -> dict[str, float]:
+    """Load every tab's shipped models once (in the order of the tabs); returns seconds per model.
+
+    The app runs this in a background thread after it starts serving, so the page is up at once and
+    a first click usually finds its model loaded. A model that fails to load is logged and skipped:
+    its tab then reports the error line when used.
+    """
+    from storylab.camera.panel import _generator
+    from storylab.humor.panel import SHIPPED, _model
+    from storylab.images.assets import DENOISER
+    from storylab.images.panel import CONTROL_KINDS, _controlnet, _denoiser
+    from storylab.text_encoder import default_encoder
+
+    steps = [("digit denoiser", lambda: _denoiser(str(DENOISER)))]
+    steps += [(f"{k} ControlNet", functools.partial(_controlnet, k, str(DENOISER))) for k in CONTROL_KINDS]
+    steps += [("DIRECTOR + text encoder", lambda: _generator("crossattn")), ("FunnyNet-W", lambda: _model(str(SHIPPED))),
+              ("MiniLM (video QA retrieval)", default_encoder)]
+    seconds = {}
+    for name, load in steps:
+        t0 = time.perf_counter()
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001 - logged; the tab reports it when used
+            log(f"could not load {name}: {error_line(exc)}")
+            continue
+        seconds[name] = time.perf_counter() - t0
+    log("models loaded: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    return seconds
+
+
 # --- Guidance ---------------------------------------------------------------------------------------------------
 
 def weights_frame(schedule_a: str, schedule_b: str, scale: float, steps: int) -> Any:

@@ -41,6 +41,8 @@ def app_command(host: str = typer.Option("127.0.0.1", "--host", help="Address to
                 port: int = typer.Option(7860, "--port", help="TCP port."),
                 out: Optional[Path] = typer.Option(None, "--out", help="Folder for the app's outputs (KITTI files, "
                                                    "timelines, clips); default: a fresh temporary folder."),
+                warm: bool = typer.Option(True, "--warm/--no-warm", help="Load every tab's models in the background "
+                                          "as soon as the page is up, so first clicks are fast."),
                 ) -> None:
     """Start the web app: Guidance, ControlNet, Camera, Humor and Video QA tabs on the shipped checkpoints."""
     check_address(host, port)
@@ -55,4 +57,4 @@ def app_command(host: str = typer.Option("127.0.0.1", "--host", help="Address to
     from storylab.app.layout import serve
 
     print(f"storylab app: http://{host}:{port}  (Ctrl+C stops it)", flush=True)
-    serve(host, port, out, block=True)
+    serve(host, port, out, block=True, warm=warm)

@@ -61,7 +61,8 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     status_g = gr.Markdown(elem_id="guidance-status")
                     grid_a = gr.Image(label="schedule A (columns: classes)", elem_id="guidance-grid-a", type="numpy")
                     grid_b = gr.Image(label="schedule B, same seeds", elem_id="guidance-grid-b", type="numpy")
-                    table_g = gr.Dataframe(label="cost", elem_id="guidance-table")
+                    table_g = gr.Dataframe(label="cost", elem_id="guidance-table",
+                                           headers=["schedule", "samples", "NFE per sample", "mean scale", "time (s)"])
             for comp in (sched_a, sched_b, scale, steps):
                 comp.change(cb.weights_frame, [sched_a, sched_b, scale, steps], curve, show_progress="hidden")
 
@@ -70,7 +71,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                                             progress=progress)
 
             go.click(guidance, [dataset, rule, scale, sched_a, sched_b, sampler, steps, seed, per_class],
-                     [status_g, grid_a, grid_b, table_g])
+                     [status_g, grid_a, grid_b, table_g], show_progress_on=[grid_a, grid_b])
 
         with gr.Tab("ControlNet", id="controlnet", elem_id="tab-controlnet"):
             with gr.Row():
@@ -94,14 +95,14 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     cond = gr.Image(label="extracted condition", elem_id="control-condition", height=200)
                     controlled = gr.Image(label="ControlNet samples", elem_id="control-controlled", height=150)
                     base = gr.Image(label="base model, same noise", elem_id="control-base", height=150)
-                    table_c = gr.Dataframe(label="condition fidelity", elem_id="control-table")
+                    table_c = gr.Dataframe(label="condition fidelity", elem_id="control-table", headers=["samples", "fidelity"])
 
             def control(sketch_, upload_, kind_, scale_, start_, end_, label_, steps_, seed_, progress=gr.Progress()):
                 return cb.control_generate(sketch_, upload_, kind_, scale_, start_, end_, label_, steps_, seed_,
                                            progress=progress)
 
             c_go.click(control, [sketch, upload, kind, c_scale, start, end, label, c_steps, c_seed],
-                       [status_c, cond, controlled, base, table_c])
+                       [status_c, cond, controlled, base, table_c], show_progress_on=[controlled])
 
         with gr.Tab("Camera", id="camera", elem_id="tab-camera"):
             with gr.Row():
@@ -121,7 +122,8 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                 with gr.Column(scale=2):
                     status_cam = gr.Markdown(elem_id="camera-status")
                     plot = gr.Plot(label="camera (blue, frustums) and character (red)", elem_id="camera-plot")
-                    table_cam = gr.Dataframe(label="re-tagged motion segments (E.T. tags)", elem_id="camera-table")
+                    table_cam = gr.Dataframe(label="re-tagged motion segments (E.T. tags)", elem_id="camera-table",
+                                             headers=["who", "start (s)", "end (s)", "frames", "tag"])
                     kitti = gr.File(label="KITTI trajectory (12 numbers per frame)", elem_id="camera-kitti")
 
             def camera(caption_, motion_, char_, scale_, schedule_, frames_, steps_, seed_, progress=gr.Progress()):
@@ -129,7 +131,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                                           progress=progress)
 
             cam_go.click(camera, [caption, motion, char_file, g_scale, schedule, frames, cam_steps, cam_seed],
-                         [status_cam, plot, table_cam, kitti])
+                         [status_cam, plot, table_cam, kitti], show_progress_on=[plot])
 
         with gr.Tab("Humor", id="humor", elem_id="tab-humor"):
             with gr.Row():
@@ -147,15 +149,18 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     status_h = gr.Markdown(elem_id="humor-status")
                     timeline = gr.Image(label="timeline (orange: laughter, red: funny moments)", type="filepath",
                                         elem_id="humor-timeline")
-                    table_h = gr.Dataframe(label="top moments", elem_id="humor-table", wrap=True)
-                    player = gr.Video(label="the video", elem_id="humor-player")
+                    table_h = gr.Dataframe(label="top moments", elem_id="humor-table", wrap=True,
+                                           headers=["rank", "time (s)", "P(funny)", "window (s)", "subtitle lines"],
+                                           column_widths=["8%", "10%", "12%", "14%", "56%"])
+                    player = gr.Video(label="the video", elem_id="humor-player", height=300)
                     with gr.Row():
                         clip_views = [gr.Video(label=f"moment {k}", elem_id=f"humor-clip-{k}") for k in (1, 2, 3)]
 
             def humor(video_, subs_, episode_, threshold_, progress=gr.Progress()):
                 return cb.humor_detect(video_, subs_, episode_, threshold_, work_s, progress=progress)
 
-            h_go.click(humor, [video, subs, episode, threshold], [status_h, timeline, table_h, player, *clip_views])
+            h_go.click(humor, [video, subs, episode, threshold], [status_h, timeline, table_h, player, *clip_views],
+                       show_progress_on=[timeline])
 
         with gr.Tab("Video QA", id="videoqa", elem_id="tab-videoqa"):
             with gr.Row():
@@ -175,21 +180,32 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     q_go = gr.Button("Answer", variant="primary", elem_id="videoqa-run")
                 with gr.Column(scale=2):
                     status_q = gr.Markdown(elem_id="videoqa-status")
-                    table_q = gr.Dataframe(label="answers", elem_id="videoqa-table", wrap=True)
+                    table_q = gr.Dataframe(label="answers", elem_id="videoqa-table", wrap=True,
+                                           headers=["question", "reply", "parsed", "correct letter", "correct",
+                                                    "running accuracy (%)"])
 
             def videoqa(source_, questions_, subs_, backend_, custom_, mode_, limit_, progress=gr.Progress()):
                 return cb.videoqa_answer("upload" if source_ == "upload" else "shipped", questions_, subs_, backend_,
                                          custom_, mode_, limit_, work_s, progress=progress)
 
-            q_go.click(videoqa, [source, questions, qa_subs, backend, custom, mode, limit], [status_q, table_q])
+            q_go.click(videoqa, [source, questions, qa_subs, backend, custom, mode, limit], [status_q, table_q], show_progress_on=[table_q])
     demo.queue(default_concurrency_limit=1)
     demo.storylab_work_dir = work  # type: ignore[attr-defined]
     return demo
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, work_dir: str | Path | None = None, block: bool = True) -> Any:
-    """Build the app and serve it on ``host:port`` (loopback by default); returns the Blocks when ``block`` is False."""
+def serve(host: str = "127.0.0.1", port: int = 7860, work_dir: str | Path | None = None, block: bool = True,
+          warm: bool = True) -> Any:
+    """Build the app and serve it on ``host:port`` (loopback by default); returns the Blocks when ``block`` is False.
+
+    With ``warm`` the shipped models load in a background thread while the page is already served.
+    """
+    import threading
+
     demo = build_app(work_dir)
+    if warm:
+        threading.Thread(target=cb.warm_up, kwargs={"log": lambda m: print(f"storylab app: {m}", flush=True)},
+                         daemon=True, name="storylab-warm-up").start()
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=True, share=False,
                 show_error=False, allowed_paths=[str(demo.storylab_work_dir)], footer_links=[], ssr_mode=False)
     return demo

@@ -56,11 +56,11 @@ def answer_film(out: str | Path, questions: str | Path | None = None, subtitles:
         paths = sample_paths()
         questions, subtitles = paths.questions, subtitles or paths.subtitles
         videos = videos or paths.videos
+    known = load_questions(questions)  # a bad CSV fails first, with the CLI's one line
     if "L" in mode and subtitles is None:
         raise StorylabError(f"mode {mode} reads subtitles: upload a subtitles CSV (or .srt) as well")
     if "V" in mode and videos is None:
         raise StorylabError(f"mode {mode} reads frames: it needs the film's video")
-    known = load_questions(questions)  # a bad CSV fails here with the CLI's one line
     out = Path(out)
     cfg = EvalConfig(questions=Path(questions), out=out, task="mcqa", mode=mode, backend=backend,
                      subtitles=Path(subtitles) if subtitles else None, videos=Path(videos) if videos else None,
