@@ -191,7 +191,7 @@ def camera_generate(caption: str, char_motion: str, char_file: Any, guidance_sca
     """A 3D trajectory figure (plotly), the re-tagged segments, the KITTI file and the seconds it took."""
     import pandas as pd
 
-    from storylab.camera.panel import caption_trajectory, read_char_track, trajectory_plotly, write_kitti
+    from storylab.camera.panel import caption_trajectory, read_char_track, write_kitti
 
     progress(0.1, "loading DIRECTOR and encoding the caption")
     char = read_char_track(_path_of(char_file)) if char_file else None
@@ -204,7 +204,29 @@ def camera_generate(caption: str, char_motion: str, char_file: Any, guidance_sca
         columns={"start_s": "start (s)", "end_s": "end (s)"})
     status = (f"{len(r.kitti_poses)} frames; sampled in {r.seconds:.2f} s (model load {r.load_seconds:.1f} s, once); "
               f"camera: {', '.join(s['tag'] for s in r.segments)}")
-    return status, trajectory_plotly(r), table, str(kitti)
+    return status, _trajectory_view(r, kitti.with_suffix(".png")), table, str(kitti)
+
+
+def _trajectory_view(result: Any, png: Path) -> Any:
+    """The interactive plotly 3D figure, or without plotly the matplotlib render (frustums, character) as a figure."""
+    try:
+        from storylab.camera.panel import trajectory_plotly
+
+        return trajectory_plotly(result)
+    except ImportError:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from storylab.camera.panel import render_trajectory
+
+        render_trajectory(png, result)
+        fig, ax = plt.subplots(figsize=(7, 6))
+        ax.imshow(plt.imread(png))
+        ax.axis("off")
+        fig.tight_layout()
+        return fig
 
 
 # --- Humor ------------------------------------------------------------------------------------------------------
