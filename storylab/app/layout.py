@@ -182,7 +182,8 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     status_q = gr.Markdown(elem_id="videoqa-status")
                     table_q = gr.Dataframe(label="answers", elem_id="videoqa-table", wrap=True,
                                            headers=["question", "reply", "parsed", "correct letter", "correct",
-                                                    "running accuracy (%)"])
+                                                    "running accuracy (%)"],
+                                           column_widths=["44%", "9%", "9%", "13%", "10%", "15%"])
 
             def videoqa(source_, questions_, subs_, backend_, custom_, mode_, limit_, progress=gr.Progress()):
                 return cb.videoqa_answer("upload" if source_ == "upload" else "shipped", questions_, subs_, backend_,

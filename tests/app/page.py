@@ -40,6 +40,12 @@ class AppPage:
             lambda d: (t := self.text(status_id)) and t != before)
         return self.text(status_id), time.perf_counter() - t0
 
+    def type_into(self, css: str, text: str) -> None:
+        """Replace the text of an input or textarea."""
+        box = self.driver.find_element(By.CSS_SELECTOR, css)
+        box.clear()
+        box.send_keys(text)
+
     def upload(self, elem_id: str, path: Path) -> None:
         """Put a file into an upload component and wait until the page shows its name."""
         field = self.driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]")

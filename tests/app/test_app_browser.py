@@ -79,9 +79,7 @@ def test_camera_tab_turns_a_caption_into_a_trajectory(page, tmp_path):
     from storylab.camera.tagging import tag_camera, tag_name
 
     page.tab("Camera")
-    box = page.driver.find_element(By.CSS_SELECTOR, "#camera-caption textarea")
-    box.clear()
-    box.send_keys("The camera pushes in toward the character.")
+    page.type_into("#camera-caption textarea", "The camera pushes in toward the character.")
     status, _ = page.run("camera-run", "camera-status")
     assert status.startswith("150 frames; sampled in"), status
     WebDriverWait(page.driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#camera-plot .js-plotly-plot"))
@@ -133,9 +131,7 @@ def test_humor_tab_finds_moments_in_a_synthetic_episode_and_rejects_a_non_video(
 
 def test_videoqa_tab_answers_the_sample_and_reports_a_bad_csv(page, tmp_path):
     page.tab("Video QA")
-    limit = page.driver.find_element(By.CSS_SELECTOR, "#videoqa-limit input")
-    limit.clear()
-    limit.send_keys("4")
+    page.type_into("#videoqa-limit input", "4")
     status, _ = page.run("videoqa-run", "videoqa-status", timeout=120)
     assert status.startswith("Retrieval (MiniLM), mode L: accuracy"), status
     rows = page.table("videoqa-table")
