@@ -36,7 +36,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
     work_s = str(work)
     rules = [r for r in RULES if r != "classifier"]
 
-    with gr.Blocks(title="storylab") as demo:
+    with gr.Blocks(title="storylab", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Guidance", id="guidance", elem_id="tab-guidance"):
             with gr.Row():
@@ -207,6 +207,10 @@ def serve(host: str = "127.0.0.1", port: int = 7860, work_dir: str | Path | None
     if warm:
         threading.Thread(target=cb.warm_up, kwargs={"log": lambda m: print(f"storylab app: {m}", flush=True)},
                          daemon=True, name="storylab-warm-up").start()
+    import gradio as gr
+
+    # system fonts only: the default theme would ask Google Fonts, and the app makes no outside request
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=True, share=False,
-                show_error=False, allowed_paths=[str(demo.storylab_work_dir)], footer_links=[], ssr_mode=False)
+                show_error=False, theme=theme, allowed_paths=[str(demo.storylab_work_dir)], footer_links=[], ssr_mode=False)
     return demo

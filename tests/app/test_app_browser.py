@@ -157,3 +157,17 @@ def test_videoqa_tab_answers_the_sample_and_reports_a_bad_csv(page, tmp_path):
     status, _ = page.run("videoqa-run", "videoqa-status", timeout=60)
     assert status.startswith(before) and status.endswith(after) and "questions.csv" in status, (status, line)
     page.screenshot("videoqa_bad_upload")
+
+
+def test_the_page_asks_nothing_of_any_other_address(page):
+    import json
+
+    urls = []
+    for entry in page.driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    assert any(u.startswith(page.url) for u in urls)
+    network = [u for u in urls if u.split(":", 1)[0] in ("http", "https", "ws", "wss")]  # not chrome://, data:, blob:
+    outside = [u for u in network if not u.startswith(page.url)]
+    assert outside == [], outside
