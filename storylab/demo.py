@@ -316,12 +316,22 @@ h1{margin-bottom:0.2em}h2{border-bottom:2px solid #e36f1e;padding-bottom:0.2em;m
 .lede{color:#555}nav a{margin-right:1em}
 table{border-collapse:collapse;margin:0.8em 0;font-size:0.92em}
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:right;vertical-align:top}
-th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
+th{background:#f6f6f6}td:first-child,th:first-child,td.t{text-align:left}
 figure{margin:1em 0;display:inline-block;max-width:100%;vertical-align:top}
 figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:0.88em;color:#555;max-width:700px}
 figure.third{max-width:32%;margin-right:1%}
 .note{background:#fff7ec;border-left:4px solid #e36f1e;padding:0.5em 0.8em}
 """
+
+
+def _numeric(cell: Any) -> bool:
+    """Whether a table cell reads as a number (right-aligned); text cells are left-aligned."""
+    text = str(cell).replace(",", "").replace("%", "").strip()
+    try:
+        float(text.split()[-1] if text else "x")
+    except ValueError:
+        return False
+    return True
 
 
 def write_report(out: Path, sections: list[dict[str, Any]], seconds: float) -> Path:
@@ -350,7 +360,8 @@ def write_report(out: Path, sections: list[dict[str, Any]], seconds: float) -> P
         if section.get("rows"):
             parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in section["header"]) + "</tr>")
             for row in section["rows"]:
-                parts.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>")
+                parts.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" if _numeric(c) else
+                                              f"<td class=t>{esc(str(c))}</td>" for c in row) + "</tr>")
             parts.append("</table>")
         if section.get("note"):
             parts.append(f"<p class='note'>{esc(section['note'])}</p>")
