@@ -115,3 +115,32 @@ def run_path(name: str) -> Path:
 def use_hint(*command: str | Path) -> str:
     """The line a training command prints last: how to use what it wrote (paths shell-quoted)."""
     return "use it with: " + " ".join(shlex.quote(str(part)) for part in command)
+
+
+def safe_id(value: str, what: str = "id") -> str:
+    """``value`` if it can name one file inside a folder; a :class:`StorylabError` otherwise.
+
+    Ids read from data files (a questions CSV's ``video_id``, an E.T. split line, a clip table's
+    file) become file names. An absolute path, a path separator, ``..`` or a NUL byte could make
+    such a name point outside its folder, so they are refused; a leading ``-`` or ``_`` is fine
+    (ids are never passed to a program as arguments).
+    """
+    from storylab.errors import StorylabError
+
+    text = str(value)
+    if (not text or text in (".", "..") or "/" in text or "\\" in text or ".." in text or "\x00" in text
+            or os.path.isabs(text) or (len(text) > 1 and text[1] == ":")):
+        raise StorylabError(f"refusing {what} {text!r}: an id must name a file inside its folder "
+                            "(no path separator, no '..', not absolute)")
+    return text
+
+
+def safe_join(folder: str | os.PathLike, name: str, suffix: str = "", what: str = "id") -> Path:
+    """``folder / (name + suffix)`` after :func:`safe_id`, checked to stay inside ``folder``."""
+    from storylab.errors import StorylabError
+
+    path = Path(folder) / f"{safe_id(name, what)}{suffix}"
+    base = Path(folder).resolve()
+    if path.resolve().parent != base and base not in path.resolve().parents:
+        raise StorylabError(f"refusing {what} {name!r}: it resolves outside {folder}")
+    return path

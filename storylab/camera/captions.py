@@ -8,7 +8,10 @@ numbers. Two captioners share that outline:
   chosen by a hash of the outline, and proper sequencing ("... while the character moves right,
   then pushes in").
 * :class:`ChatCaptioner`: any OpenAI-compatible ``/chat/completions`` endpoint (temperature 0.6,
-  top-p 0.95); an answer that mentions frame numbers is re-prompted once.
+  top-p 0.95); an answer that mentions frame numbers is re-prompted once. Requests go through
+  :mod:`storylab.http_client` (whole-request deadline, reply-size cap, retries with backoff and
+  ``Retry-After``), the same client as the video QA wing's; a caption longer than
+  :data:`MAX_CAPTION_CHARS` is refused rather than stored or printed.
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +27,7 @@ import numpy as np
 
 from storylab.camera.tagging import MotionTags, Segment, tag_name
 from storylab.errors import StorylabError
+from storylab.http_client import HttpLimits, ServerUnavailable, chat_reply_text, post_with_retries
 
 CAMERA_PHRASES = {
     "static": ("stays static", "remains still", "holds its position"),
@@ -106,12 +108,15 @@ PROMPT = ("You write captions for camera trajectories in movie shots. Given an o
           "motion (and the character's, when given) in order. Never mention frame numbers.")
 
 
+MAX_CAPTION_CHARS = 2000  # E.T.'s captions are one to three sentences; a longer answer is not a caption
+
+
 @dataclass
 class ChatCaptioner:
     """Captions from an OpenAI-compatible chat endpoint (E.T. used Mistral-7B-Instruct).
 
-    Hand-written on urllib (stdlib) rather than the ``openai`` client: one POST with JSON is all it
-    needs, and it keeps the dependency list short.
+    ``base_url`` ends where ``/chat/completions`` is appended (``http://HOST:PORT/v1``). ``timeout``
+    bounds each whole request; transient failures are retried ``retries`` times.
     """
 
     base_url: str
@@ -120,6 +125,9 @@ class ChatCaptioner:
     temperature: float = 0.6
     top_p: float = 0.95
     timeout: float = 60.0
+    retries: int = 3
+    backoff: float = 1.0
+    max_reply_bytes: int | None = None
 
     def _ask(self, messages: list[dict[str, str]]) -> str:
         body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
@@ -128,13 +136,18 @@ class ChatCaptioner:
         key = self.api_key or os.environ.get("OPENAI_API_KEY")
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.base_url.rstrip("/") + "/chat/completions", body, headers)
+        limits = HttpLimits(timeout=self.timeout, retries=self.retries, backoff=self.backoff,
+                            max_reply_bytes=self.max_reply_bytes)
+        label = f"caption endpoint {self.base_url}"
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                answer = json.loads(response.read().decode())
-            return str(answer["choices"][0]["message"]["content"]).strip()
-        except (urllib.error.URLError, OSError, KeyError, IndexError, ValueError) as exc:
-            raise StorylabError(f"caption endpoint {self.base_url} failed: {exc}") from None
+            text = post_with_retries(self.base_url.rstrip("/") + "/chat/completions", body, headers, limits, label,
+                                     parse=chat_reply_text).strip()
+        except ServerUnavailable as exc:
+            raise StorylabError(str(exc)) from None
+        if len(text) > MAX_CAPTION_CHARS:
+            raise StorylabError(f"{label} returned {len(text)} characters, more than a caption "
+                                f"({MAX_CAPTION_CHARS} at most); refused")
+        return text
 
     def caption(self, camera: MotionTags, character: MotionTags | None = None) -> str:
         """Ask for a caption; re-prompt once if the answer contains frame numbers."""

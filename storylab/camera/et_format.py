@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from storylab.errors import StorylabError
-from storylab.io import atomic_path, atomic_write_text
+from storylab.io import atomic_path, atomic_write_text, safe_id
 
 ROTATION_TOLERANCE = 1e-3  # KITTI files are written with ~6 significant digits.
 SPLIT_SUBSETS = ("pure", "mixed", "full")
@@ -153,6 +153,7 @@ class ETSample:
 def read_sample(root: str | os.PathLike, sample_id: str) -> ETSample:
     """Read every part of sample ``sample_id`` that exists under ``root`` (traj/ is required)."""
     root = Path(root)
+    safe_id(sample_id, "sample id")
     poses = read_kitti_poses(root / "traj" / f"{sample_id}.txt")
     n = len(poses)
     char_path = root / "char" / f"{sample_id}.npy"
@@ -178,6 +179,7 @@ def read_sample(root: str | os.PathLike, sample_id: str) -> ETSample:
 def write_sample(root: str | os.PathLike, sample: ETSample) -> None:
     """Write every present part of ``sample`` under ``root`` in the E.T. layout, each file atomically."""
     root = Path(root)
+    safe_id(sample.sample_id, "sample id")
     write_kitti_poses(root / "traj" / f"{sample.sample_id}.txt", sample.kitti_poses)
     if sample.char_positions is not None:
         save_npy(root / "char" / f"{sample.sample_id}.npy", validate_char(sample.char_positions, sample.n_frames))
@@ -202,6 +204,8 @@ def read_split(root: str | os.PathLike, subset: str = "full", part: str = "train
     if not p.is_file():
         raise StorylabError(f"split file not found: {p} (is {Path(root)} an E.T.-format folder?)")
     ids = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for sample_id in ids:
+        safe_id(sample_id, f"sample id in {p.name}")
     if not ids:
         raise StorylabError(f"split file is empty: {p}")
     return ids

@@ -24,7 +24,10 @@ class StepContext:
 
     ``t`` is the model's time input ``(B,)``: integer timesteps for DDPM/DDIM, sigma for EDM.
     ``step`` counts sampling steps from 0 (noisiest) to ``num_steps - 1``; ``a`` and ``s`` are the
-    perturbation coefficients of x_t = a x_0 + s eps (scalars).
+    perturbation coefficients of x_t = a x_0 + s eps (scalars). ``corrector`` marks a second
+    evaluation inside the same step (EDM Heun), so per-sampling state is not reset twice.
+    ``variance`` is the ancestral sampler's Sigma_t of this step (DDPM), ``None`` elsewhere: it lets
+    classifier guidance shift the mean by Sigma_t gamma grad as guided-diffusion does.
     """
 
     x: torch.Tensor
@@ -33,6 +36,13 @@ class StepContext:
     num_steps: int
     a: float
     s: float
+    corrector: bool = False
+    variance: float | None = None
+
+    @property
+    def sigma(self) -> float:
+        """The noise level sigma = s / a of this evaluation (sqrt((1 - alpha-bar) / alpha-bar) for VP, sigma for EDM)."""
+        return self.s / self.a
 
     @property
     def progress(self) -> float:
@@ -54,10 +64,16 @@ class Prediction:
 
     ``eps`` defines the x_0 estimate; ``renoise_eps`` (optional) is the noise direction used to move
     to the next noise level (CFG++ renoises with the unconditional eps); by default it is ``eps``.
+    ``eps_shift`` (classifier guidance) is the part of ``eps`` added by guidance: a sampler that clips
+    x_0 in guided-diffusion's order clips the x_0 of ``eps - eps_shift`` and adds the shift unclipped.
+    ``mean_shift`` (classifier guidance on DDPM, guided-diffusion's ``condition_mean``) is added to the
+    ancestral mean; ``eps`` is then the unguided prediction.
     """
 
     eps: torch.Tensor
     renoise_eps: torch.Tensor | None = None
+    eps_shift: torch.Tensor | None = None
+    mean_shift: torch.Tensor | None = None
 
     @property
     def direction(self) -> torch.Tensor:

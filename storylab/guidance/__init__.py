@@ -14,8 +14,8 @@ from storylab.guidance.names import RULES, SPEC_HELP
 _LAZY = {
     "Guided": "guided", "concat_conditions": "guided",
     "APG": "rules", "CFG": "rules", "CFGPlusPlus": "rules", "ClassifierGuidance": "rules", "GuidanceRule": "rules",
-    "NoGuidance": "rules", "make_rule": "rules",
-    "SHAPES": "schedules", "WeightSchedule": "schedules", "check_scale": "schedules", "parse_schedule": "schedules",
+    "NegativeCFG": "rules", "NoGuidance": "rules", "make_rule": "rules",
+    "SCHEDULE_VERSION": "names", "SHAPES": "schedules", "WeightSchedule": "schedules", "check_scale": "schedules", "parse_schedule": "schedules",
     "sampling_progress": "schedules",
 }
 

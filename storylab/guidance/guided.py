@@ -37,8 +37,10 @@ class Guided:
     """A guided model for the samplers: ``Guided(...)(ctx) -> Prediction``.
 
     ``scale`` follows the diffusers convention (1 = conditional); ``schedule`` (a SPEC string or a
-    :class:`WeightSchedule`) modulates the rule's strength over the sampling steps. ``nfe`` counts
-    network evaluations (one batched call of k branches counts k).
+    :class:`WeightSchedule`) modulates the rule's strength over the sampling steps. A step where the
+    schedule's shape is 0 (outside an interval, the first step of linear) is a plain conditional step
+    for every rule (one evaluation). ``nfe`` counts network evaluations (one batched call of k
+    branches counts k).
     """
 
     def __init__(self, denoiser: Denoiser, cond: Any, rule: GuidanceRule | None = None, scale: float = 1.0,
@@ -52,14 +54,26 @@ class Guided:
         self.conditions = {"cond": cond, "uncond": uncond, "negative": negative}
         self.prediction = prediction
         self.nfe = 0
-        self._strengths: tuple[int, list[float]] | None = None
+        self._strengths: tuple[int, list[float], list[bool]] | None = None
+
+    def _per_step(self, num_steps: int) -> tuple[list[float], list[bool]]:
+        if self._strengths is None or self._strengths[0] != num_steps:
+            values = self.rule.schedule_strengths(self.schedule, num_steps, self.scale).tolist()
+            on = (self.schedule.strengths(num_steps, 1.0) != 0).tolist()
+            self._strengths = (num_steps, values, on)
+        return self._strengths[1], self._strengths[2]
 
     def strengths(self, num_steps: int) -> list[float]:
-        """Per-step strengths of the rule (w_i for CFG, gamma_i for classifier guidance)."""
-        if self._strengths is None or self._strengths[0] != num_steps:
-            values = self.schedule.strengths(num_steps, self.rule.strength(self.scale)).tolist()
-            self._strengths = (num_steps, values)
-        return self._strengths[1]
+        """Per-step strengths of the rule (w_i for CFG, gamma_i for classifier guidance, lambda_i for CFG++)."""
+        return self._per_step(num_steps)[0]
+
+    def step_strength(self, ctx: StepContext) -> tuple[float, bool]:
+        """(strength, guided?) of the step in ``ctx``; sigma intervals read the step's own noise level."""
+        if self.schedule.needs_sigma:
+            on = self.schedule.strength_at(ctx.step, ctx.num_steps, 1.0, sigma=ctx.sigma) != 0
+            return (self.rule.strength(self.scale) if on else 0.0), on
+        values, on = self._per_step(ctx.num_steps)
+        return values[ctx.step], on[ctx.step]
 
     def evaluate(self, x: torch.Tensor, t: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """Run the denoiser once on the concatenation of the requested branches; return raw outputs."""
@@ -74,11 +88,19 @@ class Guided:
         self.nfe += k
         return dict(zip(names, out.chunk(k, dim=0)))
 
+    def _to_eps(self, value: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return to_eps(value, ctx.x, self.prediction, torch.tensor(ctx.a), torch.tensor(ctx.s))
+
     def __call__(self, ctx: StepContext) -> Prediction:
-        if ctx.step == 0:
+        if ctx.step == 0 and not ctx.corrector:
             self.rule.reset()
-        w = self.strengths(ctx.num_steps)[ctx.step]
+        w, guided = self.step_strength(ctx)
+        if not guided:
+            branch = self.rule.unguided_branch
+            return Prediction(self._to_eps(self.evaluate(ctx.x, ctx.t, (branch,))[branch], ctx))
         raw = self.evaluate(ctx.x, ctx.t, self.rule.branches(w))
-        eps = {name: to_eps(value, ctx.x, self.prediction, torch.tensor(ctx.a), torch.tensor(ctx.s))
-               for name, value in raw.items()}
+        if self.prediction != "eps" and self.rule.raw_space:
+            # diffusers combines (and rescales) the raw network outputs; CFG's linear part is the same in any space.
+            return Prediction(self._to_eps(self.rule.combine(raw, ctx, w).eps, ctx))
+        eps = {name: self._to_eps(value, ctx) for name, value in raw.items()}
         return self.rule.combine(eps, ctx, w)

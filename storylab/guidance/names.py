@@ -1,5 +1,11 @@
 """Names of the guidance rules and the schedule SPEC grammar (torch-free, for ``--help`` texts)."""
 
-RULES = ("none", "cfg", "negative", "classifier", "cfg++", "apg")
+RULES = ("none", "cfg", "negative", "negative3", "classifier", "cfg++", "apg")
 SPEC_HELP = ("constant, linear, invlinear, cosine, sine, v-shape, lambda-shape, clamp:<shape>:c=<floor>, "
-             "pcs:s=<exponent>, interval:start=<a>,stop=<b>")
+             "pcs:s=<exponent> (the lecture's formula, value = scale at the last step), pcs-mean:s=<exponent> "
+             "(mean-normalised), interval:start=<a>,stop=<b> (progress, closed), "
+             "diffusers-interval:start=<a>,stop=<b> (int(aN) <= i < int(bN)), interval:sigma_lo=<lo>,sigma_hi=<hi> "
+             "(noise level); append @paper for the paper's step grid t/T, t = 1..T (default @endpoints, i/(N-1))")
+GRIDS = ("endpoints", "paper")
+# Bumped whenever a schedule definition changes; recorded in every study JSON (see the README changelog).
+SCHEDULE_VERSION = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from storylab.guidance.schedules import parse_schedule
+from storylab.guidance.schedules import parse_schedule, sampling_progress
 from storylab.io import atomic_savefig
 
 
@@ -18,8 +18,9 @@ def plot_weights(specs: Sequence[str], scale: float, steps: int, path: str | Pat
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for spec in specs:
-        values = parse_schedule(spec).scales(steps, scale).numpy()
-        progress = [i / max(1, steps - 1) for i in range(steps)]
+        schedule = parse_schedule(spec)
+        values = schedule.scales(steps, scale).numpy()
+        progress = sampling_progress(steps, schedule.grid).numpy()
         ax.plot(progress, values, label=f"{spec} (mean {values.mean():.2f})", linewidth=1.4, marker=".", markersize=4)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel("sampling progress (0 = pure noise, 1 = data)")

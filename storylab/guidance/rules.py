@@ -7,9 +7,14 @@ diffusers convention scale = w + 1 (see :mod:`storylab.guidance.schedules`).
 * :class:`NoGuidance` - the conditional prediction alone.
 * :class:`CFG` - classifier-free guidance eps = eps_u + (w + 1)(eps_c - eps_u) (Ho & Salimans 2022),
   optionally with guidance rescale phi (Lin et al. 2023, eq. 15-16) and with the negative condition
-  as the reference branch (negative prompting).
-* :class:`ClassifierGuidance` - eps_hat = eps - s_t gamma grad_x log p(y | x_t, t) (Dhariwal & Nichol
-  2021, eq. 14; s_t = sqrt(1 - alpha-bar_t) for DDPM/DDIM, sigma for EDM).
+  as the reference branch (negative prompting: scale 0 then gives eps_neg, not eps_u). For v- or
+  x_0-prediction networks it combines and rescales the raw outputs, as diffusers does.
+* :class:`NegativeCFG` - the three-branch rule eps_u + s (eps_c - eps_u) - s_n (eps_neg - eps_u)
+  (positive guidance and a separate negative scale s_n; scale 0 with s_n = 0 is unconditional).
+* :class:`ClassifierGuidance` - on DDPM, guided-diffusion's ``condition_mean``: mu + Sigma_t gamma grad_x
+  log p(y | x_t, t) (Dhariwal & Nichol 2021, Algorithm 1; no guidance on the last step, Sigma = 0);
+  elsewhere (or ``form="score"``) the score form eps_hat = eps - s_t gamma grad (Algorithm 2;
+  s_t = sqrt(1 - alpha-bar_t) for DDPM/DDIM, sigma for EDM). gamma is not portable between the two.
 * :class:`CFGPlusPlus` - CFG++ (Chung et al. 2024): x_0 from eps_u + lambda (eps_c - eps_u), renoise with eps_u.
 * :class:`APG` - adaptive projected guidance (Sadat et al. 2024): the x_0-space guidance difference is
   split into parts parallel and orthogonal to the conditional x_0, the parallel part down-weighted
@@ -26,7 +31,7 @@ import torch
 from storylab.diffusion.contract import Prediction, StepContext
 from storylab.errors import StorylabError
 from storylab.guidance.names import RULES
-
+from storylab.guidance.schedules import WeightSchedule
 
 
 def _per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -37,10 +42,16 @@ class GuidanceRule:
     """Base class: ``strength(scale)``, ``branches(w)`` and ``combine(eps, ctx, w)``."""
 
     name = "rule"
+    unguided_branch = "cond"  # the branch a step uses where the schedule's shape is 0
+    raw_space = False  # combine raw network outputs (v / x_0) instead of eps
 
     def strength(self, scale: float) -> float:
         """The quantity a weight schedule modulates (w = scale - 1 for CFG-like rules)."""
         return scale - 1.0
+
+    def schedule_strengths(self, schedule: WeightSchedule, num_steps: int, scale: float) -> torch.Tensor:
+        """Per-step strengths under ``schedule`` (the schedule times ``strength(scale)`` by default)."""
+        return schedule.strengths(num_steps, self.strength(scale))
 
     def branches(self, w: float) -> tuple[str, ...]:
         """The branches (cond, uncond, negative) this rule evaluates at strength ``w``."""
@@ -76,6 +87,7 @@ class CFG(GuidanceRule):
 
     rescale: float = 0.0
     reference: str = "uncond"
+    raw_space = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rescale <= 1.0:
@@ -104,19 +116,47 @@ class CFG(GuidanceRule):
 
 
 @dataclass
+class NegativeCFG(GuidanceRule):
+    """Three-branch negative prompting: eps_u + (w + 1)(eps_c - eps_u) - s_n (eps_neg - eps_u).
+
+    The schedule modulates w (the positive guidance); ``negative_scale`` s_n is applied as given on
+    every guided step. With s_n = 0 this is CFG; scale 0 with s_n = 0 is the unconditional eps.
+    """
+
+    negative_scale: float = 1.0
+    name: str = field(default="negative3", init=False)
+
+    def branches(self, w: float) -> tuple[str, ...]:
+        return ("cond", "uncond", "negative")
+
+    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
+        cond, uncond, negative = eps["cond"], eps["uncond"], eps["negative"]
+        return Prediction(uncond + (w + 1.0) * (cond - uncond) - self.negative_scale * (negative - uncond))
+
+
+@dataclass
 class ClassifierGuidance(GuidanceRule):
-    """Classifier guidance: eps_hat = eps - s_t gamma grad_x log p(y | x_t, t) (Dhariwal & Nichol 2021).
+    """Classifier guidance (Dhariwal & Nichol 2021) in guided-diffusion's two forms.
 
     ``classifier(x_t, t) -> logits`` must be noise-aware (trained on q_sample'd inputs with t as
     input); ``labels`` are the requested classes ``(B,)``. ``base`` picks the branch whose eps is
     guided (the conditional model by default, the unconditional one for pure classifier guidance).
-    The strength is gamma itself (gamma = 0: no guidance).
+    The strength is gamma itself (gamma = 0: no guidance). ``form``: ``auto`` (default) shifts the
+    ancestral mean by Sigma_t gamma grad where the sampler gives Sigma_t (DDPM, the paper's
+    Algorithm 1) and shifts eps by -s_t gamma grad elsewhere (DDIM / EDM, Algorithm 2); ``score``
+    always uses the eps shift.
     """
 
     classifier: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     labels: torch.Tensor | None = None
     base: str = "cond"
+    form: str = "auto"
     name: str = field(default="classifier", init=False)
+
+    def __post_init__(self) -> None:
+        if self.form not in ("auto", "score"):
+            raise StorylabError(f"unknown classifier-guidance form '{self.form}' (auto or score)")
+        self.unguided_branch = self.base
 
     def strength(self, scale: float) -> float:
         return scale
@@ -124,30 +164,47 @@ class ClassifierGuidance(GuidanceRule):
     def branches(self, w: float) -> tuple[str, ...]:
         return (self.base,)
 
-    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
-        if w == 0.0:
-            return Prediction(eps[self.base])
+    def grad_log_prob(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """grad_x log p(y | x_t, t) for the requested labels."""
         if self.classifier is None or self.labels is None:
             raise StorylabError("classifier guidance needs a classifier and labels")
         with torch.enable_grad():
-            x = ctx.x.detach().requires_grad_(True)
-            log_probs = torch.log_softmax(self.classifier(x, ctx.t), dim=-1)
+            x = x.detach().requires_grad_(True)
+            log_probs = torch.log_softmax(self.classifier(x, t), dim=-1)
             selected = log_probs[torch.arange(x.shape[0], device=x.device), self.labels.to(x.device)]
-            grad = torch.autograd.grad(selected.sum(), x)[0]
-        return Prediction(eps[self.base] - ctx.s * w * grad)
+            return torch.autograd.grad(selected.sum(), x)[0]
+
+    def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
+        base = eps[self.base]
+        if w == 0.0:
+            return Prediction(base)
+        if self.form == "auto" and ctx.variance is not None:
+            if ctx.variance == 0.0:
+                return Prediction(base)  # last DDPM step: Sigma = 0, the mean shift vanishes
+            return Prediction(base, mean_shift=ctx.variance * w * self.grad_log_prob(ctx.x, ctx.t))
+        shift = -ctx.s * w * self.grad_log_prob(ctx.x, ctx.t)
+        return Prediction(base + shift, eps_shift=shift)
 
 
 @dataclass
 class CFGPlusPlus(GuidanceRule):
     """CFG++ (Chung et al. 2024): x_0 from eps_u + lambda (eps_c - eps_u), renoise with eps_u.
 
-    The strength is lambda itself (the paper uses lambda in [0, 1]; lambda = 0 is unconditional).
+    The scale is lambda itself, in the paper's [0, 1]: lambda = 0 is unconditional, and lambda = 1 is
+    *not* conditional sampling (x_0 from eps_c, but renoised with eps_u). Under a schedule lambda_i =
+    lambda * shape_i / max(shape) stays within [0, lambda] (no mean normalisation, which would push it
+    above 1), and a step where the shape is 0 is a plain conditional step (eps_c for x_0 and renoise).
     """
 
     name: str = field(default="cfg++", init=False)
 
     def strength(self, scale: float) -> float:
         return scale
+
+    def schedule_strengths(self, schedule: WeightSchedule, num_steps: int, scale: float) -> torch.Tensor:
+        unit = schedule.strengths(num_steps, 1.0)
+        peak = unit.max()
+        return unit * 0.0 if peak <= 0 else scale * unit / peak
 
     def branches(self, w: float) -> tuple[str, ...]:
         return ("uncond",) if w == 0.0 else ("cond", "uncond")
@@ -200,7 +257,7 @@ class APG(GuidanceRule):
 
 
 def make_rule(name: str, **options) -> GuidanceRule:
-    """Build a rule by name: none, cfg, negative, classifier, cfg++, apg."""
+    """Build a rule by name: none, cfg, negative, negative3, classifier, cfg++, apg."""
     key = name.strip().lower()
     if key == "none":
         return NoGuidance()
@@ -208,9 +265,11 @@ def make_rule(name: str, **options) -> GuidanceRule:
         return CFG(rescale=options.get("rescale", 0.0))
     if key == "negative":
         return CFG(rescale=options.get("rescale", 0.0), reference="negative")
+    if key == "negative3":
+        return NegativeCFG(negative_scale=options.get("negative_scale", 1.0))
     if key == "classifier":
         return ClassifierGuidance(classifier=options.get("classifier"), labels=options.get("labels"),
-                                  base=options.get("base", "cond"))
+                                  base=options.get("base", "cond"), form=options.get("form", "auto"))
     if key in ("cfg++", "cfgpp"):
         return CFGPlusPlus()
     if key == "apg":

@@ -6,32 +6,45 @@ Conventions (fixed, used everywhere in storylab):
   plain conditional prediction. A schedule modulates the guidance *above* conditional,
   w = scale - 1 (the Ho & Salimans w of eps = (w + 1) eps_c - w eps_u); shape 0 means purely
   conditional. For classifier guidance the modulated strength is gamma itself.
-* Shapes are functions of sampling progress p in [0, 1] (p = 0 at the first, noisiest step, p = 1 at
-  the last), so "linear" *increases* from noise to data, as in the paper's Figure 1 code where the
-  model sees T - t. With t/T = 1 - p, the paper's heuristics become: linear p, invlinear 1 - p,
-  cosine 1 - cos(pi p), sine 1 + cos(pi p), V-shape |1 - 2p| (high at both ends), Λ-shape
-  1 - |1 - 2p| (peak in the middle), parametrized cosine pcs (1 - cos(pi p^s)) / 2.
-* Every shape is mean-normalised over the actual sampling steps, so its average guidance equals the
-  constant baseline (the paper's factor 2 in ``w0 * 2 * t / T``). A shape that is zero at every step
-  (Λ with fewer than 3 steps) falls back to constant.
+* Shapes are functions of sampling progress p in [0, 1] (p = 1 at the last step), so "linear"
+  *increases* from noise to data, as in the paper's Figure 1 code where the model sees T - t.
+  With the lecture's diffusion time t (t = T is noise), p = (T - t) / T and the heuristics read:
+  linear p, invlinear 1 - p, cosine 1 - cos(pi p), sine 1 + cos(pi p), V-shape max(p, 1 - p)
+  (invlinear for the first half of sampling, linear for the second: high at both ends, half height
+  in the middle), Λ-shape min(p, 1 - p) (the opposite composition, peak in the middle).
+* Step grid: ``endpoints`` (default) puts the steps at p_i = i / (N - 1), first step p = 0;
+  ``paper`` (spec suffix ``@paper``) uses Figure 1's t / T with t = 1..N, p_i = (i + 1) / N.
+* Heuristic shapes are mean-normalised so the average guidance equals the constant baseline (the
+  paper's factor 2 in ``w0 * 2 * t / T``): over the actual steps on the endpoints grid, by the
+  shape's mean over [0, 1] on the paper grid (so clamp-linear@paper is Figure 1's code literally).
+  A shape that is zero at every step (Λ with fewer than 3 steps) falls back to constant.
+* ``pcs:s=<s>`` is the lecture's parametrised cosine, literally: w(t, s) = (1 - cos(pi ((T - t)/T)^s)) / 2 * w,
+  *not* normalised (its value at the last step is w). ``pcs-mean:s=<s>`` is the mean-normalised
+  variant (schedule version 1's ``pcs``).
 * ``clamp:<shape>:c=<floor>`` floors the modulated w at c after normalisation (w = max(c, w(t)),
-  Figure 1's ``max(1, ...)``), which raises the mean above the baseline, as in the paper.
+  Figure 1's ``max(1, ...)``), which raises the mean above the baseline, as in the paper. The floor
+  is defined for a guidance weight w >= 0 only: a scale below 1 (w < 0) with a clamp is an error.
 * ``interval:start=a,stop=b`` guides with the full w only while a <= p <= b (Kynkäänniemi et al.
-  2024); outside it w = 0 and the sampler skips the unconditional pass.
+  2024 in progress units); ``diffusers-interval:start=a,stop=b`` uses diffusers' guider convention
+  int(a N) <= i < int(b N) for porting settings; ``interval:sigma_lo=lo,sigma_hi=hi`` is the paper's
+  own definition on the noise level, guiding where lo < sigma_t <= hi (sigma = s / a of the step:
+  sqrt((1 - alpha-bar) / alpha-bar) for DDPM/DDIM, sigma for EDM). Outside it w = 0 and the sampler
+  skips the unconditional pass.
 
-Schedules may be added, but never changed: saved studies depend on these definitions.
+Schedules may be added, but never changed: saved studies depend on these definitions. When a
+definition does change, :data:`SCHEDULE_VERSION` is bumped and studies record it (README changelog).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
 
 import torch
 
 from storylab.errors import StorylabError
-from storylab.guidance.names import SPEC_HELP
+from storylab.guidance.names import GRIDS, SCHEDULE_VERSION, SPEC_HELP
 
 SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "constant": lambda p: torch.ones_like(p),
@@ -39,20 +52,34 @@ SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "invlinear": lambda p: 1 - p,
     "cosine": lambda p: 1 - torch.cos(math.pi * p),
     "sine": lambda p: 1 + torch.cos(math.pi * p),
-    "v-shape": lambda p: (1 - 2 * p).abs(),
-    "lambda-shape": lambda p: 1 - (1 - 2 * p).abs(),
+    "v-shape": lambda p: torch.maximum(p, 1 - p),
+    "lambda-shape": lambda p: torch.minimum(p, 1 - p),
 }
 ALIASES = {"v": "v-shape", "vshape": "v-shape", "lambda": "lambda-shape", "Λ-shape": "lambda-shape",
-           "Λ": "lambda-shape", "lambdashape": "lambda-shape", "static": "constant"}
+           "λ-shape": "lambda-shape", "λ": "lambda-shape", "Λ": "lambda-shape", "lambdashape": "lambda-shape",
+           "static": "constant"}
+
+__all__ = ["GRIDS", "SCHEDULE_VERSION", "SHAPES", "WeightSchedule", "check_scale", "parse_schedule",
+           "sampling_progress"]
 
 
-def sampling_progress(num_steps: int) -> torch.Tensor:
-    """Progress p_i = i / (N - 1) of each sampling step (0 = noisiest); ``[1.0]`` for one step."""
+def sampling_progress(num_steps: int, grid: str = "endpoints") -> torch.Tensor:
+    """Progress p_i of each sampling step: i / (N - 1) (``endpoints``; ``[1.0]`` for one step) or (i + 1) / N (``paper``)."""
     if num_steps < 1:
         raise StorylabError(f"steps must be >= 1, got {num_steps}")
+    if grid == "paper":
+        return torch.arange(1, num_steps + 1, dtype=torch.float64) / num_steps
+    if grid != "endpoints":
+        raise StorylabError(f"unknown step grid '{grid}' (choose from {', '.join(GRIDS)})")
     if num_steps == 1:
         return torch.ones(1, dtype=torch.float64)
     return torch.linspace(0, 1, num_steps, dtype=torch.float64)
+
+
+def _continuous_mean(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    # Midpoint rule on 2^16 cells: exact to ~1e-10 for these smooth (or piecewise-linear) shapes.
+    n = 1 << 16
+    return fn((torch.arange(n, dtype=torch.float64) + 0.5) / n).mean()
 
 
 @dataclass(frozen=True)
@@ -60,37 +87,79 @@ class WeightSchedule:
     """A guidance-weight schedule: a shape of progress, an optional floor and an optional interval."""
 
     shape: str = "constant"
-    exponent: float | None = None  # pcs only
+    exponent: float | None = None  # pcs / pcs-mean only
     floor: float | None = None  # clamp
-    interval: tuple[float, float] | None = None
+    interval: tuple[float, float] | None = None  # progress interval (closed)
+    interval_convention: str = "closed"  # or "diffusers": int(start N) <= i < int(stop N)
+    sigma_interval: tuple[float, float] | None = None  # (sigma_lo, sigma_hi]
+    grid: str = "endpoints"
     spec: str = field(default="constant", compare=False)
 
+    @property
+    def needs_sigma(self) -> bool:
+        """True when the weight depends on the noise level of the step (a sigma interval)."""
+        return self.sigma_interval is not None
+
+    def _shape_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        if self.shape in ("pcs", "pcs-mean"):
+            s = self.exponent
+            return lambda p: (1 - torch.cos(math.pi * p ** s)) / 2
+        return SHAPES[self.shape]
+
     def shape_values(self, num_steps: int) -> torch.Tensor:
-        """The mean-normalised shape over ``num_steps`` steps (mean 1 unless it is an interval)."""
-        p = sampling_progress(num_steps)
+        """The shape over ``num_steps`` steps in sampling order (mean-normalised unless pcs or an interval)."""
+        p = sampling_progress(num_steps, self.grid)
+        if self.sigma_interval is not None:
+            raise StorylabError(f"schedule '{self.spec}' depends on the noise level: call strengths(..., sigmas=...)")
         if self.interval is not None:
             start, stop = self.interval
+            if self.interval_convention == "diffusers":
+                i = torch.arange(num_steps)
+                return ((i >= int(start * num_steps)) & (i < int(stop * num_steps))).to(torch.float64)
             return ((p >= start - 1e-12) & (p <= stop + 1e-12)).to(torch.float64)
+        fn = self._shape_fn()
+        values = fn(p)
         if self.shape == "pcs":
-            values = (1 - torch.cos(math.pi * p ** self.exponent)) / 2
-        else:
-            values = SHAPES[self.shape](p)
-        mean = values.mean()
-        if mean <= 1e-12:
+            return values  # the lecture's formula, literally: value 1 (times w) at p = 1
+        mean = values.mean() if self.grid == "endpoints" else _continuous_mean(fn)
+        if values.abs().max() <= 1e-12 or mean <= 1e-12:
             return torch.ones_like(p)
         return values / mean
 
-    def strengths(self, num_steps: int, strength: float) -> torch.Tensor:
-        """Per-step guidance strength w_i (w = scale - 1 for CFG, gamma for classifier guidance)."""
+    def strengths(self, num_steps: int, strength: float, sigmas: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+        """Per-step guidance strength w_i (w = scale - 1 for CFG, gamma for classifier guidance).
+
+        ``sigmas`` (the noise level sigma_i = s_i / a_i of each step) is needed by sigma intervals only.
+        """
+        if self.floor is not None and strength < 0:
+            raise StorylabError(f"schedule '{self.spec}': clamp floors a guidance weight w >= 0 (scale >= 1), "
+                                f"but this scale gives w = {strength:g}; use a scale >= 1 or drop the clamp")
+        if self.sigma_interval is not None:
+            if sigmas is None:
+                raise StorylabError(f"schedule '{self.spec}' depends on the noise level: pass the step sigmas")
+            sig = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
+            if sig.numel() != num_steps:
+                raise StorylabError(f"schedule '{self.spec}': got {sig.numel()} sigmas for {num_steps} steps")
+            lo, hi = self.sigma_interval
+            return strength * ((sig > lo) & (sig <= hi)).to(torch.float64)
         w = strength * self.shape_values(num_steps)
         if self.floor is not None:
             w = w.clamp(min=self.floor)
         return w
 
-    def scales(self, num_steps: int, scale: float) -> torch.Tensor:
+    def strength_at(self, step: int, num_steps: int, strength: float, sigma: float | None = None) -> float:
+        """The strength of one step; a sigma interval reads the step's own noise level ``sigma``."""
+        if self.sigma_interval is not None:
+            if sigma is None:
+                raise StorylabError(f"schedule '{self.spec}' depends on the noise level: pass the step's sigma")
+            lo, hi = self.sigma_interval
+            return strength if lo < sigma <= hi else 0.0
+        return float(self.strengths(num_steps, strength)[step])
+
+    def scales(self, num_steps: int, scale: float, sigmas: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
         """Per-step diffusers-convention scales s_i = 1 + w_i in sampling order (first = noisiest)."""
         check_scale(scale)
-        return 1.0 + self.strengths(num_steps, scale - 1.0)
+        return 1.0 + self.strengths(num_steps, scale - 1.0, sigmas)
 
 
 def check_scale(scale: float) -> None:
@@ -121,43 +190,74 @@ def _params(text: str, spec: str, allowed: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def parse_schedule(spec: str | WeightSchedule | None) -> WeightSchedule:
+def _parse_interval(name: str, rest: str, text: str, spec: str) -> WeightSchedule:
+    allowed = ("start", "stop") if name == "diffusers-interval" else ("start", "stop", "sigma_lo", "sigma_hi")
+    params = _params(rest, text, allowed)
+    if "sigma_lo" in params or "sigma_hi" in params:
+        if "start" in params or "stop" in params:
+            raise StorylabError(f"schedule '{spec}': give either start/stop (progress) or sigma_lo/sigma_hi, not both")
+        lo, hi = params.get("sigma_lo", 0.0), params.get("sigma_hi", math.inf)
+        if not 0 <= lo < hi:
+            raise StorylabError(f"schedule '{spec}': need 0 <= sigma_lo < sigma_hi, got sigma_lo={lo:g}, sigma_hi={hi:g}")
+        return WeightSchedule(sigma_interval=(lo, hi), spec=text)
+    start, stop = params.get("start", 0.0), params.get("stop", 1.0)
+    if not 0 <= start <= stop <= 1:
+        raise StorylabError(f"schedule '{spec}': need 0 <= start <= stop <= 1, got start={start:g}, stop={stop:g}")
+    convention = "diffusers" if name == "diffusers-interval" else "closed"
+    return WeightSchedule(interval=(start, stop), interval_convention=convention, spec=text)
+
+
+def parse_schedule(spec: str | WeightSchedule | None, grid: str | None = None) -> WeightSchedule:
     """Parse a schedule SPEC (the same names in the CLI, Python and config files).
 
     SPEC is one of: ``constant``, ``linear``, ``invlinear``, ``cosine``, ``sine``, ``v-shape``,
-    ``lambda-shape``, ``clamp:<shape>:c=<floor>``, ``pcs:s=<exponent>``, ``interval:start=<a>,stop=<b>``.
+    ``lambda-shape``, ``clamp:<shape>:c=<floor>``, ``pcs:s=<exponent>``, ``pcs-mean:s=<exponent>``,
+    ``interval:start=<a>,stop=<b>``, ``diffusers-interval:start=<a>,stop=<b>``,
+    ``interval:sigma_lo=<lo>,sigma_hi=<hi>``, optionally followed by ``@paper`` or ``@endpoints``
+    (the step grid). ``grid`` applies when the SPEC names none (default ``endpoints``).
     """
     if spec is None:
-        return WeightSchedule()
+        return WeightSchedule(grid=grid or "endpoints", spec="constant")
     if isinstance(spec, WeightSchedule):
-        return spec
+        return spec if grid is None else replace(spec, grid=grid)
     text = spec.strip()
-    name, _, rest = text.partition(":")
-    name = ALIASES.get(name.strip().lower(), name.strip().lower())
+    body, at, grid_name = text.partition("@")
+    if at:
+        grid_name = grid_name.strip().lower()
+        if grid_name not in GRIDS:
+            raise StorylabError(f"schedule '{spec}': unknown step grid '{grid_name}' (choose from {', '.join(GRIDS)})")
+        grid = grid_name
+    elif grid is not None and grid not in GRIDS:
+        raise StorylabError(f"unknown step grid '{grid}' (choose from {', '.join(GRIDS)})")
+    schedule = _parse_body(body.strip(), text, spec)
+    return replace(schedule, grid=grid or "endpoints", spec=text)
+
+
+def _parse_body(body: str, text: str, spec: str) -> WeightSchedule:
+    name, _, rest = body.partition(":")
+    name = ALIASES.get(name.strip(), ALIASES.get(name.strip().lower(), name.strip().lower()))
     if name in SHAPES:
         if rest:
             raise StorylabError(f"schedule '{spec}': '{name}' takes no parameters")
         return WeightSchedule(shape=name, spec=text)
-    if name == "pcs":
+    if name in ("pcs", "pcs-mean"):
         params = _params(rest, text, ("s",))
         if "s" not in params:
-            raise StorylabError(f"schedule '{spec}': pcs needs an exponent, e.g. pcs:s=0.5")
+            raise StorylabError(f"schedule '{spec}': {name} needs an exponent, e.g. {name}:s=0.5")
         if params["s"] <= 0:
             raise StorylabError(f"schedule '{spec}': pcs exponent s must be > 0, got {params['s']:g}")
-        return WeightSchedule(shape="pcs", exponent=params["s"], spec=text)
+        return WeightSchedule(shape=name, exponent=params["s"], spec=text)
     if name == "clamp":
         inner, sep, floor_part = rest.rpartition(":")
         if not sep or not inner or not floor_part.strip().startswith("c="):
             raise StorylabError(f"schedule '{spec}': expected clamp:<shape>:c=<floor>, e.g. clamp:linear:c=2")
         floor = _params(floor_part, text, ("c",))["c"]
-        base = parse_schedule(inner)
-        if base.interval is not None or base.floor is not None:
+        if floor < 0:
+            raise StorylabError(f"schedule '{spec}': the clamp floor c must be >= 0, got {floor:g}")
+        base = _parse_body(inner, text, spec)
+        if base.interval is not None or base.sigma_interval is not None or base.floor is not None:
             raise StorylabError(f"schedule '{spec}': clamp takes a shape, not '{inner}'")
         return WeightSchedule(shape=base.shape, exponent=base.exponent, floor=floor, spec=text)
-    if name == "interval":
-        params = _params(rest, text, ("start", "stop"))
-        start, stop = params.get("start", 0.0), params.get("stop", 1.0)
-        if not 0 <= start <= stop <= 1:
-            raise StorylabError(f"schedule '{spec}': need 0 <= start <= stop <= 1, got start={start:g}, stop={stop:g}")
-        return WeightSchedule(interval=(start, stop), spec=text)
+    if name in ("interval", "diffusers-interval"):
+        return _parse_interval(name, rest, text, spec)
     raise StorylabError(f"unknown schedule '{spec}' (choose from {SPEC_HELP})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -52,7 +53,7 @@ def train_digits(out: Path = typer.Option(run_path("digits_denoiser.safetensors"
                  schedule: str = typer.Option("cosine", "--beta-schedule", help="Noise schedule: linear or cosine."),
                  prediction: str = typer.Option("eps", "--prediction", help="Network target: eps, x0 or v."),
                  seed: int = typer.Option(0, "--seed", help="Random seed."),
-                 resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present."),
+                 resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.safetensors if present."),
                  progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
                  ) -> None:
     """Train the class-conditional digit diffusion model on the digits train split (Accelerate)."""
@@ -106,19 +107,6 @@ def train_classifier_cmd(out: Path = typer.Option(run_path("digits_classifier.sa
     print(use_hint("storylab", "sample", "digits", "--guidance", "classifier", "--classifier", out))
 
 
-def build_rule(guidance: str, labels, classifier_path: Path, num_classes: int, rescale: float, apg_eta: float,
-               apg_norm: float, apg_momentum: float):
-    """Make the guidance rule named on the command line (loading the classifier for classifier guidance)."""
-    from storylab.guidance import make_rule
-
-    if guidance == "classifier":
-        from storylab.images.noisy_classifier import load_classifier
-
-        clf = load_classifier(classifier_path, num_classes=num_classes)
-        return make_rule("classifier", classifier=clf, labels=labels)
-    return make_rule(guidance, rescale=rescale, eta=apg_eta, norm_threshold=apg_norm, momentum=apg_momentum)
-
-
 @sample_app.command("digits")
 def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write."),
                       checkpoint: Path = typer.Option(DENOISER, "--checkpoint", help="Digit denoiser checkpoint."),
@@ -137,18 +125,43 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
                       apg_eta: float = typer.Option(0.0, "--apg-eta", help="APG: weight of the parallel component."),
                       apg_norm: float = typer.Option(0.0, "--apg-norm", help="APG: norm threshold r (0 = off)."),
                       apg_momentum: float = typer.Option(0.0, "--apg-momentum", help="APG: momentum beta."),
+                      sweep_scale: Optional[str] = typer.Option(None, "--sweep-scale", help="START:STOP:COUNT, e.g. 0:5.5:12: "
+                                                                "the lecture's figure, guidance scale growing across COUNT columns, each row one fixed noise. [default: off]"),
+                      nearest: int = typer.Option(0, "--nearest", help="K > 0: the memorisation check, each sample above its K nearest "
+                                                  "training images in the feature network's space, with the feature distance under each."),
+                      progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (with --sweep-scale)."),
                       control: list[str] = typer.Option(None, "--control", help="ControlNet: KIND=PATH[:scale[:start:end]] (repeatable; KIND a condition kind or a ControlNet .safetensors; PATH a condition map from `storylab control extract`)."),
-                      control_uncond: bool = typer.Option(False, "--control-uncond/--no-control-uncond", help="Also control CFG's unconditional branch."),
+                      control_uncond: bool = typer.Option(True, "--control-uncond/--no-control-uncond",
+                                                          help="Control CFG's unconditional branch too (the original's and diffusers' default); "
+                                                               "--no-control-uncond leaves it uncontrolled, as guess mode does (stronger control "
+                                                               "under CFG: docs/controlnet.md)."),
+                      control_polarity: str = typer.Option("auto", "--control-polarity",
+                                                           help="How to read a condition map: bright (bright = feature, as `control extract` writes), "
+                                                                "dark (dark strokes = feature, as ControlNet's scribble demo) or auto (invert a "
+                                                                "dark-on-white drawing, saying so)."),
                       ) -> None:
-    """Draw a grid of digits (one row per class) with any guidance rule, schedule, sampler and ControlNets."""
+    """Draw a grid of digits (one row per class) with any guidance rule, schedule, sampler and ControlNets.
+
+    --sweep-scale draws the guidance-scale sweep instead, --nearest the samples with their nearest
+    training images.
+    """
     import torch
 
     from storylab.images.denoiser import load_digit_model, sample_digits
     from storylab.images.grid import save_grid
+    from storylab.images.conditions import POLARITIES
+    from storylab.images.sampling import build_rule, parse_sweep
 
     _positive(steps, "--steps"), _positive(per_class, "--per-class")
     if out.suffix.lower() != ".png":
         raise StorylabError(f"--out must be a .png file, got {out}")
+    if sweep_scale and nearest:
+        raise StorylabError("--sweep-scale and --nearest draw different figures: use one of them")
+    if nearest < 0:
+        raise StorylabError(f"--nearest must be >= 1 (or 0 = off), got {nearest}")
+    if control_polarity not in POLARITIES:
+        raise StorylabError(f"unknown --control-polarity '{control_polarity}' (choose from {', '.join(POLARITIES)})")
+    sweep = parse_sweep(sweep_scale) if sweep_scale else None
     model = load_digit_model(checkpoint)
     wanted = [model.null_class] if classes.strip().lower() == "none" else parse_classes(classes, model.num_classes)
     labels = torch.tensor([c for c in wanted for _ in range(per_class)])
@@ -163,12 +176,96 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
         from storylab.images.control_cli import load_controls, parse_control
         from storylab.images.controlnet import ControlledDenoiser
 
-        controlled = ControlledDenoiser(model, load_controls([parse_control(c) for c in control], model))
+        controlled = ControlledDenoiser(model, load_controls([parse_control(c) for c in control], model, control_polarity))
         hooks = {"denoiser": controlled, "on_step": controlled.observe,
                  "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)}
-    images = sample_digits(model, labels, rule, scale, schedule, sampler, steps, seed, negative=negative, eta=eta, **hooks)
+    setting = f"{guidance}, schedule {schedule}, {sampler} {steps} steps, seed {seed}"
+
+    def draw(at_scale: float) -> torch.Tensor:
+        return sample_digits(model, labels, rule, at_scale, schedule, sampler, steps, seed, negative=negative, eta=eta, **hooks)
+
+    names = DIGIT_CLASS_NAMES + ["no class"]
+    if sweep is not None:
+        from storylab.images.feature_training import load_digit_feature_net
+
+        _sweep_figure(draw, sweep, labels, names, load_digit_feature_net(), out, setting, progress)
+        return
+    images = draw(scale)
+    if nearest:
+        from storylab.images.digits import load_digits_split
+        from storylab.images.feature_training import load_digit_feature_net
+
+        train, test = load_digits_split("train"), load_digits_split("test")
+        _nearest_figure(images, labels, names, train.images, test.images, load_digit_feature_net(), nearest, out,
+                        f"{setting}, scale {scale:g}")
+        return
     save_grid(images, out, nrow=per_class)
     print(f"wrote {out}  ({len(labels)} samples, {guidance} scale {scale} schedule {schedule}, {sampler} {steps} steps)")
+
+
+DIGIT_CLASS_NAMES = [str(c) for c in range(10)]
+
+
+def _sweep_figure(draw, scales: list[float], labels, class_names: list[str], feature_net, out: Path, setting: str,
+                  progress: bool) -> None:
+    """Sample every column of a guidance-scale sweep, write the figure and print adherence per column.
+
+    ``draw(scale)`` samples every row from the same noise; ``class_names`` name each label (the null
+    class included); ``feature_net`` is the data set's feature/adherence network.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from storylab.images.figures import plot_scale_sweep
+    from storylab.images.sampling import column_change, scale_sweep
+    from storylab.metrics import adherence
+    from storylab.training.progress import progress_bar
+
+    with progress_bar("scale sweep", total=len(scales), enabled=progress) as bar:
+        grid = scale_sweep(draw, scales, on_column=lambda _: bar.advance())
+    counts: dict[int, int] = {}
+    rows = []
+    for c in labels.tolist():
+        rows.append(f"{class_names[c]}, noise {counts.get(c, 0)}")
+        counts[c] = counts.get(c, 0) + 1
+    plot_scale_sweep(grid, scales, rows, out, f"guidance scale sweep ({setting}): each row keeps its noise")
+    classed = labels < feature_net.config.num_classes  # rows of the null class ("no class") have no adherence
+    table = Table(title=f"scale sweep, {labels.shape[0]} rows ({setting})")
+    for h in ("scale", "adherence", "mean |change| from previous column"):
+        table.add_column(h, justify="right")
+    for s, j, change in zip(scales, range(len(scales)), column_change(grid)):
+        acc = f"{adherence(feature_net, grid[classed, j], labels[classed]):.3f}" if bool(classed.any()) else "-"
+        table.add_row(f"{s:g}", acc, "-" if j == 0 else f"{change:.3f}")
+    Console().print(table)
+    print(f"wrote {out}  ({labels.shape[0]} rows x {len(scales)} scales)")
+
+
+def _nearest_figure(images, labels, class_names: list[str], train_images, held_out, feature_net, k: int, out: Path,
+                    setting: str) -> None:
+    """The memorisation check: samples above their k nearest training images; a table of nearest distances."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from storylab.images.figures import plot_nearest
+    from storylab.images.nearest import memorisation_check
+
+    check = memorisation_check(images, train_images, feature_net, k, held_out)
+    nb = check.neighbours
+    plot_nearest(images, [class_names[c] for c in labels.tolist()], train_images[nb.indices], nb.distances, out,
+                 f"{setting}: each sample (top, its class) above its {k} nearest training images "
+                 f"(feature distance d under each)", per_row=min(10, images.shape[0]))
+    table = Table(title=f"nearest training image in the feature network's space ({images.shape[0]} samples, "
+                        f"{train_images.shape[0]} training images)")
+    for h in ("class", "samples", "mean distance to nearest", "min"):
+        table.add_column(h, justify="right")
+    for c in labels.unique().tolist():
+        d = nb.distances[labels == c, 0]
+        table.add_row(class_names[c], str(d.numel()), f"{float(d.mean()):.3f}", f"{float(d.min()):.3f}")
+    if check.held_out_nearest is not None:
+        d = check.held_out_nearest
+        table.add_row("held-out real images", str(d.numel()), f"{float(d.mean()):.3f}", f"{float(d.min()):.3f}", style="dim")
+    Console().print(table)
+    print(f"wrote {out}  ({images.shape[0]} samples x {k} nearest training images)")
 
 
 @evaluate_app.command("digits")

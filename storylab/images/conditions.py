@@ -4,7 +4,8 @@ ControlNet (Zhang, Rao & Agrawala 2023, sec. 4) trains on pairs (image, c_f) whe
 condition c_f is computed from the image by a detector. The detectors that need weights (HED,
 MiDaS, OpenPose) are out of reach offline; these five are algorithms:
 
-* ``canny``    - Canny edges (OpenCV ``cv2.Canny``, L2 gradient), binary.
+* ``canny``    - Canny edges (OpenCV ``cv2.Canny`` with its default L1 gradient |gx| + |gy|, as the
+  ControlNet annotator calls it; the L2 gradient is an option), thresholds 100/200, binary.
 * ``sobel``    - Sobel gradient magnitude (OpenCV ``cv2.Sobel``), continuous in [0, 1].
 * ``scribble`` - a thick, jittered skeleton of the strokes, like a quick hand drawing: Zhang-Suen
   thinning of the ink mask, warped by a smooth random displacement field, dilated; binary.
@@ -113,10 +114,15 @@ def ink_mask(gray: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return (gray >= threshold).astype(np.uint8)
 
 
-def canny_edges(gray: np.ndarray, low: int = 100, high: int = 200) -> np.ndarray:
-    """Canny edges (Canny 1986) with OpenCV's defaults 100/200 on the 8-bit image, L2 gradient."""
+def canny_edges(gray: np.ndarray, low: int = 100, high: int = 200, l2_gradient: bool = False) -> np.ndarray:
+    """Canny edges (Canny 1986) of the 8-bit image, as ControlNet's canny annotator computes them.
+
+    The annotator calls ``cv2.Canny(img, low, high)``: OpenCV's default L1 gradient magnitude
+    |gx| + |gy| (``l2_gradient=True`` uses sqrt(gx^2 + gy^2) instead). OpenCV has no default
+    thresholds; 100/200 are the initial values of the ControlNet canny demo's sliders.
+    """
     u8 = np.round(gray * 255).astype(np.uint8)
-    return (cv2.Canny(u8, low, high, L2gradient=True) > 0).astype(np.float32)
+    return (cv2.Canny(u8, low, high, L2gradient=l2_gradient) > 0).astype(np.float32)
 
 
 def sobel_edges(gray: np.ndarray) -> np.ndarray:
@@ -193,15 +199,19 @@ EXTRACTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def extract(kind: str, image: np.ndarray | torch.Tensor, size: int = COND_SIZE, seed: int | None = 0) -> np.ndarray:
+def extract(kind: str, image: np.ndarray | torch.Tensor, size: int = COND_SIZE, seed: int | None = 0,
+            l2_gradient: bool = False) -> np.ndarray:
     """The ``kind`` condition of any grayscale/RGB image, ``(size, size)`` float32 in [0, 1].
 
     ``seed`` only matters for ``scribble`` (its jitter); ``None`` gives the un-jittered skeleton.
+    ``l2_gradient`` only for ``canny`` (see :func:`canny_edges`).
     """
     kind = check_kind(kind)
     gray = prepare(image, size)
     if kind == "scribble":
         return scribble(gray, seed=seed, jitter=1.0 if seed is not None else 0.0)
+    if kind == "canny":
+        return canny_edges(gray, l2_gradient=l2_gradient)
     return EXTRACTORS[kind](gray)
 
 
@@ -223,14 +233,41 @@ def extract_batch(kind: str, images: torch.Tensor, size: int = COND_SIZE, seed: 
     return torch.from_numpy(out).unsqueeze(1)
 
 
-def load_condition(path: str | Path, kind: str, size: int = COND_SIZE) -> torch.Tensor:
+POLARITIES = ("auto", "bright", "dark")
+
+
+def looks_dark_on_light(gray: np.ndarray) -> bool:
+    """Whether a condition map looks drawn as dark strokes on white paper (its "on" pixels are the dark ones).
+
+    A condition is bright where the feature is, and features are sparse: edges, strokes and masks
+    cover a minority of the frame and rarely its border. A map whose border is mostly bright *and*
+    whose pixels are mostly bright is a drawing on paper, the input ControlNet's scribble demo
+    expects (it marks the pixels darker than mid-grey as the scribble).
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return bool((border >= 0.5).mean() > 0.5 and (gray >= 0.5).mean() > 0.5)
+
+
+def load_condition(path: str | Path, kind: str, size: int = COND_SIZE, polarity: str = "auto",
+                   report: Callable[[str], None] | None = None) -> torch.Tensor:
     """Read a condition map written by ``storylab control extract`` (or drawn by hand) -> ``(1, 1, size, size)``.
 
-    The map is used as drawn (no polarity change: a condition is bright where the feature is);
-    binary kinds are re-binarised at 0.5 after resizing.
+    A condition is bright where the feature is. ``polarity``: ``bright`` uses the map as drawn,
+    ``dark`` inverts it (dark strokes are the feature, as ControlNet's scribble demo reads its
+    input), ``auto`` inverts only a map that :func:`looks_dark_on_light` and says so through
+    ``report``. Binary kinds are re-binarised at 0.5 after resizing.
     """
     kind = check_kind(kind)
+    if polarity not in POLARITIES:
+        raise StorylabError(f"unknown condition polarity '{polarity}' (choose from {', '.join(POLARITIES)})")
     gray = to_gray(load_gray_image(path))
+    invert = polarity == "dark" or (polarity == "auto" and looks_dark_on_light(gray))
+    if invert:
+        if polarity == "auto" and report is not None:
+            report(f"note: {path} looks like dark strokes on white paper ({100 * float((gray >= 0.5).mean()):.1f}% "
+                   f"of pixels bright); inverted so that the strokes are the condition (--control-polarity bright "
+                   f"keeps it as drawn)")
+        gray = 1.0 - gray
     h, w = gray.shape
     interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
     cond = np.clip(cv2.resize(gray, (size, size), interpolation=interp), 0, 1)

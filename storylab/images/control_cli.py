@@ -75,8 +75,12 @@ def parse_control(text: str) -> ControlSpec:
     return ControlSpec(net.strip(), Path(path), scale, start, end)
 
 
-def load_controls(specs: list[ControlSpec], base: Any) -> list[Any]:
-    """Load each spec's ControlNet (checking it fits ``base``) and condition map into :class:`Control` objects."""
+def load_controls(specs: list[ControlSpec], base: Any, polarity: str = "auto") -> list[Any]:
+    """Load each spec's ControlNet (checking it fits ``base``) and condition map into :class:`Control` objects.
+
+    ``polarity`` is :func:`~storylab.images.conditions.load_condition`'s; a map drawn as dark strokes
+    on white paper is inverted under ``auto`` with a note on stderr.
+    """
     from storylab.images.conditions import check_kind, load_condition
     from storylab.images.controlnet import Control, load_controlnet
 
@@ -94,7 +98,8 @@ def load_controls(specs: list[ControlSpec], base: Any) -> list[Any]:
         net = load_controlnet(ckpt, base)
         if wanted is not None and net.config.kind != wanted:
             raise StorylabError(f"{ckpt} is a '{net.config.kind}' ControlNet, not '{wanted}'")
-        image = load_condition(spec.path, net.config.kind, net.config.cond_size)
+        image = load_condition(spec.path, net.config.kind, net.config.cond_size, polarity=polarity,
+                               report=lambda note: print(note, file=sys.stderr))
         controls.append(Control(net, image, spec.scale, spec.start, spec.end))
     return controls
 
@@ -105,6 +110,8 @@ def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HEL
                 out: Path = typer.Option(Path("condition.png"), "--out", help="Condition map to write (PNG)."),
                 size: int = typer.Option(32, "--size", help="Condition resolution (32 for the 8x8 digit ControlNets)."),
                 seed: int = typer.Option(0, "--seed", help="Random seed of the scribble jitter."),
+                l2_gradient: bool = typer.Option(False, "--l2-gradient/--l1-gradient",
+                                                 help="Canny only: L2 gradient magnitude instead of OpenCV's default L1 (the ControlNet annotator's)."),
                 ) -> None:
     """Extract a ControlNet condition (edges, scribble, mask, distance map) from an image."""
     from storylab.images.conditions import check_kind, extract, load_gray_image, save_condition
@@ -115,7 +122,7 @@ def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HEL
     if not 8 <= size <= 1024:
         raise StorylabError(f"--size must be between 8 and 1024, got {size}")
     gray = load_gray_image(image)
-    cond = extract(kind, gray, size=size, seed=seed)
+    cond = extract(kind, gray, size=size, seed=seed, l2_gradient=l2_gradient)
     save_condition(cond, out)
     print(f"wrote {out}  ({kind}, {size}x{size}, {100 * float((cond > 0.5).mean()):.1f}% of pixels on)")
 
@@ -136,7 +143,7 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
                          eval_count: int = typer.Option(48, "--eval-count", help="Held-out conditions per fidelity measurement."),
                          plot: Optional[Path] = typer.Option(None, "--plot", help="Convergence curve to write (default: beside the checkpoint, OUT with .convergence.png)."),
                          seed: int = typer.Option(0, "--seed", help="Random seed."),
-                         resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present."),
+                         resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.safetensors if present."),
                          progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
                          ) -> None:
     """Train a ControlNet on the frozen digit denoiser (paper sec. 3.3) and plot its fidelity curve."""
@@ -186,6 +193,9 @@ def evaluate_controlnet_cmd(out: Path = typer.Option(Path("controlnet-eval"), "-
                             steps: int = typer.Option(20, "--steps", help="DDIM steps."),
                             guidance_scale: float = typer.Option(3.0, "--guidance-scale", help="CFG scale when the class is given."),
                             seed: int = typer.Option(0, "--seed", help="Random seed (same noise in every row)."),
+                            control_uncond: bool = typer.Option(True, "--control-uncond/--no-control-uncond",
+                                                                help="Control CFG's unconditional branch too (the original's and diffusers' default); "
+                                                                     "--no-control-uncond leaves it uncontrolled, as guess mode does."),
                             progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
                             ) -> None:
     """Condition fidelity, FID and class adherence by condition kind and scale, with the base model as reference."""
@@ -214,12 +224,14 @@ def evaluate_controlnet_cmd(out: Path = typer.Option(Path("controlnet-eval"), "-
     if not nets:
         raise StorylabError("--controlnets is empty")
     curves = {kind: load_checkpoint(path).extra.get("fidelity", []) for kind, path in nets.items()}
-    results = evaluate_controlnets(base, nets, scale_list, count, steps, seed, guidance_scale, progress)
+    results = evaluate_controlnets(base, nets, scale_list, count, steps, seed, guidance_scale, progress, control_uncond)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "results.json", {"command": _command_line(), "results": results})
+    atomic_write_json(out / "results.json", {"command": _command_line(), "control_uncond": control_uncond, "results": results})
     if all(curves.values()):
         plot_convergence(curves, out / "convergence.png")
-    table = Table(title=f"ControlNet evaluation ({count} held-out conditions, {steps} DDIM steps; scale 0 = base model)")
+    uncond = "unconditional branch " + ("controlled" if control_uncond else "not controlled")
+    table = Table(title=f"ControlNet evaluation ({count} held-out conditions, {steps} DDIM steps, CFG {guidance_scale:g} with a "
+                        f"class, {uncond}; scale 0 = base model)")
     for h in ("condition", "class", "scale", "fidelity", "FID", "real-vs-real FID", "adherence"):
         table.add_column(h, justify="right")
     for r in results:

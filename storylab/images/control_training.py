@@ -27,7 +27,7 @@ from storylab.images.controlnet import (Control, ControlledDenoiser, ControlNet,
                                         load_controlnet, save_controlnet)
 from storylab.images.denoiser import DigitDiffusion, load_digit_model, sample_digits
 from storylab.images.digits import load_digits_split
-from storylab.training import TrainConfig, load_checkpoint, state_path_for, train
+from storylab.training import TrainConfig, load_checkpoint, load_resume_state, state_path_for, train
 
 
 @dataclass
@@ -87,8 +87,11 @@ def eval_conditions(kind: str, count: int, seed: int = 0, size: int = 32) -> tup
 @torch.no_grad()
 def controlled_samples(base: DigitDiffusion, nets: list[ControlNet] | ControlNet | None, conds: list[torch.Tensor] | torch.Tensor | None,
                        labels: torch.Tensor | None, scales: list[float] | float = 1.0, steps: int = 20, seed: int = 0,
-                       guidance: str = "cfg", guidance_scale: float = 3.0, uncond_control: bool = False) -> torch.Tensor:
+                       guidance: str = "cfg", guidance_scale: float = 3.0, uncond_control: bool = True) -> torch.Tensor:
     """Sample one digit per condition; ``labels=None`` samples without a class (null label, no CFG).
+
+    ``uncond_control`` controls CFG's unconditional branch too (the references' default; see
+    :meth:`ControlledDenoiser.conditions`).
 
     ``nets=None`` (or scale 0) is the base model on the same noise: the reference row of every table.
     """
@@ -137,6 +140,8 @@ def train_controlnet(out: str | Path, base_path: str | Path, cfg: ControlTrainin
     state_path = state_path_for(out)
     if not resume and state_path.exists():
         state_path.unlink()
+    if resume:
+        load_resume_state(state_path)  # a foreign or planted state is refused before the baseline evaluation
     curve: list[dict[str, float]] = []
     if resume and state_path.exists() and out.exists():
         curve = list(load_checkpoint(out).extra.get("fidelity", []))
@@ -192,8 +197,8 @@ def plot_convergence(curves: dict[str, list[dict[str, float]]], path: str | Path
 
 
 def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], scales: list[float], count: int = 100,
-                         steps: int = 20, seed: int = 0, guidance_scale: float = 3.0, progress: bool = True
-                         ) -> list[dict[str, Any]]:
+                         steps: int = 20, seed: int = 0, guidance_scale: float = 3.0, progress: bool = True,
+                         uncond_control: bool = True) -> list[dict[str, Any]]:
     """Fidelity, FID (with its real-vs-real floor) and class adherence per kind, scale and class mode.
 
     Conditions come from ``count`` held-out test digits; "class" samples with the source digit's
@@ -217,7 +222,8 @@ def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], sc
                 for scale in scales:
                     t0 = time.perf_counter()
                     samples = controlled_samples(base, net if scale > 0 else None, conds, labels if mode == "class" else None,
-                                                 scale, steps, seed, guidance_scale=guidance_scale)
+                                                 scale, steps, seed, guidance_scale=guidance_scale,
+                                                 uncond_control=uncond_control)
                     fid = condition_fidelity(net.config.kind, samples, conds)
                     scores = score_samples(samples, labels, feature_net, ref["test_feats"])
                     results.append({"kind": net.config.kind, "class": mode, "scale": scale, "metric": fid.metric,

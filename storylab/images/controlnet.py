@@ -18,8 +18,9 @@ decoder replaces it wherever this control is active).
 
 :class:`ControlledDenoiser` is the sampler-facing ``denoiser(x, t, cond)``: it composes any number
 of ControlNets by summing their scaled residuals (paper sec. 4.4, no extra weighting), reads each
-control's hint features and per-sample scale from ``cond`` (so CFG's branches can differ: the
-unconditional branch gets scale 0 by default) and switches a control off outside its start/end
+control's hint features and per-sample scale from ``cond`` (so CFG's branches can differ: every
+branch is controlled by default, as in the references; the unconditional one can be left
+uncontrolled, as guess mode does) and switches a control off outside its start/end
 window of the sampling steps.
 """
 
@@ -107,9 +108,16 @@ class HintEncoder(nn.Module):
         return self.zero_conv(self.body(cond))  # (B, 1, 32, 32) -> (B, C, 8, 8)
 
 
-def guess_mode_scales(n: int) -> list[float]:
-    """Per-output scales growing from shallow to deep, 10^-1 .. 10^0 (diffusers' guess mode)."""
-    return torch.logspace(-1, 0, n).tolist()
+def guess_mode_scales(num_skips: int, mid_only: bool = False) -> list[float]:
+    """Guess mode's per-output scales (diffusers): 10^(-1 + i / n) for skip i of n, 1.0 for the middle block.
+
+    diffusers spaces ``n + 1`` factors log-uniformly from 0.1 (shallowest skip) to 1.0 (the middle
+    block, the last one); ``num_skips`` is the encoder's skip count. A ``mid_only`` net has one
+    output, the middle block, so its list is ``[1.0]``.
+    """
+    scales = torch.logspace(-1, 0, num_skips + 1, dtype=torch.float64).tolist()
+    scales[-1] = 1.0  # the middle block; also exact when num_skips == 0 (logspace of one point is 10^-1)
+    return scales[-1:] if mid_only else scales
 
 
 class ControlNet(nn.Module):
@@ -135,6 +143,10 @@ class ControlNet(nn.Module):
     def num_outputs(self) -> int:
         """How many residuals this net produces (skips + middle, or the middle only)."""
         return len(self.zero_convs) + 1
+
+    def guess_mode_scales(self) -> list[float]:
+        """This net's per-output scales for guess mode (:func:`guess_mode_scales`), one per output."""
+        return guess_mode_scales(len(self.encoder.skip_channels), self.config.mid_only)
 
     def encode_condition(self, cond: torch.Tensor) -> torch.Tensor:
         """Hint features Z(E(c); Theta_z1) ``(B, C, 8, 8)`` of condition images ``(B, 1, S, S)`` in [0, 1]."""
@@ -258,11 +270,13 @@ class ControlledDenoiser:
         return active_in_window(self._step[0], self._step[1], c.start, c.end)
 
     @torch.no_grad()
-    def conditions(self, labels: torch.Tensor, null_class: int, uncond_control: bool = False,
+    def conditions(self, labels: torch.Tensor, null_class: int, uncond_control: bool = True,
                    negative: torch.Tensor | None = None) -> dict[str, Any]:
         """cond / uncond / negative conditions for :func:`sample_digits`; hint features are computed once here.
 
-        The unconditional branch gets no control unless ``uncond_control``; the negative branch (a
+        Every branch is controlled by default, as in the original code and diffusers outside guess
+        mode (both run the ControlNet on the unconditional batch too); ``uncond_control=False``
+        leaves CFG's unconditional branch uncontrolled (guess mode's choice). The negative branch (a
         class to steer away from) is controlled like the conditional one.
         """
         self._step = None  # a new sampling run: forget the last run's position

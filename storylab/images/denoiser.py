@@ -196,7 +196,8 @@ def _vp_heun(guided: Callable, x: torch.Tensor, model: DigitDiffusion, steps: in
             t = int(torch.argmin((sigmas_table - sigma).abs()))
             a = float(ab[t].sqrt())
             inner = type(ctx)(x=ctx.x * a, t=torch.full_like(ctx.t, t, dtype=torch.long), step=ctx.step,
-                              num_steps=ctx.num_steps, a=a, s=float((1 - ab[t]).sqrt()))
+                              num_steps=ctx.num_steps, a=a, s=float((1 - ab[t]).sqrt()),
+                              corrector=ctx.corrector)
             return guided(inner)  # eps is the same in VP and VE parameterisations
 
     return edm_heun_sample(_VPAsVE(), x, steps, sigma_min=float(sigmas_table[0]), sigma_max=min(80.0, float(sigmas_table[-1])),

@@ -68,9 +68,9 @@ def _hint(family: str, out: Path) -> None:
     print(use_hint("storylab", "sample", family, "--checkpoint", out) + f"  (or {compare})")
 
 
-_OUT = ("Checkpoint to write (safetensors), relative to the current directory; a .state.pt beside it allows resume. "
+_OUT = ("Checkpoint to write (safetensors), relative to the current directory; a .state.safetensors beside it allows resume. "
         "The shipped checkpoint is never overwritten unless named here.")
-_RESUME = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.pt if present.")
+_RESUME = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.safetensors if present.")
 _PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 
 

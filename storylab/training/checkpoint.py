@@ -5,14 +5,18 @@ A storylab checkpoint is one ``.safetensors`` file whose metadata records what i
 (training command, seed, class count). Loading checks the kind, so a ControlNet checkpoint handed to
 the digit sampler fails with one clear line instead of a shape error deep inside PyTorch.
 
-The resume state (optimizer, step, EMA, RNG) is a separate ``<name>.state.pt`` file written with
-``torch.save``; both are written to a temporary name and renamed, so a killed run never leaves a
-half-written file and resumes from the last complete one.
+The resume state (model, optimizer, scheduler, EMA, RNG, step, config) is a separate
+``<name>.state.safetensors`` file: its tensors are safetensors tensors and everything else (the
+nesting, numbers, strings, tuples) is a JSON skeleton in the file's metadata. No pickle is ever
+written or read, so a planted or downloaded state file can at worst be refused, never run code.
+Both files are written to a temporary name and renamed, so a killed run never leaves a half-written
+file and resumes from the last complete one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,28 +86,112 @@ def load_checkpoint(path: str | os.PathLike, kind: str | tuple[str, ...] | None 
                       extra=json.loads(meta.get("storylab.extra", "{}")))
 
 
+STATE_SUFFIX = ".state.safetensors"
+LEGACY_STATE_SUFFIX = ".state.pt"  # storylab <= 0.1 wrote pickles there; they are refused, never loaded
+STATE_KIND = "resume-state"
+
+
 def state_path_for(path: str | os.PathLike) -> Path:
-    """The resume-state file that belongs to checkpoint ``path``."""
+    """The resume-state file that belongs to checkpoint ``path`` (``<stem>.state.safetensors``)."""
     p = Path(path)
-    return p.with_name(p.stem + ".state.pt")
+    return p.with_name(p.stem + STATE_SUFFIX)
+
+
+def _legacy_path(path: Path) -> Path | None:
+    if path.name.endswith(STATE_SUFFIX):
+        return path.with_name(path.name[: -len(STATE_SUFFIX)] + LEGACY_STATE_SUFFIX)
+    return None
+
+
+def _encode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A JSON skeleton of ``obj``; every tensor goes into ``tensors`` and is referenced by name.
+
+    Hand-written because no library stores an optimizer's nested state (int-keyed dicts, tuples,
+    None, tensors) without pickle: safetensors holds flat tensors only, JSON no tensors.
+    """
+    if isinstance(obj, torch.Tensor):
+        name = f"t{len(tensors)}"
+        tensors[name] = obj.detach().to("cpu").clone().contiguous()
+        return {"tensor": name}
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return {"value": obj}
+    if isinstance(obj, float):
+        return {"value": obj} if math.isfinite(obj) else {"float": repr(obj)}
+    if isinstance(obj, dict):
+        return {"dict": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"tuple": [_encode(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return {"list": [_encode(v, tensors) for v in obj]}
+    if hasattr(obj, "item") and hasattr(obj, "dtype"):  # a numpy scalar
+        return _encode(obj.item(), tensors)
+    raise TypeError(f"cannot store a {type(obj).__name__} in a resume state")
+
+
+def _decode(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`_encode`; raises ValueError on anything it did not write."""
+    if not isinstance(node, dict) or len(node) != 1:
+        raise ValueError("malformed node")
+    (tag, value), = node.items()
+    if tag == "tensor":
+        return tensors[value]
+    if tag == "value":
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise ValueError("malformed value")
+        return value
+    if tag == "float":
+        if value not in ("nan", "inf", "-inf"):
+            raise ValueError("malformed float")
+        return float(value)
+    if tag == "dict":
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in value}
+    if tag == "tuple":
+        return tuple(_decode(v, tensors) for v in value)
+    if tag == "list":
+        return [_decode(v, tensors) for v in value]
+    raise ValueError(f"unknown tag {tag!r}")
 
 
 def save_resume_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Save a resume state (optimizer, step, EMA, RNG) atomically with ``torch.save``."""
+    """Save a resume state (optimizer, step, EMA, RNG, ...) atomically, as safetensors + JSON (no pickle)."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _encode(state, tensors)
+    metadata = {"storylab.format": FORMAT_VERSION, "storylab.kind": STATE_KIND,
+                "storylab.state": json.dumps(skeleton)}
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        save_file(tensors, str(tmp), metadata=metadata)
     return Path(path)
 
 
 def load_resume_state(path: str | os.PathLike) -> dict[str, Any] | None:
-    """Load a resume state, or ``None`` when there is none; a corrupt file is a clear error."""
+    """Load a resume state, or ``None`` when there is none.
+
+    Only files written by :func:`save_resume_state` load. Anything else (a pickle, a damaged file,
+    another safetensors file) is refused with one line; nothing in it is executed. An old pickle
+    state (``<stem>.state.pt``) beside the checkpoint is refused too, with how to start fresh.
+    """
     p = Path(path)
+    fresh = "delete it to start fresh (or pass --no-resume)"
     if not p.exists():
+        legacy = _legacy_path(p)
+        if legacy is not None and legacy.exists():
+            raise StorylabError(f"{legacy} is an old pickle resume state, which storylab no longer loads "
+                                f"(a pickle can run code); {fresh}")
         return None
+    if p.is_dir():
+        raise StorylabError(f"resume state is a folder, not a file: {p}")
     try:
-        return torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged pickle
-        raise StorylabError(f"resume state is unreadable: {p} ({type(exc).__name__}); delete it to start over") from exc
+        with safe_open(str(p), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            if meta.get("storylab.kind") != STATE_KIND or "storylab.state" not in meta:
+                raise ValueError("not a resume state")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = _decode(json.loads(meta["storylab.state"]), tensors)
+        if not isinstance(state, dict):
+            raise ValueError("not a dict")
+        return state
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise StorylabError(f"resume state is not a storylab state file: {p}; {fresh}") from exc
 
 
 def restore_resume_state(state: dict[str, Any], model: torch.nn.Module, stateful: dict[str, Any],

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from storylab.errors import StorylabError
+from storylab.io import safe_id, safe_join
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 
@@ -24,8 +25,9 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 def find_video(videos_dir: str | os.PathLike, video_id: str) -> Path:
     """The file ``<videos_dir>/<video_id>.<ext>`` for a known video extension; a clear error if absent."""
     folder = Path(videos_dir)
+    safe_id(video_id, "video_id")
     for suffix in VIDEO_SUFFIXES:
-        candidate = folder / f"{video_id}{suffix}"
+        candidate = safe_join(folder, video_id, suffix, "video_id")
         if candidate.is_file():
             return candidate
     raise StorylabError(f"no video file for video_id {video_id} in {folder} (looked for {video_id}"

@@ -122,7 +122,7 @@ def test_training_lowers_loss_and_checkpoint_round_trips(tmp_path):
     assert (predict(model, inputs) >= 0.5).astype(int).tolist() == inputs.label.tolist()  # fits 8 clips
     loaded = load_funnynet(tmp_path / "fn.safetensors")
     assert np.allclose(predict(loaded, inputs), predict(model, inputs), atol=1e-5)
-    assert not (tmp_path / "fn.state.pt").exists()
+    assert not (tmp_path / "fn.state.safetensors").exists()
     assert loaded.config.modality_dropout == 0.5  # the default, recorded in the checkpoint
 
 

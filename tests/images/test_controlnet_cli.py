@@ -131,7 +131,9 @@ def test_evaluate_prints_table_and_writes_results(setup, trained, monkeypatch, c
                                 "--controlnets", f"canny={trained}", "--scales", "0,1", "--count", "4", "--steps", "2",
                                 "--out", str(out), "--no-progress")
     assert code == 0, err
-    results = json.loads((out / "results.json").read_text())["results"]
+    written = json.loads((out / "results.json").read_text())
+    results = written["results"]
+    assert written["control_uncond"] is True and "unconditional branch controlled" in stdout  # the references' default
     assert [(r["class"], r["scale"]) for r in results] == [("class", 0.0), ("class", 1.0), ("none", 0.0), ("none", 1.0)]
     assert all(np.isfinite([r["fidelity"], r["fid"], r["fid_floor"], r["adherence"]]).all() for r in results)
     assert "ControlNet evaluation" in stdout and (out / "convergence.png").exists()
@@ -148,3 +150,18 @@ def test_within_class_diversity_without_two_samples_of_a_class_is_nan_without_wa
         assert np.isnan(vendi) and np.isnan(pairwise) and _cell(vendi) == "n/a"
         vendi, pairwise = within_class_diversity(feats, torch.tensor([0, 0, 1, 2, 2, 2]))  # classes 0 and 2 count
         assert np.isfinite(vendi) and pairwise > 0 and _cell(pairwise) == f"{pairwise:.3f}"
+
+
+def test_a_drawing_on_white_paper_is_inverted_with_a_note(setup, trained, monkeypatch, capsys):
+    strokes = np.full((64, 64), 255, dtype=np.uint8)
+    strokes[10:54, 30:33] = 0  # a black stroke on white paper
+    Image.fromarray(strokes).save(setup / "drawn.png")
+    out = setup / "drawn_samples.png"
+    code, _, err = run(monkeypatch, capsys, "sample", "digits", "--checkpoint", str(setup / "base.safetensors"), "--out", str(out),
+                       "--classes", "none", "--per-class", "2", "--steps", "2", "--control", f"{trained}={setup / 'drawn.png'}")
+    assert code == 0 and out.exists()
+    assert "looks like dark strokes on white paper" in err and "inverted" in err
+    code, _, err = run(monkeypatch, capsys, "sample", "digits", "--checkpoint", str(setup / "base.safetensors"), "--out", str(out),
+                       "--classes", "none", "--per-class", "2", "--steps", "2", "--control", f"{trained}={setup / 'drawn.png'}",
+                       "--control-polarity", "bright")
+    assert code == 0 and "inverted" not in err

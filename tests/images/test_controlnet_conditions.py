@@ -91,3 +91,61 @@ def test_condition_files_round_trip_and_bad_files(tmp_path):
         load_gray_image(tmp_path / "empty.png")
     with pytest.raises(StorylabError, match="not found"):
         load_gray_image(tmp_path / "missing.png")
+
+
+def strokes_64(dark_on_light: bool) -> np.ndarray:
+    """A 64x64 hand drawing: a few 2-pixel strokes (pure black/white, no anti-aliasing)."""
+    import cv2
+
+    img = np.zeros((64, 64), dtype=np.uint8)
+    cv2.line(img, (10, 12), (50, 20), 255, 2)
+    cv2.line(img, (20, 50), (44, 8), 255, 2)
+    cv2.circle(img, (32, 40), 12, 255, 2)
+    return 255 - img if dark_on_light else img
+
+
+def test_a_hand_drawn_condition_is_inverted_and_said_so(tmp_path):
+    drawn, bright = tmp_path / "drawn.png", tmp_path / "bright.png"
+    Image.fromarray(strokes_64(True)).save(drawn)
+    Image.fromarray(strokes_64(False)).save(bright)
+    stroke_share = float((strokes_64(False) > 127).mean())
+    assert stroke_share < 0.2
+    notes: list[str] = []
+    reference = load_condition(bright, "scribble", report=notes.append)
+    assert notes == []  # bright strokes on black are read as drawn
+    auto = load_condition(drawn, "scribble", report=notes.append)
+    assert torch.equal(auto, reference)  # the strokes, not the paper, are "on"
+    assert len(notes) == 1 and "dark strokes on white paper" in notes[0] and "inverted" in notes[0]
+    assert f"{100 * (1 - stroke_share):.1f}% of pixels bright" in notes[0]
+    as_drawn = load_condition(drawn, "scribble", polarity="bright")
+    assert float(as_drawn.mean()) > 0.8  # the silent misreading the auto mode prevents
+    notes.clear()
+    assert torch.equal(load_condition(drawn, "scribble", polarity="dark", report=notes.append), reference) and notes == []
+    with pytest.raises(StorylabError, match="unknown condition polarity 'upside'"):
+        load_condition(drawn, "scribble", polarity="upside")
+
+
+def test_canny_is_the_controlnet_annotator_call_with_l2_as_an_option():
+    import cv2
+
+    gray = extract("mask", digit_rgb(3), size=32) * 0.6 + 0.2  # any 32x32 grey image
+    u8 = np.round(gray * 255).astype(np.uint8)
+    from storylab.images.conditions import canny_edges
+
+    annotator = cv2.Canny(u8, 100, 200) > 0  # annotator/canny: cv2.Canny(img, low, high), OpenCV's L1 default
+    np.testing.assert_array_equal(canny_edges(gray) > 0, annotator)
+    np.testing.assert_array_equal(canny_edges(gray, l2_gradient=True) > 0, cv2.Canny(u8, 100, 200, L2gradient=True) > 0)
+    digits = [extract("canny", digit_rgb(i)) for i in range(6)]
+    l2 = [extract("canny", digit_rgb(i), l2_gradient=True) for i in range(6)]
+    assert any(not np.array_equal(a, b) for a, b in zip(digits, l2))  # the option changes the edges
+
+
+def test_dark_polarity_reads_a_drawing_as_controlnets_scribble_demo(tmp_path):
+    # gradio_scribble2image.py: detected_map[np.min(img, axis=2) < 127] = 255 (a grey drawing: min = the grey level)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+    img[img == 127] = 126  # 127 is the one level where "< 127" and our ">= 0.5 after inverting" part ways
+    Image.fromarray(img).save(tmp_path / "grey.png")
+    demo = img < 127
+    ours = load_condition(tmp_path / "grey.png", "scribble", size=64, polarity="dark")[0, 0].numpy() > 0.5
+    np.testing.assert_array_equal(ours, demo)

@@ -107,17 +107,23 @@ def test_two_controls_give_the_sum_of_each_alone():
     torch.testing.assert_close(only_a[1], a * one[1], rtol=1e-6, atol=1e-7)
 
 
-def test_unconditional_branch_gets_no_control_by_default():
+def test_unconditional_branch_is_controlled_by_default_as_the_references_do():
     base = tiny_base()
     net = randomise_zero_convs(ControlNet(base.unet, ControlNetConfig(hint_channels=HINT)))
     x, t, y, _ = batch()
-    dn = ControlledDenoiser(base, [Control(net, torch.rand(1, 1, 32, 32), 1.0)])
+    null = torch.full_like(y, base.null_class)
+    cond_image = torch.rand(1, 1, 32, 32)
+    dn = ControlledDenoiser(base, [Control(net, cond_image, 1.0)])
     conds = dn.conditions(y, base.null_class)
     with torch.no_grad():
-        assert torch.equal(dn(x, t, conds["uncond"]), base.unet(x, t, torch.full_like(y, base.null_class)))
+        # the original and diffusers (outside guess mode) run the ControlNet on the unconditional batch
+        # with the same condition and scale: the uncond branch is the controlled net at the null label
+        down, mid = net(x, t, null, cond=cond_image.expand(4, -1, -1, -1))
+        assert torch.equal(dn(x, t, conds["uncond"]), base.unet(x, t, null, down_residuals=down, mid_residual=mid))
         assert not torch.equal(dn(x, t, conds["cond"]), base.unet(x, t, y))
-        on = ControlledDenoiser(base, dn.controls).conditions(y, base.null_class, uncond_control=True)
-        assert not torch.equal(dn(x, t, on["uncond"]), base.unet(x, t, torch.full_like(y, base.null_class)))
+        off = ControlledDenoiser(base, dn.controls).conditions(y, base.null_class, uncond_control=False)
+        assert torch.equal(dn(x, t, off["uncond"]), base.unet(x, t, null))
+        assert torch.equal(dn(x, t, off["cond"]), dn(x, t, conds["cond"]))
 
 
 @pytest.mark.parametrize("rule", ["none", "cfg", "negative", "cfg++", "apg", "classifier"])
@@ -129,11 +135,19 @@ def test_control_works_with_every_rule_and_sampler(rule, sampler):
     negative = torch.tensor([3, 3]) if rule == "negative" else None
     options = {"classifier": lambda x, t: torch.stack([x.mean((1, 2, 3))] * 10, 1), "labels": labels} \
         if rule == "classifier" else {}
-    dn = ControlledDenoiser(base, [Control(net, torch.rand(1, 1, 32, 32), 1.0, 0.2, 0.8)])
-    out = sample_digits(base, labels, make_rule(rule, **options), 2.0, "linear", sampler, 4, seed=0, negative=negative,
-                        denoiser=dn, conditions=dn.conditions(labels, base.null_class, negative=negative),
-                        on_step=dn.observe)
+    image = torch.rand(1, 1, 32, 32)
+
+    def controlled(scale: float) -> torch.Tensor:
+        dn = ControlledDenoiser(base, [Control(net, image, scale, 0.2, 0.8)])
+        return sample_digits(base, labels, make_rule(rule, **options), 2.0, "linear", sampler, 4, seed=0, negative=negative,
+                             denoiser=dn, conditions=dn.conditions(labels, base.null_class, negative=negative),
+                             on_step=dn.observe)
+
+    out = controlled(1.0)
     assert out.shape == (2, 1, 8, 8) and torch.isfinite(out).all()
+    plain = sample_digits(base, labels, make_rule(rule, **options), 2.0, "linear", sampler, 4, seed=0, negative=negative)
+    assert torch.equal(controlled(0.0), plain)  # control scale 0 is the base model, bit for bit
+    assert not torch.equal(out, plain)
 
 
 def test_window_follows_diffusers_convention():
@@ -147,8 +161,7 @@ def test_per_output_scales_and_bad_values():
     base = tiny_base()
     net = randomise_zero_convs(ControlNet(base.unet, ControlNetConfig(hint_channels=HINT)))
     x, t, y, cond = batch()
-    scales = guess_mode_scales(net.num_outputs)
-    assert len(scales) == net.num_outputs and scales[0] < scales[-1] == pytest.approx(1.0)
+    scales = net.guess_mode_scales()
     with torch.no_grad():
         d1, m1 = net(x, t, y, cond=cond)
         d2, m2 = net(x, t, y, cond=cond, output_scales=scales)
@@ -160,6 +173,28 @@ def test_per_output_scales_and_bad_values():
         Control(net, cond, start=0.8, end=0.2)
     with pytest.raises(StorylabError, match="32x32"):
         net(x, t, y, cond=torch.rand(4, 1, 16, 16))
+
+
+def test_guess_mode_scales_follow_diffusers_and_give_the_middle_block_one():
+    # diffusers: scales = logspace(-1, 0, n_down + 1) * conditioning_scale; down i gets scales[i], mid scales[-1]
+    for k in (1, 2, 6):
+        expected = [10 ** (-1 + i / k) for i in range(k + 1)]
+        assert guess_mode_scales(k) == pytest.approx(expected, rel=1e-12)
+        assert guess_mode_scales(k)[-1] == 1.0
+    assert guess_mode_scales(6, mid_only=True) == [1.0]
+    assert guess_mode_scales(0) == [1.0]
+    base = tiny_base()
+    skips = len(base.unet.encoder.skip_channels)
+    full = ControlNet(base.unet, ControlNetConfig(hint_channels=HINT))
+    mid_only = randomise_zero_convs(ControlNet(base.unet, ControlNetConfig(hint_channels=HINT, mid_only=True)))
+    assert full.guess_mode_scales() == pytest.approx([10 ** (-1 + i / skips) for i in range(skips + 1)], rel=1e-12)
+    assert len(full.guess_mode_scales()) == full.num_outputs
+    assert mid_only.guess_mode_scales() == [1.0]
+    x, t, y, cond = batch()
+    with torch.no_grad():
+        _, m1 = mid_only(x, t, y, cond=cond)
+        _, m2 = mid_only(x, t, y, cond=cond, output_scales=mid_only.guess_mode_scales())
+    assert torch.equal(m1, m2)  # the middle block keeps its full strength in guess mode
 
 
 def test_checkpoint_round_trip_and_base_identity(tmp_path):

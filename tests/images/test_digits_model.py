@@ -69,6 +69,15 @@ def test_sampling_works_with_every_rule_and_sampler(tiny_model, rule, sampler):
     images = sample_digits(tiny_model, labels, rule, 2.0, "linear", sampler, 4, seed=1)
     assert images.shape == (3, 1, 8, 8) and torch.isfinite(images).all()
     assert images.min() >= -1 and images.max() <= 1
+    conditional = sample_digits(tiny_model, labels, "none", 1.0, "constant", sampler, 4, seed=1)
+    # value level: a schedule that guides no step is plain conditional sampling for every rule ...
+    unguided = sample_digits(tiny_model, labels, rule, 2.0, "diffusers-interval:start=0,stop=0", sampler, 4, seed=1)
+    assert torch.allclose(unguided, conditional, atol=1e-6)
+    if rule != "cfg++":  # ... and scale 1 is conditional (CFG++'s lambda 1 still renoises with eps_u)
+        assert torch.allclose(sample_digits(tiny_model, labels, rule, 1.0, "linear", sampler, 4, seed=1), conditional,
+                              atol=1e-6)
+    else:
+        assert not torch.allclose(images, conditional, atol=1e-4)  # lambda = 2 (linear, peak 2) does guide
 
 
 def test_cfg_scale_one_equals_unguided_sampling(tiny_model):
@@ -153,7 +162,7 @@ def test_train_digits_cli_resumes_a_killed_run(tmp_path):
     first = _cli("train", "digits", "--out", str(out), "--steps", "4", "--channels", "8", "--batch-size", "16",
                  "--no-progress")
     assert first.returncode == 0, first.stderr
-    assert (tmp_path / "d.state.pt").exists()
+    assert (tmp_path / "d.state.safetensors").exists()
     second = _cli("train", "digits", "--out", str(out), "--steps", "6", "--channels", "8", "--batch-size", "16",
                   "--no-progress")
     assert second.returncode == 0, second.stderr

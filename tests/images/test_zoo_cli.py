@@ -51,7 +51,7 @@ def test_nan_loss_stops_training_with_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "vae.safetensors"
     result = run_cli("train", "vae", "digits", "--out", str(out), "--steps", "40", "--lr", "1e30", "--no-progress")
     one_line_error(result, "loss became")
-    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".state.pt")] in ([], ["vae.safetensors"])
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".state.safetensors")] in ([], ["vae.safetensors"])
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no half-written temporary files
 
 

@@ -40,7 +40,7 @@ def test_vqvae_two_stages_save_usage_and_a_trained_prior(tmp_path):
     model = load_zoo_model(out, "vqvae")
     assert model.extra["usage"] == info["usage"]
     assert torch.equal(model.prior.head.weight, info["model"].prior.head.weight)
-    assert (tmp_path / "vq.state.pt").exists() and (tmp_path / "vq.prior.state.pt").exists()
+    assert (tmp_path / "vq.state.safetensors").exists() and (tmp_path / "vq.prior.state.safetensors").exists()
     again = train_vqvae(out, config, tc(12), batch_size=64, prior_config=tc(6))  # both stages resume at their end
     assert again["history"] == [] and again["usage"] == info["usage"]
     assert torch.equal(load_zoo_model(out, "vqvae").prior.head.weight, model.prior.head.weight)

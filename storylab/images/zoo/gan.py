@@ -19,7 +19,7 @@ The saved generator is an EMA of G's weights (a standard evaluation practice, Ka
 Why a second training loop: the shared loop (:func:`storylab.training.train`) owns one optimiser
 and one loss, but a GAN alternates two optimisers on two opposed losses every step. Rather than
 bend the shared loop, :func:`train_gan` reuses its pieces - Accelerate, ``make_ema``, the progress
-bar, atomic safetensors checkpoints and ``.state.pt`` resume states, and the same clear stop on a
+bar, atomic safetensors checkpoints and ``.state.safetensors`` resume states, and the same clear stop on a
 non-finite loss that keeps the last good checkpoint - and adds only the alternating update.
 There is no encoder: interpolation between two *real* digits first inverts G by optimising z
 (:meth:`GAN.invert`, Zhu et al. 2016), and the reconstruction column stays empty.
@@ -185,7 +185,7 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
 
     Uses Adam with ``train_config.lr`` / ``betas`` at a constant rate (DCGAN), an EMA of G when
     ``ema_decay`` is set, atomic checkpoints every ``checkpoint_every`` steps and resume from
-    ``<out>.state.pt``. A non-finite loss stops with :class:`StorylabError`, keeping the last good checkpoint.
+    ``<out>.state.safetensors``. A non-finite loss stops with :class:`StorylabError`, keeping the last good checkpoint.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed

@@ -233,7 +233,7 @@ def train_vqvae(out: str | Path, config: VQVAEConfig, train_config: TrainConfig,
                 prior_config: TrainConfig | None = None, prior_batch_size: int | None = None) -> dict[str, Any]:
     """Stage 1: the VQ-VAE (eq. 3) with the shared loop; stage 2: the code prior on the train codes.
 
-    Each stage has its own resume state (``<out>.state.pt``, ``<out>.prior.state.pt``); the
+    Each stage has its own resume state (``<out>.state.safetensors``, ``<out>.prior.state.safetensors``); the
     checkpoint after stage 2 holds both. Returns timing, losses and the final codebook usage.
     """
     from storylab.images.digits import load_digits_split
@@ -247,7 +247,7 @@ def train_vqvae(out: str | Path, config: VQVAEConfig, train_config: TrainConfig,
     codes = dataset_codes(trained, images).reshape(images.shape[0], -1)  # (N, 16)
     info["usage"], info["perplexity"] = codebook_usage(codes, config.codebook_size)
     prior_tc = prior_config or train_config
-    prior_state = out.with_name(out.stem + ".prior.state.pt")
+    prior_state = out.with_name(out.stem + ".prior.state.safetensors")
 
     def with_prior(prior: nn.Module) -> VQVAE:
         trained.prior.load_state_dict(prior.state_dict())

@@ -3,26 +3,22 @@
 Requests go to ``POST /v1/chat/completions`` with temperature 0; frames travel in the standard
 vision message format (``{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,..."}}``
 parts before the text part). Transient failures (connection refused, timeouts, HTTP 429 and 5xx,
-malformed replies) are retried with exponential backoff; other HTTP errors fail at once. Replies are
-cached on disk by request, so an interrupted run resumes without paying twice. Uses the standard
-library's HTTP client, so storylab needs no extra dependency for it.
+malformed replies) are retried with exponential backoff (or the server's ``Retry-After``); other
+HTTP errors fail at once. Every attempt has a whole-request deadline and a reply-size cap
+(:mod:`storylab.http_client`, shared with the camera wing's caption client). Replies are cached on
+disk by request, so an interrupted run resumes without paying twice.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import random
-import socket
-import time
-import urllib.error
-import urllib.request
 from typing import Any, Sequence
 
 import numpy as np
 
 from storylab.errors import StorylabError
+from storylab.http_client import HttpLimits, ServerUnavailable, chat_reply_text, post_with_retries
 from storylab.videoqa.backends.base import QAItem, Reply
 from storylab.videoqa.cache import ResponseCache, request_key
 from storylab.videoqa.frames import encode_jpeg_base64
@@ -40,7 +36,7 @@ def parse_openai_spec(spec: str) -> tuple[str, str]:
     return f"{protocol}://{host}", model
 
 
-class BackendUnavailable(StorylabError):
+class BackendUnavailable(ServerUnavailable):
     """The server could not be reached or kept failing after all retries."""
 
 
@@ -50,12 +46,14 @@ class OpenAIChatBackend:
     context_length = None
 
     def __init__(self, spec: str, cache: ResponseCache | None = None, timeout: float = 120.0, retries: int = 3,
-                 backoff: float = 1.0, max_tokens: int = 128, api_key: str | None = None) -> None:
+                 backoff: float = 1.0, max_tokens: int = 128, api_key: str | None = None,
+                 max_reply_bytes: int | None = None) -> None:
         self.spec = spec
         self.base_url, self.model = parse_openai_spec(spec)
         self.label = self.model
         self.url = f"{self.base_url}/v1/chat/completions"
         self.cache, self.timeout, self.retries, self.backoff = cache, timeout, retries, backoff
+        self.limits = HttpLimits(timeout=timeout, retries=retries, backoff=backoff, max_reply_bytes=max_reply_bytes)
         self.max_tokens = max_tokens
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
 
@@ -91,67 +89,10 @@ class OpenAIChatBackend:
         return Reply(reply)
 
     def _post_with_retries(self, data: bytes) -> str:
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1) * (1 + 0.25 * random.random()))
-            try:
-                return self._post(data)
-            except _Transient as exc:
-                problem = str(exc)
-        tries = self.retries + 1
-        raise BackendUnavailable(f"backend {self.spec} failed after {tries} tr{'y' if tries == 1 else 'ies'}: {problem}")
-
-    def _post(self, data: bytes) -> str:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = _error_detail(exc)
-            if exc.code == 429 or exc.code >= 500:
-                raise _Transient(f"HTTP {exc.code}{detail}") from None
-            raise StorylabError(f"backend {self.spec} refused the request: HTTP {exc.code}{detail}") from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise _Transient(f"no reply within {self.timeout:g} s") from None
-            if isinstance(reason, ConnectionRefusedError):
-                raise _Transient(f"server is down (connection refused at {self.base_url})") from None
-            raise _Transient(f"cannot reach {self.base_url}: {reason}") from None
-        except (TimeoutError, socket.timeout):
-            raise _Transient(f"no reply within {self.timeout:g} s") from None
-        except (ConnectionError, OSError, http.client.HTTPException) as exc:
-            raise _Transient(f"connection to {self.base_url} failed: {type(exc).__name__} {exc}".rstrip()) from None
-        return _reply_text(raw)
-
-
-class _Transient(Exception):
-    """A failure worth retrying."""
-
-
-def _error_detail(exc: urllib.error.HTTPError) -> str:
-    try:
-        payload = json.loads(exc.read() or b"{}")
-        message = payload.get("error", {}).get("message") if isinstance(payload.get("error"), dict) else payload.get("error")
-        return f" ({message})" if message else ""
-    except (ValueError, AttributeError, OSError):
-        return ""
-
-
-def _reply_text(raw: bytes) -> str:
-    """The first choice's message text of a chat-completions reply; malformed replies are transient errors."""
-    try:
-        payload = json.loads(raw)
-        content = payload["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        snippet = raw[:60].decode("utf-8", "replace").replace("\n", " ")
-        raise _Transient(f"malformed reply (not a chat completion): {snippet!r}") from None
-    if content is None:
-        return ""
-    if isinstance(content, list):  # some servers return content parts
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content)
+            return post_with_retries(self.url, data, headers, self.limits, f"backend {self.spec}", parse=chat_reply_text)
+        except ServerUnavailable as exc:
+            raise BackendUnavailable(str(exc)) from None

@@ -1,0 +1,300 @@
+"""The guidance-schedule study of Wang et al. 2024 on any local diffusers text-to-image pipeline.
+
+For every schedule x scale cell, :func:`run_pipeline_study` generates ``n`` images per prompt from
+the *same* seeds (image j of prompt p uses seed ``seed + 1000 p + j`` in every cell), saves them as
+PNG, and scores each cell with a local CLIP (:mod:`storylab.guidance.clip_features`): CLIP score,
+and against a folder of reference images the Fréchet distance, precision/recall (k = 3),
+density/coverage (k = 5) and the Vendi diversity, all on CLIP image embeddings. Results go to
+``study.json`` with the paper-style plots (FID vs CLIP score and diversity vs CLIP score, one curve
+per schedule). A killed run resumes: finished images are never regenerated, and a cell is done
+once its ``cell.json`` is written. Classic pipelines are driven by :class:`ScheduledGuidance`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from storylab.errors import StorylabError
+from storylab.guidance.diffusers_callback import ScheduledGuidance, pipeline_scales
+from storylab.guidance.names import SCHEDULE_VERSION
+from storylab.guidance.schedules import parse_schedule
+from storylab.io import atomic_path, atomic_savefig, atomic_write_json
+from storylab.training.progress import progress_bar
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+K_PR, K_DC = 3, 5
+
+
+@dataclass
+class PipelineStudyConfig:
+    """Inputs of one study; the CLI fills it from ``storylab evaluate pipeline``."""
+
+    model: Path
+    prompts: Path
+    schedules: list[str]
+    scales: list[float]
+    out: Path
+    n: int = 4
+    steps: int = 30
+    seed: int = 0
+    negative_prompt: str = ""
+    clip: Path | None = None
+    reference: Path | None = None
+    control_images: list[Path] | None = None  # ControlNet pipelines: one condition image per ControlNet
+    progress: bool = True
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per line; blank lines and lines starting with '#' are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise StorylabError(f"--prompts {path}: no such file")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise StorylabError(f"--prompts {path}: no prompts (one per line)")
+    return prompts
+
+
+def load_text_to_image(model: str | Path) -> Any:
+    """Load a diffusers text-to-image pipeline saved on disk (nothing is downloaded)."""
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    model = Path(model)
+    if not (model / "model_index.json").is_file():
+        raise StorylabError(f"--model {model}: not a saved diffusers pipeline (no model_index.json)")
+    diffusers_logging.disable_progress_bar()  # our own bar covers the run; theirs would print per component
+    transformers_logging.disable_progress_bar()
+    try:
+        pipe = DiffusionPipeline.from_pretrained(model, local_files_only=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise StorylabError(f"--model {model}: cannot load the pipeline ({exc})") from None
+    finally:
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
+    if not hasattr(pipe, "encode_prompt") or not hasattr(pipe, "unet"):
+        raise StorylabError(f"--model {model}: {type(pipe).__name__} is not a UNet text-to-image pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _encode(pipe: Any, prompt: str, negative: str) -> dict[str, torch.Tensor]:
+    """Prompt embeddings in the form :class:`ScheduledGuidance` takes (SD: 2 tensors, SDXL: 4)."""
+    out = pipe.encode_prompt(prompt=prompt, device=pipe.device, num_images_per_prompt=1,
+                             do_classifier_free_guidance=True, negative_prompt=negative)
+    names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+    return dict(zip(names, out))
+
+
+def _slug(index: int, spec: str, scale: float) -> str:
+    return f"{index:02d}_{re.sub(r'[^A-Za-z0-9.=-]+', '_', spec)}_s{scale:g}"
+
+
+def _save_png(image: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _load_images(paths: list[Path]) -> list[Any]:
+    from PIL import Image
+
+    return [Image.open(p).convert("RGB") for p in paths]
+
+
+def _check_run(out: Path, cfg: PipelineStudyConfig, prompts: list[str]) -> None:
+    import json
+
+    settings = {"model": str(cfg.model), "prompts": prompts, "n": cfg.n, "steps": cfg.steps, "seed": cfg.seed,
+                "negative_prompt": cfg.negative_prompt, "schedule_version": SCHEDULE_VERSION}
+    run_file = out / "run.json"
+    if run_file.is_file():
+        before = json.loads(run_file.read_text())
+        changed = [k for k in settings if before.get(k) != settings[k]]
+        if changed:
+            raise StorylabError(f"--out {out} holds a study made with other settings ({', '.join(changed)}); "
+                                "use another --out to start a new one")
+    else:
+        atomic_write_json(run_file, settings)
+
+
+def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
+    """Generate every (schedule, scale) cell, score it, write study.json + plots into ``cfg.out``; return the result."""
+    import json
+
+    if cfg.n < 1 or cfg.steps < 1:
+        raise StorylabError(f"--n and --steps must be >= 1, got {cfg.n} and {cfg.steps}")
+    if not cfg.schedules or not cfg.scales:
+        raise StorylabError("--schedules and --scales must name at least one value each")
+    cells = [(spec, scale) for spec in cfg.schedules for scale in cfg.scales]
+    for spec, scale in cells:  # validate every cell before loading or generating anything
+        if parse_schedule(spec).needs_sigma:
+            raise StorylabError(f"schedule '{spec}' reads sigma; the study drives classic pipelines by step")
+        pipeline_scales(spec, cfg.steps, scale)
+    prompts = read_prompts(cfg.prompts)
+    references = _reference_paths(cfg.reference)
+    total_per_cell = len(prompts) * cfg.n
+    if references is not None and (total_per_cell <= K_DC or len(references) <= K_DC):
+        raise StorylabError(f"precision/recall/density/coverage need more than {K_DC} images per cell and in "
+                            f"--reference (k = {K_DC}); got {total_per_cell} per cell and {len(references)} references")
+    clip = None
+    if cfg.clip is not None:
+        from storylab.guidance.clip_features import ClipEmbedder
+
+        clip = ClipEmbedder(cfg.clip)
+    pipe = load_text_to_image(cfg.model)
+    control = _control_kwargs(pipe, cfg.control_images)
+    embeds = [{**_encode(pipe, p, cfg.negative_prompt), "controlnet": bool(control)} for p in prompts]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run(out, cfg, prompts)
+
+    def image_path(cell_dir: Path, p: int, j: int) -> Path:
+        return cell_dir / f"p{p:03d}_{j:02d}.png"
+
+    done = sum(image_path(out / "cells" / _slug(i, s, c), p, j).is_file()
+               for i, (s, c) in enumerate(cells) for p in range(len(prompts)) for j in range(cfg.n))
+    records = []
+    with progress_bar("pipeline study", total=len(cells) * total_per_cell, completed=done, enabled=cfg.progress) as bar:
+        for index, (spec, scale) in enumerate(cells):
+            cell_dir = out / "cells" / _slug(index, spec, scale)
+            cell_file = cell_dir / "cell.json"
+            if cell_file.is_file():
+                records.append(json.loads(cell_file.read_text()))
+                continue
+            seconds, generated = 0.0, 0
+            for p, emb in enumerate(embeds):
+                paths = [image_path(cell_dir, p, j) for j in range(cfg.n)]
+                if all(path.is_file() for path in paths):
+                    continue
+                callback = ScheduledGuidance(spec, scale=scale, num_steps=cfg.steps, **emb)
+                generators = [torch.Generator().manual_seed(cfg.seed + 1000 * p + j) for j in range(cfg.n)]
+                t0 = time.perf_counter()
+                images = pipe(**callback.pipeline_kwargs(), **control, num_inference_steps=cfg.steps,
+                              num_images_per_prompt=cfg.n, generator=generators, output_type="pil").images
+                seconds += time.perf_counter() - t0
+                generated += len(images)
+                missing = [(image, path) for image, path in zip(images, paths) if not path.is_file()]
+                for image, path in missing:  # finished images are never rewritten
+                    _save_png(image, path)
+                bar.advance(len(missing))
+            scales = pipeline_scales(spec, cfg.steps, scale)
+            record = {"schedule": spec, "scale": scale, "folder": str(cell_dir.relative_to(out)),
+                      "nfe_per_image": int(sum(2 if s > 1 else 1 for s in scales)),
+                      "seconds": seconds, "images_generated_this_run": generated,
+                      "seconds_per_image": seconds / generated if generated else None}
+            atomic_write_json(cell_file, record)
+            records.append(record)
+    return _score_and_report(out, cfg, prompts, records, clip, references)
+
+
+def _control_kwargs(pipe: Any, paths: list[Path] | None) -> dict[str, Any]:
+    """``image=`` for a ControlNet pipeline (one condition per ControlNet, in the pipeline's order)."""
+    nets = getattr(pipe, "controlnet", None)
+    if nets is None:
+        if paths:
+            raise StorylabError(f"--control-image given, but {type(pipe).__name__} has no ControlNet")
+        return {}
+    count = len(getattr(nets, "nets", [nets]))
+    if not paths or len(paths) != count:
+        raise StorylabError(f"this pipeline has {count} ControlNet(s): give {count} --control-image "
+                            f"(e.g. from 'storylab control extract canny photo.png --size 512'), got {len(paths or [])}")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise StorylabError(f"--control-image {missing[0]}: no such file")
+    images = _load_images([Path(p) for p in paths])
+    return {"image": images[0] if count == 1 else images}
+
+
+def _reference_paths(folder: Path | None) -> list[Path] | None:
+    if folder is None:
+        return None
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StorylabError(f"--reference {folder}: no such folder")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise StorylabError(f"--reference {folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def _score_and_report(out: Path, cfg: PipelineStudyConfig, prompts: list[str], records: list[dict[str, Any]],
+                      clip: Any, references: list[Path] | None) -> dict[str, Any]:
+    from storylab.guidance.clip_features import clip_score
+    from storylab.metrics.distribution import distribution_report, vendi_score
+
+    result: dict[str, Any] = {"schedule_version": SCHEDULE_VERSION, "model": str(cfg.model), "prompts": prompts,
+                              "n_per_prompt": cfg.n, "steps": cfg.steps, "seed": cfg.seed,
+                              "seeds": f"image j of prompt p: seed {cfg.seed} + 1000 p + j, the same in every cell",
+                              "features": clip.feature_name if clip is not None else None,
+                              "reference": None if references is None else str(cfg.reference),
+                              "n_reference": None if references is None else len(references), "cells": records}
+    if clip is not None:
+        text = clip.text_features(prompts)
+        ref_feats = None if references is None else clip.image_features(_load_images(references)).numpy()
+        for record in records:
+            paths = [out / record["folder"] / f"p{p:03d}_{j:02d}.png" for p in range(len(prompts)) for j in range(cfg.n)]
+            feats = clip.image_features(_load_images(paths))
+            record["clip_score"] = clip_score(feats, text.repeat_interleave(cfg.n, dim=0))
+            record["vendi"] = vendi_score(feats.numpy())
+            if ref_feats is not None:
+                report = distribution_report(ref_feats, feats.numpy(), k_pr=K_PR, k_dc=K_DC)
+                record.update({k: report[k] for k in ("fid", "precision", "recall", "density", "coverage")})
+    atomic_write_json(out / "study.json", result)
+    if clip is not None:
+        plot_study(records, out, with_fid=references is not None)
+    return result
+
+
+def plot_study(records: list[dict[str, Any]], out: Path, with_fid: bool = True) -> list[Path]:
+    """Paper-style trade-off plots (Wang et al. 2024, Fig. 3): FID vs CLIP score, diversity vs CLIP score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    specs = list(dict.fromkeys(r["schedule"] for r in records))
+    panels = [("vendi", "diversity (Vendi score on CLIP image features)", "diversity_vs_clip.png")]
+    if with_fid:
+        panels.insert(0, ("fid", "Fréchet distance on CLIP image features (lower is better)", "fid_vs_clip.png"))
+    written = []
+    for key, ylabel, name in panels:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+        for spec in specs:
+            mine = sorted((r for r in records if r["schedule"] == spec), key=lambda r: r["scale"])
+            xs, ys = [r["clip_score"] for r in mine], [r[key] for r in mine]
+            ax.plot(xs, ys, marker="o", linewidth=1.4, label=spec)
+            for r, x, y in zip(mine, xs, ys):
+                ax.annotate(f"{r['scale']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("CLIP score (higher = closer to the prompt)")
+        ax.set_ylabel(ylabel)
+        ax.set_title("guidance schedules: one curve per schedule, points = scales")
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(atomic_savefig(fig, out / name))
+        plt.close(fig)
+    return written
+
+
+def summary_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Rows of the end-of-run table: schedule, scale, CLIP score, FID, precision, recall, density, coverage, Vendi, NFE, s/image."""
+    rows = []
+    for r in result["cells"]:
+        def f(key: str) -> str:
+            value = r.get(key)
+            return "-" if value is None else f"{value:.4g}"
+        rows.append([r["schedule"], f"{r['scale']:g}", f("clip_score"), f("fid"), f("precision"), f("recall"),
+                     f("density"), f("coverage"), f("vendi"), str(r["nfe_per_image"]), f("seconds_per_image")])
+    return rows
+
+
+__all__ = ["PipelineStudyConfig", "load_text_to_image", "plot_study", "read_prompts", "run_pipeline_study",
+           "summary_rows"]

@@ -1,0 +1,244 @@
+"""One bounded HTTP client for OpenAI-compatible chat servers, shared by every wing that calls one.
+
+A server is not trusted to behave: each request has a **whole-request deadline** (connecting,
+sending, waiting and reading the reply together; a server trickling a byte at a time cannot hold a
+request past it), a **reply-size cap** (a larger reply is refused and never stored), and retries
+with exponential backoff for transient failures (connection refused, deadline passed, HTTP 429 and
+5xx, malformed replies). On 429 and 503 the server's ``Retry-After`` (seconds or an HTTP date) is
+honoured when it asks for no more than ``max_retry_after`` seconds; a longer wait is one clear error.
+
+Written on the standard library's ``http.client`` rather than ``requests``/``httpx``: neither
+enforces a total deadline on a slow reply by itself (their timeouts are per socket operation), and
+the watchdog that does so here needs the raw socket.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import os
+import random
+import socket
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from storylab.errors import StorylabError
+
+DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024  # 4 MiB: far above any chat answer, far below a memory problem
+MAX_REPLY_ENV = "STORYLAB_MAX_REPLY_BYTES"
+_CHUNK = 65536
+
+
+def default_max_reply_bytes() -> int:
+    """The reply-size cap: ``$STORYLAB_MAX_REPLY_BYTES`` if set to a positive integer, else 4 MiB."""
+    raw = os.environ.get(MAX_REPLY_ENV)
+    if raw is None:
+        return DEFAULT_MAX_REPLY_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise StorylabError(f"{MAX_REPLY_ENV}={raw!r} is not a positive number of bytes")
+    return value
+
+
+@dataclass
+class HttpLimits:
+    """How long and how much one server may take: the bounds every request is held to."""
+
+    timeout: float = 120.0           # whole-request deadline of one attempt, seconds
+    retries: int = 3                 # extra attempts after a transient failure
+    backoff: float = 1.0             # first wait between attempts, seconds (doubles, +0-25 % jitter)
+    max_reply_bytes: int | None = None  # None: default_max_reply_bytes()
+    max_retry_after: float = 60.0    # longest Retry-After honoured, seconds
+
+    def __post_init__(self) -> None:
+        import math
+
+        for name in ("timeout", "backoff", "max_retry_after"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (
+                    name == "timeout" and value == 0):
+                raise StorylabError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}"
+                                    if name == "timeout" else
+                                    f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise StorylabError(f"--retries must be an integer >= 0, got {self.retries!r}")
+        if self.max_reply_bytes is None:
+            self.max_reply_bytes = default_max_reply_bytes()
+        elif self.max_reply_bytes <= 0:
+            raise StorylabError(f"--max-reply-bytes must be > 0, got {self.max_reply_bytes}")
+
+
+class Transient(Exception):
+    """A failure worth retrying; ``retry_after`` is the server's requested wait in seconds, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class HttpRefused(StorylabError):
+    """The server answered with an HTTP error that retrying will not fix (4xx other than 429)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServerUnavailable(StorylabError):
+    """The server could not be reached, or kept failing after every retry."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110: delay-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLimits) -> bytes:
+    """POST ``payload`` to ``url`` once, within ``limits.timeout`` seconds in all; return the body.
+
+    Raises :class:`Transient` for what a retry may fix, :class:`HttpRefused` for other HTTP errors
+    and :class:`StorylabError` for a reply above the size cap (never retried, never stored).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StorylabError(f"not an http(s) URL: {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise StorylabError(f"bad port in URL {url!r}") from None
+    conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    deadline = time.monotonic() + limits.timeout
+    conn = conn_type(parts.hostname, port, timeout=limits.timeout)
+    expired = threading.Event()
+
+    def watchdog() -> None:  # the whole-request deadline: unblock any read by shutting the socket
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(limits.timeout, watchdog)
+    timer.daemon = True
+    timer.start()
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    cap = int(limits.max_reply_bytes or DEFAULT_MAX_REPLY_BYTES)
+    try:
+        conn.request("POST", path, body=payload, headers={**headers, "Content-Length": str(len(payload))})
+        response = conn.getresponse()
+        length = response.getheader("Content-Length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            raise StorylabError(f"reply from {parts.netloc} is {int(length)} bytes, above the cap of {cap} bytes "
+                                f"(set ${MAX_REPLY_ENV} to change it); refused, nothing stored")
+        body = bytearray()
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            chunk = response.read1(_CHUNK) if hasattr(response, "read1") else response.read(_CHUNK)
+            if not chunk:
+                break
+            body.extend(chunk)
+            if len(body) > cap:
+                raise StorylabError(f"reply from {parts.netloc} exceeds the cap of {cap} bytes "
+                                    f"(set ${MAX_REPLY_ENV} to change it); refused, nothing stored")
+        if expired.is_set():
+            raise TimeoutError
+        status = response.status
+        if status >= 400:
+            detail = _error_detail(bytes(body))
+            if status == 429 or status >= 500:
+                retry_after = parse_retry_after(response.getheader("Retry-After")) if status in (429, 503) else None
+                raise Transient(f"HTTP {status}{detail}", retry_after)
+            raise HttpRefused(f"HTTP {status}{detail}", status)
+        return bytes(body)
+    except StorylabError:
+        raise
+    except Transient:
+        raise
+    except ConnectionRefusedError:
+        raise Transient(f"server is down (connection refused at {parts.scheme}://{parts.netloc})") from None
+    except (TimeoutError, socket.timeout):
+        raise Transient(f"no reply within {limits.timeout:g} s (whole-request deadline)") from None
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise Transient(f"no reply within {limits.timeout:g} s (whole-request deadline)") from None
+        raise Transient(f"connection to {parts.scheme}://{parts.netloc} failed: {type(exc).__name__} {exc}".rstrip()) from None
+    finally:
+        timer.cancel()
+        conn.close()
+
+
+def post_with_retries(url: str, payload: bytes, headers: dict[str, str], limits: HttpLimits, label: str,
+                      parse: Callable[[bytes], Any] = lambda raw: raw,
+                      sleep: Callable[[float], None] = time.sleep) -> Any:
+    """:func:`post_json` with retries; ``parse(raw)`` may raise :class:`Transient` for a malformed reply.
+
+    The wait before attempt k (k >= 1) is ``backoff * 2**(k-1)`` plus up to 25 % jitter, or the
+    server's ``Retry-After`` when it sent one (refused with one line above ``max_retry_after``).
+    """
+    problem = ""
+    wait = 0.0
+    for attempt in range(limits.retries + 1):
+        if attempt:
+            sleep(wait)
+        try:
+            return parse(post_json(url, payload, headers, limits))
+        except Transient as exc:
+            problem = str(exc)
+            if exc.retry_after is not None:
+                if exc.retry_after > limits.max_retry_after:
+                    raise ServerUnavailable(
+                        f"{label}: server asked to retry after {exc.retry_after:g} s, more than "
+                        f"--max-retry-after {limits.max_retry_after:g} s; try again later") from None
+                wait = exc.retry_after
+            else:
+                wait = limits.backoff * 2 ** attempt * (1 + 0.25 * random.random())
+        except HttpRefused as exc:
+            raise HttpRefused(f"{label} refused the request: {exc}", exc.status) from None
+    tries = limits.retries + 1
+    raise ServerUnavailable(f"{label} failed after {tries} tr{'y' if tries == 1 else 'ies'}: {problem}")
+
+
+def _error_detail(raw: bytes) -> str:
+    try:
+        payload = json.loads(raw or b"{}")
+        error = payload.get("error") if isinstance(payload, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        return f" ({str(message)[:200]})" if message else ""
+    except (ValueError, AttributeError):
+        return ""
+
+
+def chat_reply_text(raw: bytes) -> str:
+    """The first choice's message text of a chat-completions reply; a malformed reply is :class:`Transient`."""
+    try:
+        payload = json.loads(raw)
+        content = payload["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        snippet = raw[:60].decode("utf-8", "replace").replace("\n", " ")
+        raise Transient(f"malformed reply (not a chat completion): {snippet!r}") from None
+    if content is None:
+        return ""
+    if isinstance(content, list):  # some servers return content parts
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)

@@ -1,0 +1,109 @@
+"""`storylab evaluate pipeline` end to end on a tiny random SD pipeline and a tiny random CLIP saved to tmp."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from storylab.guidance.clip_features import clip_score
+from tests.cli_runner import run_cli
+from tests.foundation.tiny_pipelines import tiny_clip, tiny_sd
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("study")
+    tiny_sd(root / "build").save_pretrained(root / "sd")
+    tiny_clip(root / "clip")
+    (root / "prompts.txt").write_text("a b\n# a comment\n\nb a c\n")
+    ref = root / "reference"
+    ref.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(ref / f"r{i}.png")
+    return root
+
+
+def _study(assets, out, *extra):
+    return run_cli("evaluate", "pipeline", "--model", assets / "sd", "--prompts", assets / "prompts.txt",
+                   "--schedules", "constant;clamp:constant:c=1;linear", "--scales", "2,3", "--n", "3", "--steps", "3",
+                   "--clip", assets / "clip", "--reference", assets / "reference", "--out", out, "--no-progress", *extra)
+
+
+def test_study_generates_every_cell_from_the_same_seeds_scores_and_resumes(assets, tmp_path):
+    out = tmp_path / "run"
+    res = _study(assets, out)
+    assert res.returncode == 0, res.stderr
+    study = json.loads((out / "study.json").read_text())
+    assert study["schedule_version"] == 2 and "CLIP image embeddings" in study["features"]
+    cells = {(c["schedule"], c["scale"]): c for c in study["cells"]}
+    assert len(cells) == 6
+    for c in cells.values():
+        assert len(list((out / c["folder"]).glob("*.png"))) == 6  # 2 prompts x 3 images
+        for key in ("clip_score", "fid", "precision", "recall", "density", "coverage", "vendi"):
+            assert np.isfinite(c[key]), key
+    # clamp:constant:c=1 at scale 2 is w = max(1, 1) = 1, i.e. constant scale 2: same seeds give the same images
+    same_a, same_b = cells[("constant", 2.0)], cells[("clamp:constant:c=1", 2.0)]
+    for png in sorted((out / same_a["folder"]).glob("*.png")):
+        assert png.read_bytes() == (out / same_b["folder"] / png.name).read_bytes()
+    assert cells[("linear", 3.0)]["nfe_per_image"] == 1 + 2 + 2  # linear starts at scale 1: one pass skipped
+    assert (out / "fid_vs_clip.png").is_file() and (out / "diversity_vs_clip.png").is_file()
+    assert "pipeline study" in res.stdout and "Loading pipeline" not in res.stdout + res.stderr
+
+    # resume: drop one finished image and its cell marker; only that image is regenerated, identically
+    victim_cell = out / cells[("linear", 2.0)]["folder"]
+    victim = victim_cell / "p001_02.png"
+    original = victim.read_bytes()
+    victim.unlink()
+    (victim_cell / "cell.json").unlink()
+    untouched = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/*.png")}
+    again = _study(assets, out)
+    assert again.returncode == 0, again.stderr
+    assert victim.read_bytes() == original
+    assert all(p.stat().st_mtime_ns == t for p, t in untouched.items())
+    redone = json.loads((victim_cell / "cell.json").read_text())
+    assert redone["images_generated_this_run"] == 3  # prompt 1's batch of 3 (the only incomplete one)
+
+
+def test_clip_score_is_torchmetrics_convention():
+    a, b = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    assert clip_score(a, b) == pytest.approx((100 * 1.0 + 0.0) / 2)  # cos 1 and cos -0.707 clamped to 0
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--model", "/nonexistent/sd"), "not a saved diffusers pipeline"),
+    (("--scales", "0.5"), "guide only above scale 1"),
+    (("--schedules", "wobbly"), "unknown schedule 'wobbly'"),
+    (("--scales", "x"), "--scales must be comma-separated numbers"),
+])
+def test_bad_input_is_one_error_line(assets, tmp_path, args, needle):
+    base = {"--model": str(assets / "sd"), "--prompts": str(assets / "prompts.txt"), "--schedules": "constant",
+            "--scales": "2", "--out": str(tmp_path / "o")}
+    pairs = dict(base)
+    pairs.update(dict(zip(args[::2], args[1::2])))
+    res = run_cli("evaluate", "pipeline", *[x for kv in pairs.items() for x in kv], "--n", "1", "--steps", "2", "--no-progress")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], res.stderr
+    assert not (tmp_path / "o" / "study.json").exists()
+
+
+def test_controlnet_pipeline_study_takes_one_condition_image_per_controlnet(tmp_path):
+    from PIL import Image
+
+    from tests.foundation.tiny_pipelines import tiny_sd_controlnet
+
+    tiny_sd_controlnet(tmp_path / "build", count=2).save_pretrained(tmp_path / "cn")
+    (tmp_path / "p.txt").write_text("a b\n")
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), 80 * i, dtype=np.uint8)).save(tmp_path / f"c{i}.png")
+    args = ["evaluate", "pipeline", "--model", tmp_path / "cn", "--prompts", tmp_path / "p.txt", "--schedules", "linear",
+            "--scales", "3", "--n", "2", "--steps", "3", "--out", tmp_path / "o", "--no-progress"]
+    bad = run_cli(*args, "--control-image", tmp_path / "c0.png")
+    assert bad.returncode != 0 and "has 2 ControlNet(s): give 2 --control-image" in bad.stderr
+    ok = run_cli(*args, "--control-image", tmp_path / "c0.png", "--control-image", tmp_path / "c1.png")
+    assert ok.returncode == 0, ok.stderr
+    study = json.loads((tmp_path / "o" / "study.json").read_text())
+    assert len(list((tmp_path / "o" / study["cells"][0]["folder"]).glob("*.png"))) == 2
