@@ -96,12 +96,14 @@ def app_rows(work: Path, rows: list) -> None:
             page.open()
             for k in (1, 2):
                 page.tab("Guidance")
+                page.type_into("#guidance-seed input", str(k))  # a new seed: the status line must change
                 status, s = page.run("guidance-run", "guidance-status")
                 grid = [float(x) for x in re.findall(r"([\d.]+) s\b", status)]
                 rows.append((f"guidance click -> 2 grids of 10 (20 DDIM steps, CFG) #{k}", s, 6.0))
                 rows.append((f"  server: one grid of 10 images, 20 steps #{k}", grid[0], 3.0))
             for k in (1, 2):
                 page.tab("Camera")
+                page.type_into("#camera-seed input", str(k))
                 status, s = page.run("camera-run", "camera-status")
                 rows.append((f"camera caption click -> 3D plot + tags #{k}", s, 2.0))
                 rows.append((f"  server: DIRECTOR sampling #{k}", float(re.search(r"sampled in ([\d.]+) s", status).group(1)), 2.0))
@@ -114,6 +116,7 @@ def app_rows(work: Path, rows: list) -> None:
             page.tab("ControlNet")
             page.upload("control-upload", sketch)
             for k in (1, 2):
+                page.type_into("#control-seed input", str(k))
                 _, s = page.run("control-run", "control-status")
                 rows.append((f"ControlNet click -> 8 controlled + 8 base (20 steps) #{k}", s, None))
             page.tab("Humor")
@@ -121,9 +124,10 @@ def app_rows(work: Path, rows: list) -> None:
                 _, s = page.run("humor-run", "humor-status", timeout=300)
                 rows.append((f"humor click -> moments of a 24 s episode #{k}" + (" (synthesis)" if k == 1 else ""), s, None))
             page.tab("Video QA")
-            for k in (1, 2):
+            for k, n in ((1, 12), (2, 11)):
+                page.type_into("#videoqa-limit input", str(n))
                 _, s = page.run("videoqa-run", "videoqa-status", timeout=300)
-                rows.append((f"video QA click -> 12 questions, retrieval #{k}", s, None))
+                rows.append((f"video QA click -> {n} questions, retrieval #{k}", s, None))
         finally:
             driver.quit()
     finally:
