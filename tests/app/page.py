@@ -50,7 +50,8 @@ class AppPage:
         """Put a file into an upload component and wait until the page shows its name."""
         field = self.driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]")
         field.send_keys(str(path))
-        WebDriverWait(self.driver, 20).until(lambda d: path.name in self.text(elem_id)
+        root = self.driver.find_element(By.ID, elem_id)
+        WebDriverWait(self.driver, 90).until(lambda d: path.name in (root.get_attribute("textContent") or "")
                                              or d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"))
 
     def image_size(self, elem_id: str) -> tuple[int, int]:

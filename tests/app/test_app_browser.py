@@ -17,7 +17,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.app.page import AppPage
 from tests.cli_runner import run_cli
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# one app server and one browser for the whole module: under `pytest -n 2` the module stays on one worker
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.xdist_group("browser")]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,9 @@ def test_guidance_tab_generates_two_grids_with_their_cost(page):
     from storylab.guidance.schedules import parse_schedule
 
     page.tab("Guidance")
-    assert page.driver.find_elements(By.CSS_SELECTOR, "#guidance-weights svg, #guidance-weights canvas"), \
-        "the live w(t) plot is missing"
+    WebDriverWait(page.driver, 60).until(  # the plot renders after the page's scripts load
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#guidance-weights svg, #guidance-weights canvas"),
+        "the live w(t) plot is missing")
     status, _ = page.run("guidance-run", "guidance-status")
     assert not status.startswith("error"), status
     assert status.startswith("10 classes x 1, cfg on digits, ddim 20 steps, seed 0")
