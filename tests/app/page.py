@@ -50,9 +50,11 @@ class AppPage:
         """Put a file into an upload component and wait until the page shows its name."""
         field = self.driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]")
         field.send_keys(str(path))
-        root = self.driver.find_element(By.ID, elem_id)
-        WebDriverWait(self.driver, 90).until(lambda d: path.name in (root.get_attribute("textContent") or "")
-                                             or d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"))
+        def shown(d) -> bool:
+            root = d.find_element(By.ID, elem_id)  # found again each time: gradio re-renders it
+            return path.name in root.text or bool(root.find_elements(By.CSS_SELECTOR, "img"))
+
+        WebDriverWait(self.driver, 90).until(shown)
 
     def image_size(self, elem_id: str) -> tuple[int, int]:
         """Natural (width, height) of the image a component shows, (0, 0) if none has loaded."""
