@@ -62,7 +62,7 @@ def main() -> None:
         results = laughter_events(files, LaughterConfig())
         df = clip_table(results, [read_srt(f.with_suffix(".srt")) for f in files], LabelConfig(holdout=args.holdout, seed=args.seed))
         write_clip_table(df, args.data / "clips.csv")
-        write_laughter_json(args.data / "laughter.json", results)
+        write_laughter_json(args.data / "laughter.json", results, names=True)
         print(f"clips: train {int((df.split == 'train').sum())}, test {int((df.split == 'test').sum())} "
               f"(positives {int(df.label.sum())} of {len(df)})")
 

@@ -1,8 +1,9 @@
 """Timed subtitle lines from SRT, WebVTT and the Short Film Dataset's subtitles CSV; SRT output.
 
 Shared by the humor wing (FunnyNet-W's text branch) and the video-QA wing (SFD prompts). The SFD
-CSV (Ghermi et al. 2024) has one row per transcript segment, ``text,start,end,speaker,video_id``,
-times in seconds. Every broken input is one :class:`StorylabError` line that names the file, and
+CSV (Ghermi et al. 2024) has one row per transcript segment with ``video_id, start, end, text``
+(times in seconds) and, when diarised, ``speaker``; the released files are raw Whisper output
+(18 columns, no speaker) or SFD's merged ``video_id,start,end,text,no_speech_prob``. Every broken input is one :class:`StorylabError` line that names the file, and
 the line for a broken or backwards timestamp.
 """
 
@@ -21,7 +22,7 @@ from typing import Sequence
 from storylab.errors import StorylabError
 from storylab.io import atomic_write_text
 
-SFD_COLUMNS = ("text", "start", "end", "speaker", "video_id")
+SFD_COLUMNS = ("text", "start", "end", "video_id")  # required; "speaker" is optional
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 
 _CLOCK = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[,.](\d+))?")
@@ -147,7 +148,7 @@ def read_subtitle_file(path: str | os.PathLike) -> list[Subtitle]:
 
 
 def read_sfd_csv(path: str | os.PathLike) -> dict[str, list[Subtitle]]:
-    """Read an SFD subtitles CSV (``text,start,end,speaker,video_id``) into time-sorted lines per video.
+    """Read an SFD subtitles CSV (``text,start,end,video_id`` [+ ``speaker``], any other columns ignored) into time-sorted lines per video.
 
     Times are seconds, or clock times as :func:`parse_timestamp` reads them. A broken or backwards
     time and an empty ``video_id`` are reported with the file and line.
@@ -165,7 +166,7 @@ def read_sfd_csv(path: str | os.PathLike) -> dict[str, list[Subtitle]]:
             video = row["video_id"].strip()
             if not video:
                 raise StorylabError(f"empty video_id in subtitles file {p} line {line}")
-            out.setdefault(video, []).append(Subtitle(start, end, row["text"].strip(), row["speaker"].strip()))
+            out.setdefault(video, []).append(Subtitle(start, end, row["text"].strip(), (row.get("speaker") or "").strip()))
     except csv.Error as exc:
         raise StorylabError(f"subtitles file {p} is not a readable CSV: {exc} (line {reader.line_num})") from None
     for lines in out.values():

@@ -42,13 +42,28 @@ def _warn_line(message, category, filename, lineno, file=None, line=None):  # on
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _laughter_config(channel: str, threshold_db: Optional[float], encoder: Optional[Path], clusters: int, seed: int):
+MUSIC_RULE_HELP = ("Which KMeans cluster is music: tonal (lowest spectral flatness, if tonal at all; holds on short "
+                   "episodes) or smallest (the paper's rule).")
+EMBED_SOURCE_HELP = ("What each event's embedding sees: detection (the laughter channel over the event) or raw "
+                     "(channel 0 over the padded span, as the official code).")
+
+
+def _laughter_config(channel: str, threshold_db: Optional[float], encoder: Optional[Path], clusters: int, seed: int,
+                     music_rule: str = "tonal", embed_source: str = "detection"):
     from storylab.humor.laughter import LaughterConfig
 
     if encoder is not None and not encoder.is_file():
         raise StorylabError(f"audio encoder checkpoint not found: {encoder}")
+    if music_rule not in ("tonal", "smallest"):
+        raise StorylabError(f"--music-rule must be tonal or smallest, got '{music_rule}'")
+    if embed_source not in ("detection", "raw"):
+        raise StorylabError(f"--embed-source must be detection or raw, got '{embed_source}'")
     return LaughterConfig(channel=channel, threshold_db=threshold_db, encoder=str(encoder) if encoder else None,
-                          clusters=clusters, seed=seed)
+                          clusters=clusters, seed=seed, music_rule=music_rule, embed_source=embed_source)
+
+
+ASR_HELP = ("Text source for files without subtitles (FunnyNet-W transcribes speech): pocketsphinx (bundled en-US "
+            "models), whisper:PATH (a local Whisper folder, via transformers) or none (empty text).")
 
 
 def _summary(title: str, columns: list[str], rows: list[list], stream=sys.stderr) -> None:
@@ -89,10 +104,12 @@ def synth_command(
 def laughter_command(
     media: List[Path] = typer.Argument(..., help="Media files (mp4, mkv, webm, wav, ...) or folders of them."),
     as_json: bool = typer.Option(False, "--json", help="Print {\"files\": [{\"path\", \"laughter\": [{\"start\", \"end\"}]}]} on stdout."),
-    channel: str = typer.Option("auto", help="auto (L - R for stereo, --surround channel for 5.1, full mix for mono), diff, mix, or a channel index."),
+    channel: str = typer.Option("auto", help="auto (L - R for stereo, channel 0 for 5.1 as the official code, full mix for mono), diff, mix, or a channel index."),
     threshold_db: Optional[float] = typer.Option(None, help="Fixed energy threshold in dBFS; default adaptive (Otsu)."),
     encoder: Optional[Path] = typer.Option(None, help="BYOL-A checkpoint (.pth/.safetensors) for event embeddings; default log-mel statistics."),
-    clusters: int = typer.Option(3, help="KMeans clusters over all events; the smallest is dropped as music (1 = keep all)."),
+    clusters: int = typer.Option(3, help="KMeans clusters over all events; one is dropped as music (1 = keep all)."),
+    music_rule: str = typer.Option("tonal", help=MUSIC_RULE_HELP),
+    embed_source: str = typer.Option("detection", help=EMBED_SOURCE_HELP),
     seed: int = typer.Option(0, help="KMeans seed."),
     out: Optional[Path] = typer.Option(None, help="Also write the JSON to this file."),
 ) -> None:
@@ -101,7 +118,7 @@ def laughter_command(
     from storylab.humor.laughter import laughter_events
 
     files = _media_files(media)
-    config = _laughter_config(channel, threshold_db, encoder, clusters, seed)
+    config = _laughter_config(channel, threshold_db, encoder, clusters, seed, music_rule, embed_source)
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         results = laughter_events(files, config, progress=len(files) > 1)
@@ -130,11 +147,15 @@ def label_command(
     threshold_db: Optional[float] = typer.Option(None, help="Fixed laughter energy threshold in dBFS; default adaptive."),
     encoder: Optional[Path] = typer.Option(None, help="BYOL-A checkpoint for laughter event embeddings."),
     clusters: int = typer.Option(3, help="KMeans clusters for the laughter/music split."),
+    music_rule: str = typer.Option("tonal", help=MUSIC_RULE_HELP),
+    embed_source: str = typer.Option("detection", help=EMBED_SOURCE_HELP),
+    asr: str = typer.Option("pocketsphinx", help=ASR_HELP),
     seed: int = typer.Option(0, help="Seed for negative sampling and KMeans."),
 ) -> None:
     """Label clips: positives are the seconds before each laughter onset, negatives are windows not followed by laughter."""
+    from storylab.humor.asr import transcribe_file, transcriber
     from storylab.humor.data import write_laughter_json
-    from storylab.humor.labels import LabelConfig, clip_table, write_clip_table
+    from storylab.humor.labels import LabelConfig, check_window, clip_table, write_clip_table
     from storylab.humor.laughter import laughter_events
     from storylab.humor.subtitles import check_against_duration, find_subtitles
     from storylab.subtitles import read_sfd_csv, read_subtitle_file
@@ -142,12 +163,19 @@ def label_command(
     files = _media_files(media)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise StorylabError(f"--out must end in .csv or .parquet, got '{out.name}'")
-    config = _laughter_config(channel, threshold_db, encoder, clusters, seed)
+    folder = out.parent.resolve()
+    for f in files:  # the table names its clips by file name, read relative to the table's folder
+        if f.resolve().parent != folder:
+            raise StorylabError(f"the clips table must be written in the episodes' folder so that it can name them: "
+                                f"{f.name} is in {f.parent}, use --out {f.parent / out.name}")
+    config = _laughter_config(channel, threshold_db, encoder, clusters, seed, music_rule, embed_source)
+    recognise, asr_name = transcriber(asr)
     csv_lines = read_sfd_csv(subtitles_csv) if subtitles_csv is not None else None  # once, before the slow part
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         results = laughter_events(files, config, progress=True)
-    subs = []
+    check_window(results, window)  # before the slow transcription
+    subs, sources = [], []
     for f, r in zip(files, results):
         if csv_lines is not None:
             s = csv_lines.get(f.stem, [])
@@ -156,23 +184,33 @@ def label_command(
             found = find_subtitles(f)
             s = read_subtitle_file(found) if found else []
             name = found.name if found else ""
+        if not name and recognise is not None:
+            s, name = transcribe_file(f, recognise), f"{asr_name} transcript"
         check_against_duration(s, r.duration, name)
         subs.append(s)
+        sources.append(name or "no text")
     label_config = LabelConfig(window=window, negative_ratio=negative_ratio, margin=margin, holdout=holdout, seed=seed)
     df = clip_table(results, subs, label_config)
     if df.empty:
         print(f"no laughter found in {len(files)} file(s): no clips labelled, nothing written")
         return
-    write_laughter_json(out.with_name("laughter.json"), results)
+    write_laughter_json(out.with_name("laughter.json"), results, names=True)
     write_clip_table(df, out)
-    rows = [[Path(r.path).name, len(r.laughter), int(((df.file == r.path) & (df.label == 1)).sum()),
-             int(((df.file == r.path) & (df.label == 0)).sum()), str(df[df.file == r.path].split.iloc[0]) if (df.file == r.path).any() else "-"]
-            for r in results]
-    _summary("clips", ["file", "laughs", "positives", "negatives", "split"], rows)
+    rows = []
+    for r in results:
+        mine = df.file == Path(r.path).name
+        rows.append([Path(r.path).name, len(r.laughter), int((mine & (df.label == 1)).sum()), int((mine & (df.label == 0)).sum()),
+                     str(df[mine].split.iloc[0]) if mine.any() else "-"])
+    for row, source in zip(rows, sources):
+        row.append(source)
+    _summary("clips", ["file", "laughs", "positives", "negatives", "split", "text from"], rows)
+    asr_files = sum(src.endswith(" transcript") for src in sources)
+    if asr_files:
+        print(f"text: no subtitles for {asr_files} file(s), transcribed with {asr_name}")
     print(f"wrote {len(df)} clips to {out} and laughter to {out.with_name('laughter.json')}")
 
 
-def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
+def _model_config(modalities: str, architecture: str, dim: int, tokens: int, window: float, audio_encoder: Optional[Path],
                   audio_channels: int, audio_dim: int, video_encoder: Optional[Path], frames: int, frame_size: int,
                   text_encoder: Optional[Path], text_tokens: int, aux_weight: float,
                   modality_dropout: float):
@@ -183,7 +221,7 @@ def _model_config(modalities: str, dim: int, tokens: int, window: float, audio_e
     for p, what in ((audio_encoder, "audio encoder checkpoint"), (video_encoder, "video model folder")):
         if p is not None and not p.exists():
             raise StorylabError(f"{what} not found: {p}")
-    return FunnyNetConfig(modalities=modalities, dim=dim, tokens=tokens, window=window,
+    return FunnyNetConfig(modalities=modalities, architecture=architecture, dim=dim, tokens=tokens, window=window,
                           audio_encoder=str(audio_encoder) if audio_encoder else None, audio_channels=audio_channels,
                           audio_dim=audio_dim, video_encoder=str(video_encoder) if video_encoder else None,
                           frames=frames, frame_size=frame_size, text_encoder=str(text_encoder) if text_encoder else None,
@@ -202,12 +240,16 @@ def train_funnynet_command(
     data: Path = typer.Option(..., help="Folder with the episodes and the clips table from `storylab humor label`."),
     clips: Optional[Path] = typer.Option(None, help="Clips table; default DATA/clips.csv."),
     modalities: str = typer.Option("a,v,t", help="Modalities to train on: any subset of a (audio), v (visual), t (text)."),
+    architecture: str = typer.Option("storylab", help="storylab (one gated unit per projection, 4-head scaled attention, "
+                                     "cosine AdamW) or paper (the official layout: two gated units + LayerNorm, "
+                                     "single-head unscaled CAF, gated classifier, LSTM(256) over all 64 tokens; Adam 1e-4 "
+                                     "halved at epochs 20/40/80/100)."),
     ablation: bool = typer.Option(False, help="Train every subset (A, V, T, AV, AT, VT, AVT) into --out-dir."),
-    out: Optional[Path] = typer.Option(None, help="Checkpoint to write; default DATA/funnynet_<modalities>.safetensors."),
-    out_dir: Optional[Path] = typer.Option(None, help="Folder for --ablation checkpoints; default DATA."),
+    out: Optional[Path] = typer.Option(None, help="Checkpoint to write; default runs/funnynet/funnynet_<modalities>.safetensors."),
+    out_dir: Optional[Path] = typer.Option(None, help="Folder for --ablation checkpoints; default runs/funnynet."),
     epochs: int = typer.Option(100, help="Epochs over the training clips (paper: 100)."),
     batch_size: int = typer.Option(16, help="Batch size (paper: 16)."),
-    lr: float = typer.Option(3e-4, help="Peak learning rate, cosine decay (paper: 1e-4 with frozen pretrained encoders)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate; default 3e-4 (storylab, peak of a cosine decay) or 1e-4 (paper)."),
     seed: int = typer.Option(0, help="Random seed."),
     dim: int = typer.Option(512, help="Projection width (paper: 512)."),
     tokens: int = typer.Option(16, help="Cross-attention fusion tokens per modality (paper: 16, so 16 x 32)."),
@@ -222,39 +264,48 @@ def train_funnynet_command(
     text_tokens: int = typer.Option(64, help="Token states per clip fed to the text LSTM (paper: 64)."),
     aux_weight: float = typer.Option(FunnyNetConfig.aux_weight, help="Weight of the unimodal auxiliary cross-entropy (a linear head per "
                                      "modality, Gradient-Blending with uniform weights); 0 = the paper's loss."),
-    modality_dropout: float = typer.Option(FunnyNetConfig.modality_dropout, help="Training only: zero each modality's projected feature "
-                                           "with this probability per clip, keeping at least one (ModDrop; default 0.5, a deviation: "
-                                           "see docs/humor.md); 0 = the paper's model."),
+    modality_dropout: Optional[float] = typer.Option(None, help="Training only: zero each modality's projected feature "
+                                                     "with this probability per clip, keeping at least one (ModDrop; default "
+                                                     f"{FunnyNetConfig.modality_dropout} with --architecture storylab, a deviation: "
+                                                     "see docs/humor.md; 0 with --architecture paper, the paper's model)."),
 ) -> None:
     """Train FunnyNet-W (encoders, 512-d projections, cross-attention fusion, CE + NT-Xent) on labelled clips."""
     import torch
 
     from storylab.humor.train import FunnyNetTrainConfig, classification_scores, load_split, predict, train_funnynet
+    from storylab.io import run_path, use_hint
 
     clips_path = _clips_path(data, clips)
+    if architecture not in ("storylab", "paper"):
+        raise StorylabError(f"--architecture must be storylab or paper, got '{architecture}'")
+    paper = architecture == "paper"
+    lr = lr if lr is not None else (1e-4 if paper else 3e-4)
+    modality_dropout = modality_dropout if modality_dropout is not None else (0.0 if paper else FunnyNetConfig.modality_dropout)
     subsets = list(ABLATION_SUBSETS) if ablation else [parse_modalities(modalities)]
     # decode every modality once; each subset uses its own part
-    full = _model_config("avt" if ablation else subsets[0], dim, tokens, window, audio_encoder, audio_channels,
+    full = _model_config("avt" if ablation else subsets[0], architecture, dim, tokens, window, audio_encoder, audio_channels,
                          audio_dim, video_encoder, frames, frame_size, text_encoder, text_tokens, 0.0, modality_dropout)
     train_inputs = load_split(clips_path, "train", full, progress=True)
     rows = []
     for subset in subsets:
-        config = _model_config(subset, dim, tokens, window, audio_encoder, audio_channels, audio_dim, video_encoder,
+        config = _model_config(subset, architecture, dim, tokens, window, audio_encoder, audio_channels, audio_dim, video_encoder,
                                frames, frame_size, text_encoder, text_tokens, aux_weight, modality_dropout)
-        path = (out_dir or data) / f"funnynet_{subset}.safetensors" if (ablation or out is None) else out
+        path = (out_dir or run_path("funnynet")) / f"funnynet_{subset}.safetensors" if (ablation or out is None) else out
         command = " ".join(["storylab"] + sys.argv[1:])
-        model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+        model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                                                                      recipe=architecture),
                                        path, extra={"command": command, "seed": seed})
         scores = classification_scores(train_inputs.label.numpy(), predict(model, train_inputs))
         rows.append([subset.upper(), str(path), losses.get("loss", float("nan")), scores["f1"], scores["acc"], round(losses.get("seconds", 0.0), 1)])
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     _summary("FunnyNet-W training (train split)", ["model", "checkpoint", "loss", "F1", "acc", "seconds"], rows)
+    print(use_hint("storylab", "evaluate", "funnynet", "--data", data, *[a for r in rows for a in ("--checkpoint", r[1])]))
 
 
 @evaluate_app.command("funnynet")
 def evaluate_funnynet_command(
     data: Path = typer.Option(..., help="Folder with the episodes, the clips table and (for synthetic data) truth/."),
-    checkpoint: Optional[List[Path]] = typer.Option(None, help="FunnyNet-W checkpoint(s); default every DATA/funnynet_*.safetensors."),
+    checkpoint: Optional[List[Path]] = typer.Option(None, help="FunnyNet-W checkpoint(s); default every runs/funnynet/funnynet_*.safetensors (where `train funnynet` writes), else DATA/funnynet_*.safetensors."),
     clips: Optional[Path] = typer.Option(None, help="Clips table; default DATA/clips.csv."),
     split: str = typer.Option("test", help="Which clips to score: test, train or all."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
@@ -264,14 +315,19 @@ def evaluate_funnynet_command(
     from storylab.metrics.significance import f1_bootstrap_interval, mcnemar_exact
 
     clips_path = _clips_path(data, clips)
-    paths = list(checkpoint) if checkpoint else sorted(data.glob("funnynet_*.safetensors"))
+    from storylab.io import run_path
+
+    paths = list(checkpoint) if checkpoint else (sorted(run_path("funnynet").glob("funnynet_*.safetensors"))
+                                                 or sorted(data.glob("funnynet_*.safetensors")))
     if not paths:
-        raise StorylabError(f"no checkpoint given and no funnynet_*.safetensors in {data} (train one with: storylab train funnynet --data {data})")
+        raise StorylabError(f"no checkpoint given and no funnynet_*.safetensors in {run_path('funnynet')} or {data} "
+                            f"(train one with: storylab train funnynet --data {data})")
     results = []
     cache = {}
     for p in paths:
         model = load_funnynet(p)
-        key = json.dumps({k: v for k, v in vars(model.config).items() if k != "modalities"}, sort_keys=True, default=str)
+        key = json.dumps({k: v for k, v in vars(model.config).items() if k not in ("modalities", "architecture")},
+                         sort_keys=True, default=str)
         if key not in cache:
             import dataclasses
             cache[key] = load_split(clips_path, None if split == "all" else split,
@@ -330,10 +386,11 @@ def detect_command(
     subtitles: Optional[Path] = typer.Option(None, help="Subtitles (.srt, .vtt or SFD .csv); default the .srt/.vtt next to the video."),
     checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, help="FunnyNet-W checkpoint; default the shipped AVT model trained on the synthetic sitcom."),
     as_json: bool = typer.Option(False, "--json", help="Print the funny moments as JSON on stdout."),
-    plot: Optional[Path] = typer.Option(None, help="Timeline PNG; default <video>.funny.png next to the video."),
+    plot: Optional[Path] = typer.Option(None, help="Timeline PNG; default runs/humor/<video stem>.funny.png."),
     stride: float = typer.Option(1.0, help="Seconds between scored windows."),
     threshold: float = typer.Option(0.5, help="P(funny) above which a window counts as funny."),
     keep_laughter: bool = typer.Option(False, help="Do not silence the video's own laughter before scoring (it is silenced by default, as in training)."),
+    asr: str = typer.Option("pocketsphinx", help=ASR_HELP),
 ) -> None:
     """Find funny moments in a video with FunnyNet-W and write a timeline plot."""
     from storylab.humor.detect import DetectConfig, funny_moments, timeline_plot
@@ -347,27 +404,41 @@ def detect_command(
     if checkpoint == DEFAULT_CHECKPOINT and not checkpoint.exists():
         raise StorylabError(f"no shipped FunnyNet-W checkpoint at {checkpoint}; train one (storylab train funnynet "
                             "--data DIR) and pass it with --checkpoint")
+    from storylab.humor.asr import transcribe_file, transcriber
+
+    recognise, asr_name = transcriber(asr)
     model = load_funnynet(checkpoint)
     sub_path = subtitles or find_subtitles(video)
     subs = read_subtitles(sub_path, video_id=video.stem) if sub_path else []
     duration = media_duration(video)
     if sub_path:
         check_against_duration(subs, duration, sub_path.name)
+    elif "t" in model.config.modalities and recognise is not None:
+        subs = transcribe_file(video, recognise)
+        print(f"text: no subtitles for {video.name}, transcribed with {asr_name} ({len(subs)} words/lines)", file=sys.stderr)
     elif "t" in model.config.modalities:
-        print(f"warning: no subtitles for {video.name}: the text branch sees empty text", file=sys.stderr)
+        print(f"warning: no subtitles for {video.name} and --asr none: the text branch sees empty text", file=sys.stderr)
     laughter = []
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         laughter = laughter_events([video])[0].laughter if "a" in model.config.modalities or not keep_laughter else []
     times, scores, moments = funny_moments(video, model, subs, DetectConfig(stride, threshold, not keep_laughter),
                                            laughter, progress=True)
-    plot_path = plot or video.with_name(video.stem + ".funny.png")
+    from storylab.io import run_path
+
+    plot_path = plot or run_path("humor") / f"{video.stem}.funny.png"
     timeline_plot(plot_path, times, scores, moments, laughter, threshold,
                   f"{video.name}: FunnyNet-W ({model.config.modalities.upper()}), {len(moments)} funny moment(s)")
     if as_json:
         print(json.dumps({"path": str(video), "modalities": model.config.modalities, "plot": str(plot_path),
+                          "threshold": threshold, "window": model.config.window,
                           "moments": [{"time": round(m.time, 2), "score": round(m.score, 4), "start": round(m.start, 2),
-                                       "end": round(m.end, 2), "text": m.text} for m in moments]}, indent=2))
+                                       "end": round(m.end, 2), "text": m.text} for m in moments],
+                          "scores": [{"time": round(float(t), 2), "score": round(float(p), 4)} for t, p in zip(times, scores)]},
+                         indent=2))
     _summary(f"funny moments in {video.name}", ["time", "score", "moment text"],
              [[round(m.time, 1), m.score, (m.text[-60:] if m.text else "")] for m in moments])
+    if not moments:
+        print(f"no funny moment found in {video.name}: no window scored P(funny) >= {threshold:g} "
+              f"({len(times)} window(s) scored, the first ending at {times[0]:.1f} s)", file=sys.stderr)
     print(f"timeline plot: {plot_path}", file=sys.stderr)

@@ -32,6 +32,7 @@ class FunnyNetConfig:
     """FunnyNet-W's architecture (defaults: the paper's fusion sizes, CPU-sized trainable encoders)."""
 
     modalities: str = "avt"
+    architecture: str = "storylab"  # storylab | paper (the official fusion and heads, see storylab.humor.model)
     dim: int = 512                 # projection width (paper: 512)
     tokens: int = 16               # CAF tokens per modality (paper: 16 x 32)
     heads: int = 4
@@ -42,6 +43,7 @@ class FunnyNetConfig:
     audio_channels: int = 16           # trained CNN width (BYOL-A: 64)
     audio_dim: int = 512               # trained CNN output (BYOL-A: 2048)
     tail: float = 0.25                 # trained encoders also average the clip's last quarter (the punchline's place)
+    audio_flatten: str = "mel-channel"  # BYOL-A's flatten order; "channel-mel" only names checkpoints from before issue 16
     audio_pool: int = 4                # trained CNN: average log-mel frames in time by this factor (1 = BYOL-A's 10 ms)
     video_encoder: str | None = None   # local transformers video model folder (e.g. VideoMAE); None = frame CNN
     frames: int = 16                   # frames per clip (paper: 16)
@@ -64,5 +66,9 @@ class FunnyNetConfig:
         if (self.dim // self.tokens) % self.heads:
             raise StorylabError(f"token width {self.dim // self.tokens} is not divisible by {self.heads} heads")
         self.frame_channels = tuple(self.frame_channels)
+        if self.architecture not in ("storylab", "paper"):
+            raise StorylabError(f"unknown architecture '{self.architecture}' (use storylab or paper)")
+        if self.audio_flatten != "mel-channel":
+            raise StorylabError(f"audio flatten order '{self.audio_flatten}' is not built; the encoder uses BYOL-A's mel-channel order")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise StorylabError(f"modality dropout must be in [0, 1), got {self.modality_dropout}")

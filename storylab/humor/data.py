@@ -21,6 +21,7 @@ from storylab.errors import StorylabError
 from storylab.humor.media import SAMPLE_RATE, load_audio, load_frames
 from storylab.humor.melspec import MelConfig, frames_for, log_mel
 from storylab.humor.config import FunnyNetConfig
+from storylab.humor.labels import safe_clip_file
 from storylab.io import atomic_write_json
 
 
@@ -41,27 +42,29 @@ def visual_spec(config: FunnyNetConfig) -> tuple[int, int]:
     return config.frames, config.frame_size
 
 
-def write_laughter_json(path: str | os.PathLike, results) -> Path:
-    """Save laughter detections as ``{"files": [{"path", "laughter": [{"start", "end"}]}]}``."""
-    return atomic_write_json(path, {"files": [r.to_json() for r in results]})
+def write_laughter_json(path: str | os.PathLike, results, names: bool = False) -> Path:
+    """Save laughter detections as ``{"files": [{"path", "laughter": [{"start", "end"}]}]}``.
+
+    ``names=True`` (next to a clips table) writes each file's name, read back relative to the JSON's folder.
+    """
+    files = [r.to_json() for r in results]
+    if names:
+        files = [{**f, "path": Path(f["path"]).name} for f in files]
+    return atomic_write_json(path, {"files": files})
 
 
 def read_laughter_json(path: str | os.PathLike) -> dict[str, list[tuple[float, float]]]:
-    """Read a laughter JSON into {resolved file path: intervals}."""
+    """Read a laughter JSON written next to a clips table into {file path: intervals} (names inside its folder)."""
     p = Path(path)
     if not p.exists():
         raise StorylabError(f"laughter file not found: {p} (storylab humor label writes it next to the clips table)")
     try:
         data = json.loads(p.read_text())
-        return {str(_resolve(f["path"], p.parent)): [(float(x["start"]), float(x["end"])) for x in f["laughter"]]
+        return {str(safe_clip_file(f["path"], p.parent, f"file in {p.name}")): [(float(x["start"]), float(x["end"]))
+                                                                               for x in f["laughter"]]
                 for f in data["files"]}
     except (ValueError, KeyError, TypeError) as exc:
         raise StorylabError(f"{p.name} is not a laughter file (expected {{\"files\": [{{\"path\", \"laughter\"}}]}})") from exc
-
-
-def _resolve(path: str, base: Path) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() or p.exists() else base / p
 
 
 @dataclass

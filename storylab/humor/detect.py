@@ -2,7 +2,8 @@
 
 FunnyNet-W (Liu et al., IJCV 2024) scores an N-second clip by whether laughter follows it. Sliding the
 window over a video gives a funniness score for every instant (the window's end, where the laugh would
-start); runs above the threshold are reported as funny moments at their best-scoring instant. Laughter
+start); runs above the threshold are reported as funny moments at their best-scoring instant. The
+windows ending in the first N seconds are scored too, clamped at 0 as the training clips are. Laughter
 already in the video is silenced first, as in training, so the model judges the setup, not the laugh.
 """
 
@@ -50,12 +51,14 @@ def funny_moments(video: str | os.PathLike, model, subtitles: Sequence[Subtitle]
 
     window = model.config.window
     duration = media_duration(video)
-    if window > duration:
-        raise StorylabError(f"clip window of {window:g} s is longer than {Path(video).name} ({duration:.1f} s)")
     if config.stride <= 0:
         raise StorylabError(f"--stride must be positive, got {config.stride}")
-    ends = np.arange(window, duration + 1e-9, config.stride)
-    starts = ends - window
+    if duration < config.stride:
+        raise StorylabError(f"{Path(video).name} ({duration:.2f} s) is shorter than one --stride ({config.stride:g} s)")
+    # windows end every stride from the first one; those ending before ``window`` s start at 0 and their
+    # audio is padded on the left, as the training clips clamped at the start of an episode are
+    ends = np.arange(config.stride, duration + 1e-9, config.stride)
+    starts = np.maximum(0.0, ends - window)
     texts = [text_in_window(subtitles, s, e) for s, e in zip(starts, ends)]
     inputs = clip_inputs([str(video)] * len(ends), list(starts), list(ends), [0] * len(ends), texts, model.config,
                          {str(video): list(laughter)} if config.remove_laughter else {}, progress=progress)

@@ -45,7 +45,7 @@ class ByolAudioEncoder(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) normalised log-mel -> (B, dim), or (B, 2 dim) with the tail average."""
         x = self.features(mel.unsqueeze(1))  # (B, C, F/8, T/8)
-        x = x.permute(0, 3, 1, 2).flatten(2)  # (B, T/8, C * F/8)
+        x = x.permute(0, 3, 2, 1).flatten(2)  # (B, T/8, F/8 * C): BYOL-A's order, mel band major, channel minor
         x = self.fc(x)  # (B, T/8, dim)
         pooled = x.max(dim=1).values + x.mean(dim=1)  # BYOL-A's pooling
         if self.tail <= 0:
@@ -63,6 +63,17 @@ class ByolAudioEncoder(nn.Module):
         cat = torch.cat([m.flatten() for m in mels])
         mean, std = cat.mean(), cat.std() + 1e-6
         return torch.stack([self(((m - mean) / std)[None])[0] for m in mels]).numpy()
+
+
+def channel_major_to_mel_major(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    """Reorder ``fc.0.weight`` columns from the (channel, mel) flatten order to BYOL-A's (mel, channel) order.
+
+    Before issue 16 the encoder flattened the conv output channel-major; a network trained that way gives
+    exactly the same outputs once its first fc layer's columns are permuted this way.
+    """
+    out_dim, flat = weight.shape
+    bands = flat // channels
+    return weight.view(out_dim, channels, bands).transpose(1, 2).reshape(out_dim, flat)
 
 
 def load_byol_a(path: str | os.PathLike) -> ByolAudioEncoder:
@@ -153,15 +164,25 @@ class TransformersVideoEncoder(nn.Module):
 
 
 class TextLSTM(nn.Module):
-    """FunnyNet-W's text branch: an LSTM over the language model's token states, last real state out."""
+    """FunnyNet-W's text branch: an LSTM over the language model's token states.
 
-    def __init__(self, in_dim: int = 384, hidden: int = 256) -> None:
+    By default the last real state comes out; ``all_states=L`` follows the official code instead: the
+    LSTM runs over all L token states (padding included) and every output is flattened, (B, L * hidden).
+    """
+
+    def __init__(self, in_dim: int = 384, hidden: int = 256, all_states: int = 0) -> None:
         super().__init__()
         self.lstm = nn.LSTM(in_dim, hidden, batch_first=True)
-        self.dim = hidden
+        self.all_states = all_states
+        self.dim = hidden * all_states if all_states else hidden
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, in_dim) token states with (B, L) mask -> (B, hidden)."""
+        """(B, L, in_dim) token states with (B, L) mask -> (B, hidden), or (B, L * hidden) with ``all_states``."""
+        if self.all_states:
+            if states.shape[1] != self.all_states:
+                raise StorylabError(f"the text branch expects {self.all_states} token states, got {states.shape[1]}")
+            out, _ = self.lstm(states)  # (B, L, hidden)
+            return out.flatten(1)
         lengths = mask.sum(dim=1).clamp_min(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
         _, (h, _) = self.lstm(packed)

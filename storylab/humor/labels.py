@@ -19,10 +19,16 @@ import numpy as np
 from storylab.errors import StorylabError
 from storylab.humor.laughter import LaughterResult
 from storylab.humor.subtitles import text_in_window
-from storylab.io import atomic_path
+from storylab.io import atomic_path, safe_join
 from storylab.subtitles import Subtitle
 
 CLIP_COLUMNS = ("file", "start", "end", "label", "text", "split")
+
+
+def safe_clip_file(name: str, folder: str | os.PathLike, what: str = "clip file") -> Path:
+    """``folder / name`` for a file name read from a clips table or laughter file, refusing any name that
+    could leave ``folder`` (absolute, a path separator, ``..``: :func:`storylab.io.safe_join`)."""
+    return safe_join(folder, str(name), what=what)
 
 
 @dataclass
@@ -59,26 +65,35 @@ def negative_windows(laughter: Sequence[tuple[float, float]], duration: float, c
     return [(float(e - config.window), float(e)) for e in chosen]
 
 
+def check_window(results: Sequence[LaughterResult], window: float) -> None:
+    """Raise unless the clip window is positive and fits in every file."""
+    if window <= 0:
+        raise StorylabError(f"clip window must be positive, got {window}")
+    for result in results:
+        if window > result.duration:
+            raise StorylabError(f"clip window of {window:g} s is longer than {Path(result.path).name} ({result.duration:.1f} s)")
+
+
 def clip_table(results: Sequence[LaughterResult], subtitles: Sequence[Sequence[Subtitle]],
                config: LabelConfig = LabelConfig()):
-    """Build the clips table (file, start, end, label, text, split) from laughter detections and subtitles."""
+    """Build the clips table (file, start, end, label, text, split) from laughter detections and subtitles.
+
+    ``file`` is the media file's name: the table lives in the episodes' folder and is read relative to it.
+    """
     import pandas as pd
 
-    if config.window <= 0:
-        raise StorylabError(f"clip window must be positive, got {config.window}")
+    check_window(results, config.window)
     rng = np.random.default_rng(config.seed)
     n_test = int(round(config.holdout * len(results))) if len(results) > 1 else 0
     rows = []
     for i, (result, subs) in enumerate(zip(results, subtitles)):
         name = Path(result.path).name
-        if config.window > result.duration:
-            raise StorylabError(f"clip window of {config.window:g} s is longer than {name} ({result.duration:.1f} s)")
         split = "test" if i >= len(results) - n_test else "train"
         pos = positive_windows(result.laughter, config.window)
         neg = negative_windows(result.laughter, result.duration, int(round(len(pos) * config.negative_ratio)), config, rng)
         for label, windows in ((1, pos), (0, neg)):
             for s, e in windows:
-                rows.append({"file": result.path, "start": round(s, 3), "end": round(e, 3), "label": label,
+                rows.append({"file": name, "start": round(s, 3), "end": round(e, 3), "label": label,
                              "text": text_in_window(subs, s, e), "split": split})
     df = pd.DataFrame(rows, columns=list(CLIP_COLUMNS))
     return df.sort_values(["file", "start"]).reset_index(drop=True)
@@ -113,6 +128,5 @@ def read_clip_table(path: str | os.PathLike):
     if missing:
         raise StorylabError(f"{p.name} lacks column(s) {', '.join(sorted(missing))}; expected {', '.join(CLIP_COLUMNS)}")
     df["text"] = df["text"].fillna("").astype(str)
-    base = p.parent
-    df["file"] = [str(f) if Path(f).is_absolute() or Path(f).exists() else str(base / f) for f in df["file"]]
+    df["file"] = [str(safe_clip_file(f, p.parent, f"clip file in {p.name}")) for f in df["file"]]
     return df

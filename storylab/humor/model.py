@@ -7,6 +7,14 @@ cross-attention, the results are summed, passed through self-attention with a re
 modality, flattened and summed, and a linear layer classifies funny / not funny. The loss is
 cross-entropy plus lambda times the NT-Xent (SimCLR) loss of every pair of projected modalities.
 
+``architecture="paper"`` follows the official code's layout instead (Holmes-Alan/FunnyNet-W,
+``network.py``): each projection is two stacked gated GELU units (GELU(W1 x) * W2 x) and a LayerNorm;
+the CAF queries are the L2-normalised concatenated features (16M x 32), each cross- and the
+self-attention is single-head without the 1/sqrt(d) scaling and without a norm; the classifier is a
+gated unit to 2 logits; the text branch runs an LSTM(256) over all 64 token states and flattens
+every output (Dropout 0.5 before its projection). The default (``storylab``) uses one gated unit per
+projection, 4-head scaled attention with a pre-norm, a linear classifier and the LSTM's last state.
+
 One deviation by default: during training each clip loses each modality's projected feature with
 probability ``modality_dropout`` = 0.5 before the fusion (ModDrop, Neverova et al., TPAMI 2016), which
 made AVT at least as good as audio alone on the held-out split and on the pooled unseen episodes for
@@ -39,6 +47,58 @@ class GatedProjection(nn.Module):
         return self.norm(self.dropout(value * F.gelu(gate)))
 
 
+class GatedLinear(nn.Module):
+    """The official code's gated unit: GELU(W1 x) * (W2 x) (FunnyNet-W, network.py ``linear``)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.value = nn.Linear(in_dim, out_dim)
+        self.gate = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_dim) -> (..., out_dim)."""
+        return F.gelu(self.value(x)) * self.gate(x)
+
+
+class PaperProjection(nn.Sequential):
+    """The official projection: two stacked gated units (in -> mid -> dim) and a LayerNorm, optional dropout first."""
+
+    def __init__(self, in_dim: int, mid: int, dim: int, dropout: float = 0.0) -> None:
+        layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
+        super().__init__(*layers, GatedLinear(in_dim, mid), GatedLinear(mid, dim), nn.LayerNorm(dim))
+
+
+class UnscaledAttention(nn.Module):
+    """The official single-head attention: softmax(Q K^T) V with no 1/sqrt(d) scaling (network.py ``CA_SA``)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(width, width), nn.Linear(width, width), nn.Linear(width, width)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(B, Nq, w) queries attend over (B, Nk, w) -> (B, Nq, w)."""
+        attn = torch.softmax(self.q(queries) @ self.k(keys).transpose(1, 2), dim=-1)  # (B, Nq, Nk)
+        return attn @ self.v(keys)
+
+
+class PaperFusion(nn.Module):
+    """The official CAF: normalised concatenated features query each modality, summed, self-attention + residual."""
+
+    def __init__(self, modalities: int, dim: int = 512, tokens: int = 16) -> None:
+        super().__init__()
+        self.tokens, self.width = tokens, dim // tokens
+        self.cross = nn.ModuleList(UnscaledAttention(self.width) for _ in range(modalities))
+        self.self_attn = UnscaledAttention(self.width)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """M features (B, dim) -> fused (B, dim)."""
+        b = features[0].shape[0]
+        joint = torch.cat([F.normalize(f, dim=1) for f in features], dim=1).view(b, -1, self.width)  # (B, 16M, 32)
+        fused = sum(attn(joint, f.view(b, self.tokens, self.width)) for attn, f in zip(self.cross, features))
+        fused = self.self_attn(fused, fused) + fused  # (B, 16M, 32)
+        return sum(p.flatten(1) for p in fused.split(self.tokens, dim=1))  # (B, dim)
+
+
 class CrossAttentionFusion(nn.Module):
     """Cross-Attention Fusion (FunnyNet-W, Sec. 3.3): concat queries each modality, sum, self-attention, split, sum."""
 
@@ -69,12 +129,21 @@ class FunnyNet(nn.Module):
         self.config = config
         self.encoders = nn.ModuleDict()
         self.projections = nn.ModuleDict()
+        paper = config.architecture == "paper"
         for m in config.modalities:
             enc = self._encoder(m)
             self.encoders[m] = enc
-            self.projections[m] = GatedProjection(enc.dim, config.dim, config.dropout)
-        self.fusion = CrossAttentionFusion(len(config.modalities), config.dim, config.tokens, config.heads, config.dropout)
-        self.classifier = nn.Linear(config.dim, 2)
+            if paper:  # official widths: audio 2048 -> 1024 -> 512, visual and text -> 512 -> 512
+                mid = 2 * config.dim if m == "a" else config.dim
+                self.projections[m] = PaperProjection(enc.dim, mid, config.dim, 0.5 if m == "t" else 0.0)
+            else:
+                self.projections[m] = GatedProjection(enc.dim, config.dim, config.dropout)
+        if paper:
+            self.fusion = PaperFusion(len(config.modalities), config.dim, config.tokens)
+            self.classifier = GatedLinear(config.dim, 2)
+        else:
+            self.fusion = CrossAttentionFusion(len(config.modalities), config.dim, config.tokens, config.heads, config.dropout)
+            self.classifier = nn.Linear(config.dim, 2)
         # one linear head per modality on its projection, trained only through the auxiliary loss
         self.aux_heads = nn.ModuleDict({m: nn.Linear(config.dim, 2) for m in config.modalities}
                                        if config.aux_weight > 0 and len(config.modalities) > 1 else {})
@@ -89,6 +158,8 @@ class FunnyNet(nn.Module):
             return ByolAudioEncoder(c.n_mels, c.audio_dim, c.audio_channels, tail=c.tail)
         if m == "v":
             return TransformersVideoEncoder(c.video_encoder) if c.video_encoder else FrameCNN(c.frame_channels, tail=c.tail)
+        if c.architecture == "paper":
+            return TextLSTM(c.text_dim, 256, all_states=c.text_tokens)
         return TextLSTM(c.text_dim, c.lstm_hidden)
 
     def project(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -33,7 +33,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
-    lr_schedule: str = "cosine"  # "constant" or "cosine" (after warm-up)
+    lr_schedule: str = "cosine"  # "constant", "cosine" (after warm-up) or "multistep" (x lr_gamma at each milestone)
+    lr_milestones: tuple[int, ...] = ()  # "multistep": steps at which the rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1
     grad_clip: float | None = 1.0
     ema_decay: float | None = 0.999
     checkpoint_every: int = 500
@@ -54,19 +56,22 @@ class TrainState:
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
-    """Linear warm-up followed by constant or cosine decay to 0 (multiplier of ``config.lr``)."""
+    """Linear warm-up followed by constant, cosine decay to 0, or step decay (PyTorch's MultiStepLR rule:
+    ``lr_gamma`` to the number of milestones passed) - a multiplier of ``config.lr``."""
 
     def factor(step: int) -> float:
         if config.warmup_steps and step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
         if config.lr_schedule == "constant":
             return 1.0
+        if config.lr_schedule == "multistep":
+            return config.lr_gamma ** sum(step >= m for m in config.lr_milestones)
         span = max(1, config.steps - config.warmup_steps)
         progress = min(1.0, (step - config.warmup_steps) / span)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    if config.lr_schedule not in ("constant", "cosine"):
-        raise StorylabError(f"unknown learning-rate schedule '{config.lr_schedule}' (use constant or cosine)")
+    if config.lr_schedule not in ("constant", "cosine", "multistep"):
+        raise StorylabError(f"unknown learning-rate schedule '{config.lr_schedule}' (use constant, cosine or multistep)")
     return factor
 
 

@@ -23,15 +23,19 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 
 
 def find_video(videos_dir: str | os.PathLike, video_id: str) -> Path:
-    """The file ``<videos_dir>/<video_id>.<ext>`` for a known video extension; a clear error if absent."""
+    """The file ``<videos_dir>/<video_id>.<ext>`` (or under a ``<N>p/`` resolution folder such as ``360p/``,
+    as SF20K's downloader writes); a clear error if absent. The id is only ever a file-name stem."""
     folder = Path(videos_dir)
     safe_id(video_id, "video_id")
-    for suffix in VIDEO_SUFFIXES:
-        candidate = safe_join(folder, video_id, suffix, "video_id")
-        if candidate.is_file():
-            return candidate
+    places = [folder] + sorted((d for d in folder.glob("*p") if d.is_dir() and d.name[:-1].isdigit()),
+                               key=lambda d: int(d.name[:-1]))
+    for place in places:
+        for suffix in VIDEO_SUFFIXES:
+            candidate = safe_join(place, video_id, suffix, "video_id")
+            if candidate.is_file():
+                return candidate
     raise StorylabError(f"no video file for video_id {video_id} in {folder} (looked for {video_id}"
-                        f"{{{','.join(VIDEO_SUFFIXES)}}})")
+                        f"{{{','.join(VIDEO_SUFFIXES)}}}, also under <N>p/ folders)")
 
 
 def sample_frame_times(duration: float, num_frames: int, fps: float) -> np.ndarray:

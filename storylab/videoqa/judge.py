@@ -1,51 +1,76 @@
-"""OEQA judges: the LLM-judge protocol (Video-ChatGPT style) and an offline embedding fallback.
+"""OEQA judges: the authors' LLM-judge protocol (SFD / SF20K) and an offline embedding fallback.
 
-The LLM judge (as used for SFD's open-ended answers) sees the question, the reference answer and
-the predicted answer, and must reply with a dictionary ``{'pred': 'yes'|'no', 'score': 0-5}``
-at temperature 0; results are reported as yes-rate and mean score. Any chat backend can judge
-(``openai://...`` or ``hf:...``). Without a judge model, the embedding judge scores the cosine
+The LLM judge sees the question, the reference answer and the predicted answer under the system and
+user prompts of SF20K's ``scripts/run_evaluation.py`` (the same protocol as SFD's LongVA evaluation),
+at temperature 0 with at most 16 new tokens, and must reply with a Python dictionary
+``{'pred': 'yes'|'no', 'score': 0-5}``. The reply is read as the authors read it, with
+``ast.literal_eval`` of the whole reply: anything else is unreadable (no loose regex rescue), so a
+chatty judge scores 0 there as it would in their scripts. Any chat backend can judge (``openai://``
+or ``hf:``, e.g. ``hf:smollm2``). Without a judge model, the embedding judge scores the cosine
 similarity of prediction and reference with the bundled MiniLM encoder: ``yes`` when it reaches a
 threshold, score = 5 x similarity (clipped to 0-5). Its numbers are not comparable to an LLM judge's.
 """
 
 from __future__ import annotations
 
-import re
+import ast
 from dataclasses import dataclass
 from typing import Protocol
 
 from storylab.errors import StorylabError
 
-JUDGE_SYSTEM = ("You grade answers to questions about a film. Decide whether the predicted answer means the "
-                "same as the correct answer; paraphrases and synonyms count, contradictions and missing key "
-                "facts do not.")
-JUDGE_TEMPLATE = ("Question: {question}\nCorrect answer: {reference}\nPredicted answer: {prediction}\n\n"
-                  "Reply only with a Python dictionary of two keys: 'pred', which is 'yes' if the prediction is "
-                  "correct and 'no' otherwise, and 'score', an integer from 0 (wrong) to 5 (fully correct). "
-                  "For example: {{'pred': 'yes', 'score': 4}}")
+# The authors' judge prompt (SF20K scripts/run_evaluation.py), reproduced verbatim as protocol data.
+JUDGE_SYSTEM = (
+    "You are an intelligent chatbot designed for evaluating the correctness of generative outputs for question-answer pairs. "
+    "Your task is to compare the predicted answer with the correct answer and determine if they match meaningfully. Here's how you can accomplish the task:\n"
+    "------\n"
+    "##INSTRUCTIONS:\n"
+    "- Focus on the meaningful match between the predicted answer and the correct answer.\n"
+    "- Consider synonyms or paraphrases as valid matches.\n"
+    "- Evaluate the correctness of the prediction compared to the answer."
+)
+JUDGE_TEMPLATE = (
+    "Please evaluate the following video-based question-answer pair:\n\n"
+    "Question: {question}\n"
+    "Correct Answer: {reference}\n"
+    "Predicted Answer: {prediction}\n\n"
+    "Provide your evaluation only as a yes/no and score where the score is an integer value between 0 and 5, with 5 indicating the highest meaningful match. "
+    "Please generate the response in the form of a Python dictionary string with keys 'pred' and 'score', where value of 'pred' is a string of 'yes' or 'no' and value of 'score' is in INTEGER, not STRING. "
+    "DO NOT PROVIDE ANY OTHER OUTPUT TEXT OR EXPLANATION. Only provide the Python dictionary string. "
+    "For example, your response should look like this: {{'pred': 'yes', 'score': 4}}."
+)
+JUDGE_MAX_TOKENS = 16  # as in run_evaluation.py
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """A judge's verdict: yes/no (None if unreadable), score 0-5 (None if unreadable) and the raw reply."""
+    """A judge's verdict: yes/no (None if unreadable), score 0-5 (None if unreadable) and the raw reply.
+
+    ``yes`` is set only when the reply has both keys (SFD counts such verdicts for its yes-rate);
+    ``score`` whenever it has a score (SF20K sums those, unreadable ones count 0).
+    """
 
     yes: bool | None
     score: float | None
     raw: str = ""
 
 
-_PRED = re.compile(r"""['"]?pred['"]?\s*[:=]\s*['"]?\s*(yes|no)\b""", re.IGNORECASE)
-_SCORE = re.compile(r"""['"]?score['"]?\s*[:=]\s*['"]?\s*(\d+(?:\.\d+)?)""", re.IGNORECASE)
-
-
 def parse_judgement(reply: str) -> Judgement:
-    """Read ``{'pred': 'yes', 'score': 4}`` (any quoting, JSON or Python) from a judge's reply."""
-    pred = _PRED.search(reply or "")
-    score = _SCORE.search(reply or "")
-    value = float(score.group(1)) if score else None
-    if value is not None and not 0 <= value <= 5:
-        value = None
-    return Judgement(yes=(pred.group(1).lower() == "yes") if pred else None, score=value, raw=reply or "")
+    """Read the judge's reply as the authors do: ``ast.literal_eval`` of the whole reply, a dict with
+    ``'pred'`` and ``'score'``; ``pred`` is yes only when it is exactly ``'yes'``. A score outside 0-5
+    or not a number is unreadable."""
+    text = (reply or "").strip()
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return Judgement(None, None, reply or "")
+    if not isinstance(value, dict):
+        return Judgement(None, None, reply or "")
+    score = value.get("score")
+    ok = isinstance(score, (int, float)) and not isinstance(score, bool) and 0 <= score <= 5
+    score_f = float(score) if ok else None
+    yes = (value["pred"] == "yes") if "pred" in value and score_f is not None else None
+    return Judgement(yes=yes, score=score_f, raw=reply or "")
 
 
 class Judge(Protocol):
@@ -59,7 +84,7 @@ class Judge(Protocol):
 
 
 class LLMJudge:
-    """The LLM-judge protocol through any chat backend (temperature 0, replies cached by the backend)."""
+    """The authors' LLM-judge protocol through any chat backend (temperature 0, 16 new tokens, replies cached)."""
 
     def __init__(self, model, spec: str) -> None:
         self.model, self.spec = model, spec
@@ -67,7 +92,7 @@ class LLMJudge:
     def judge(self, question: str, reference: str, prediction: str) -> Judgement:
         """Ask the judge model for yes/no and a 0-5 score."""
         text = JUDGE_TEMPLATE.format(question=question, reference=reference, prediction=prediction)
-        return parse_judgement(self.model.chat(JUDGE_SYSTEM, text, max_tokens=32).text)
+        return parse_judgement(self.model.chat(JUDGE_SYSTEM, text, max_tokens=JUDGE_MAX_TOKENS).text)
 
 
 class EmbeddingJudge:
@@ -111,5 +136,6 @@ def make_judge(spec: str, cache_dir=None, timeout: float = 120.0, retries: int =
     if spec.startswith(("openai://", "openai+http://", "openai+https://", "hf:")):
         from storylab.videoqa.backends import make_backend
         return LLMJudge(make_backend(spec, cache_dir=cache_dir, timeout=timeout, retries=retries, backoff=backoff,
-                                     max_tokens=32), spec)
-    raise StorylabError(f"unknown judge {spec!r}; use embedding, embedding@THRESHOLD, openai://HOST:PORT/MODEL or hf:PATH")
+                                     max_tokens=JUDGE_MAX_TOKENS), spec)
+    raise StorylabError(f"unknown judge {spec!r}; use embedding, embedding@THRESHOLD, openai://HOST:PORT/MODEL, "
+                        "hf:smollm2 or hf:PATH")

@@ -4,7 +4,8 @@ SF20K reads the first letter of the upper-cased reply and the LongVA baseline re
 real replies are messier ("Answer: C.", "The answer is C) ...", the option's text, lower case,
 markdown), so the rules below are tried from the most to the least explicit. A reply that matches
 no rule, or matches two options equally, is *unparsed*: it counts as wrong and is counted
-separately. Hand-written because the rules are specific to five lettered options.
+separately. Hand-written because the rules are specific to five lettered options. Replies to the
+LongVA prompt style are read with that baseline's own strict regex instead (:func:`parse_longva_answer`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,24 @@ def _match_option_text(reply: str, options: Sequence[str]) -> int | None:
         if len(part) == 1:
             return part[0]
     return None
+
+
+# SFD's LongVA evaluation (eval_longva.py): the first "(d)" with d in 1-5, anywhere in the reply
+LONGVA_PATTERN = re.compile(r"\((\b[1-5]\b)\)")
+PARSERS = {"storylab": "lenient", "sf20k": "lenient", "longva": "longva-strict"}
+
+
+def parse_longva_answer(reply: str) -> ParsedAnswer:
+    """The official strict reading of the LongVA baseline: the first ``(1)``..``(5)`` in the reply, else unparsed."""
+    m = LONGVA_PATTERN.search(reply or "")
+    return ParsedAnswer(int(m.group(1)) - 1, "longva (X)") if m else ParsedAnswer(None, "unparsed")
+
+
+def parse_answer(reply: str, options: Sequence[str] = (), style: str = "storylab") -> ParsedAnswer:
+    """Parse a reply the way its prompt style is scored: strict LongVA regex for ``longva``, else lenient."""
+    if style == "longva":
+        return parse_longva_answer(reply)
+    return parse_mcqa_answer(reply, options)
 
 
 def parse_mcqa_answer(reply: str, options: Sequence[str] = ()) -> ParsedAnswer:

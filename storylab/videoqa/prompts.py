@@ -4,7 +4,9 @@ Following SFD (Ghermi et al. 2024): L gives the film's subtitles as ``HH:MM:SS -
 lines, V gives frames sampled uniformly over the film, VL gives both; MCQA lists the five options as
 A-E and asks for the option letter only; OEQA asks for a short free-form answer. When the subtitles
 exceed the token budget, lines are dropped evenly across the whole film (never just the end), and
-the prompt records how many lines it kept.
+the prompt records how many lines it kept. ``PromptConfig.style`` switches to the authors' own
+wording: ``longva`` (SFD's LongVA baseline: options ``(1)..(5)``, answer ``(X)``) or ``sf20k``
+(SF20K's inference prompt: plain subtitle text, no timestamps).
 """
 
 from __future__ import annotations
@@ -22,8 +24,25 @@ from storylab.videoqa.data import LETTERS, Question
 
 MODES = ("V", "L", "VL")
 TASKS = ("mcqa", "oeqa")
+PROMPT_STYLES = ("storylab", "longva", "sf20k")
 SYSTEM_PROMPT = ("You are a careful viewer of short films. You answer questions about the story of the film "
                  "from what you are given of it.")
+# The authors' prompt wording is protocol data, reproduced so that scores are comparable: the LongVA
+# baseline of the SFD repository (experiments/baselines/LongVA/run_longva.py) and SF20K's inference
+# script (scripts/run_inference.py). Their quirks are kept (the missing space after the first
+# sentence of LongVA's query is part of its prompt).
+LONGVA_SYSTEM = "You are a helpful assistant."
+_INTRO = "You will be given a question about a movie."
+_BASIS = {"VL": "Try to answer it based on the subtitles and the frames from the movie.",
+          "V": "Try to answer it based on the frames from the movie.",
+          "L": "Try to answer it based on the subtitles from the movie."}
+LONGVA_MCQA = ("\n\nQuestion: {question}\nPossible answer choices:\n{choices}\n"
+               'Output the final answer in the format "(X)" where X is the correct digit choice. '
+               "DO NOT OUTPUT with the full answer text or any other words.")
+SHORT_ANSWER = "Answer it shortly and directly without repeating the question."
+# SF20K publishes no multiple-choice template; ours lists the options as letters (its export has
+# correct_letter) and asks for the letter, read by the lenient parser.
+SF20K_MCQA_ASK = "Answer with the option's letter from the given choices directly."
 TokenCounter = Callable[[str], int]
 
 
@@ -71,6 +90,7 @@ class PromptConfig:
     max_subtitle_tokens: int = 6000
     with_speaker: bool = False
     frame_max_side: int = 512
+    style: str = "storylab"  # storylab | longva (SFD's LongVA baseline) | sf20k (SF20K's inference script)
 
 
 @dataclass
@@ -114,10 +134,22 @@ class SubtitleTrack:
 
 
 def subtitle_track(lines: Sequence[Subtitle], count: TokenCounter = approx_token_count,
-                   with_speaker: bool = False) -> SubtitleTrack:
-    """Format a film's subtitles once; every question about the film reuses the result."""
-    formatted = tuple(format_subtitle_line(s, with_speaker) for s in lines)
+                   with_speaker: bool = False, timestamps: bool = True) -> SubtitleTrack:
+    """Format a film's subtitles once; every question about the film reuses the result.
+
+    ``timestamps=False`` gives the plain text lines of SF20K's prompt (no times, no speaker).
+    """
+    if timestamps:
+        formatted = tuple(format_subtitle_line(s, with_speaker) for s in lines)
+    else:
+        formatted = tuple(s.text for s in lines)
     return SubtitleTrack(formatted, tuple(count(t) + 1 for t in formatted))
+
+
+def prompt_track(lines: Sequence[Subtitle], config: PromptConfig, count: TokenCounter = approx_token_count) -> SubtitleTrack:
+    """A film's subtitle track as ``config.style`` formats it (SF20K: plain text, no times or speakers)."""
+    plain = config.style == "sf20k"
+    return subtitle_track(lines, count, config.with_speaker and not plain, timestamps=not plain)
 
 
 def subtitle_block(track: SubtitleTrack, budget: int) -> tuple[str, int]:
@@ -127,26 +159,35 @@ def subtitle_block(track: SubtitleTrack, budget: int) -> tuple[str, int]:
 
 
 def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[Subtitle] | SubtitleTrack = (),
-                 frames: Sequence[np.ndarray] = (), config: PromptConfig | None = None,
+                 frames: Sequence[np.ndarray] | int = (), config: PromptConfig | None = None,
                  count: TokenCounter = approx_token_count) -> Prompt:
     """Build the SFD prompt for one question: MCQA (letters A-E, letter only) or OEQA, in V, L or VL.
 
     ``subtitles`` are the film's lines, or their :func:`subtitle_track` (faster when many questions
-    share a film).
+    share a film). ``frames`` are the sampled frames, or their number when another program feeds
+    the frames to the model (the lmms-eval task): the text is the same, the prompt holds no pixels.
     """
+    n_frames = frames if isinstance(frames, int) else len(frames)
+    pixels = [] if isinstance(frames, int) or "V" not in mode else list(frames)
     config = config or PromptConfig()
     if task not in TASKS:
         raise StorylabError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if mode not in MODES:
         raise StorylabError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if config.style not in PROMPT_STYLES:
+        raise StorylabError(f"unknown prompt style {config.style!r}; choose one of {', '.join(PROMPT_STYLES)}")
+    if task == "mcqa" and not question.has_mcqa:
+        raise StorylabError(f"question {question.question_id} has no options; an MCQA prompt needs five")
+    if "V" in mode and not n_frames:
+        raise StorylabError(f"mode {mode} needs frames of video {question.video_id}")
+    if config.style != "storylab":
+        return _authors_prompt(question, task, mode, subtitles, pixels, config, count)
     parts = []
     kept = total = 0
     if "V" in mode:
-        if not frames:
-            raise StorylabError(f"mode {mode} needs frames of video {question.video_id}")
-        parts.append(f"You are shown {len(frames)} frames sampled uniformly over the whole film, in order.")
+        parts.append(f"You are shown {n_frames} frames sampled uniformly over the whole film, in order.")
     if "L" in mode:
-        track = subtitles if isinstance(subtitles, SubtitleTrack) else subtitle_track(subtitles, count, config.with_speaker)
+        track = subtitles if isinstance(subtitles, SubtitleTrack) else prompt_track(subtitles, config, count)
         total = len(track.lines)
         if total:
             block, kept = subtitle_block(track, config.max_subtitle_tokens)
@@ -162,5 +203,38 @@ def build_prompt(question: Question, task: str, mode: str, subtitles: Sequence[S
         parts.append("Answer with the option letter only.")
     else:
         parts.append("Answer the question in one or two short sentences.")
-    return Prompt(system=SYSTEM_PROMPT, text="\n\n".join(parts), frames=list(frames) if "V" in mode else [],
+    return Prompt(system=SYSTEM_PROMPT, text="\n\n".join(parts), frames=pixels,
+                  subtitles_total=total, subtitles_kept=kept)
+
+
+def _authors_prompt(question: Question, task: str, mode: str, subtitles: Sequence[Subtitle] | SubtitleTrack,
+                    frames: Sequence[np.ndarray], config: PromptConfig, count: TokenCounter) -> Prompt:
+    """The LongVA baseline's query (SFD repo) or SF20K's inference prompt, for one question.
+
+    LongVA: the intro and basis sentences, ``Subtitles: HH:MM:SS - HH:MM:SS text`` lines, then the
+    question with options ``(1)..(5)`` and the ``"(X)"`` instruction (MCQA) or the short-answer
+    instruction (OEQA), under the system turn "You are a helpful assistant.". SF20K: the same
+    opening with ``Subtitles:`` followed by the plain subtitle text (no times), no system turn.
+    The token budget applies as in the storylab style (the record says how many lines were kept).
+    """
+    kept = total = 0
+    longva = config.style == "longva"
+    query = _INTRO + ("" if longva else " ") + _BASIS[mode]
+    if "L" in mode:
+        track = subtitles if isinstance(subtitles, SubtitleTrack) else prompt_track(subtitles, config, count)
+        total = len(track.lines)
+        block, kept = subtitle_block(track, config.max_subtitle_tokens)
+        query += f"\n\nSubtitles: {block}" if longva else f"\n\nSubtitles:\n{block}"
+    if task == "mcqa":
+        if longva:
+            choices = "\n".join(f"({i + 1}) {o}" for i, o in enumerate(question.options))
+            query += LONGVA_MCQA.format(question=question.question, choices=choices)
+        else:
+            choices = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(question.options))
+            query += f"\n\nQuestion: {question.question}\n{choices}\n\n{SF20K_MCQA_ASK}"
+    elif longva:
+        query += f"\n\nQuestion: {question.question}\n{SHORT_ANSWER}"
+    else:
+        query += f"\n\nQuestion: {question.question}\n\n{SHORT_ANSWER}"
+    return Prompt(system=LONGVA_SYSTEM if longva else "", text=query, frames=list(frames),
                   subtitles_total=total, subtitles_kept=kept)

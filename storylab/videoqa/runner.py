@@ -20,10 +20,10 @@ from storylab.subtitles import Subtitle
 from storylab.videoqa.backends import Backend, QAItem, Reply, make_backend
 from storylab.videoqa.data import Question, check_subtitle_videos, load_questions, load_subtitles
 from storylab.videoqa.frames import FrameCache, find_video
-from storylab.videoqa.parsing import parse_mcqa_answer
+from storylab.videoqa.parsing import PARSERS, parse_answer
 from storylab.videoqa.pool import run_concurrently
-from storylab.videoqa.prompts import (MODES, TASKS, Prompt, PromptConfig, SubtitleTrack, approx_token_count,
-                                      build_prompt, subtitle_track)
+from storylab.videoqa.prompts import (MODES, PROMPT_STYLES, TASKS, Prompt, PromptConfig, SubtitleTrack,
+                                      approx_token_count, build_prompt, prompt_track)
 from storylab.videoqa.scoring import judge_predictions, read_jsonl, score_mcqa, score_oeqa
 
 PREDICTIONS = "predictions.jsonl"
@@ -57,6 +57,8 @@ class EvalConfig:
     ignore_extra_subtitles: bool = False
     progress: bool = True
     threads: int | None = 1  # torch CPU threads during the run (None: leave torch's setting)
+    skip_missing: bool = False  # drop films without a video or subtitles, as SFD's LongVA run does
+    dataset: str | None = None  # data-set name in the results table (default: the questions file's name)
 
 
 @dataclass
@@ -65,19 +67,23 @@ class Inputs:
 
     questions: list[Question]
     subtitles: dict[str, list[Subtitle]]
+    skipped: list[str] = field(default_factory=list)  # video ids dropped by --skip-missing
+    skipped_questions: int = 0
 
 
 def load_inputs(cfg: EvalConfig) -> Inputs:
     """Load and check questions, subtitles and (for V/VL) the presence of every video file."""
     if cfg.task not in TASKS:
         raise StorylabError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    if cfg.prompt.style not in PROMPT_STYLES:
+        raise StorylabError(f"unknown prompt style {cfg.prompt.style!r}; choose one of {', '.join(PROMPT_STYLES)}")
     if cfg.mode not in MODES:
         raise StorylabError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
     if cfg.concurrency < 1:
         raise StorylabError(f"--concurrency must be >= 1, got {cfg.concurrency}")
     if cfg.limit is not None and cfg.limit < 1:
         raise StorylabError(f"--limit must be >= 1, got {cfg.limit}")
-    questions = load_questions(cfg.questions)
+    questions = load_questions(cfg.questions, cfg.task)
     if cfg.limit is not None:
         questions = questions[:cfg.limit]
     subtitles: dict[str, list[Subtitle]] = {}
@@ -86,16 +92,40 @@ def load_inputs(cfg: EvalConfig) -> Inputs:
             raise StorylabError(f"mode {cfg.mode} needs --subtitles (an SFD subtitles CSV or a folder of .srt/.vtt)")
         subtitles = load_subtitles(cfg.subtitles)
         if not cfg.ignore_extra_subtitles:
-            all_questions = questions if cfg.limit is None else load_questions(cfg.questions)
+            all_questions = questions if cfg.limit is None else load_questions(cfg.questions, cfg.task)
             check_subtitle_videos(subtitles, all_questions, str(cfg.subtitles))
+    elif cfg.skip_missing and cfg.subtitles is not None:
+        subtitles = load_subtitles(cfg.subtitles)
     if "V" in cfg.mode:
         if cfg.videos is None:
-            raise StorylabError(f"mode {cfg.mode} needs --videos (a folder of <video_id>.mp4 files)")
-        if not Path(cfg.videos).is_dir():
-            raise StorylabError(f"videos folder not found: {cfg.videos}")
+            raise StorylabError(f"mode {cfg.mode} needs --videos (a folder of <video_id>.mp4/.mkv files)")
+    if cfg.videos is not None and ("V" in cfg.mode or cfg.skip_missing) and not Path(cfg.videos).is_dir():
+        raise StorylabError(f"videos folder not found: {cfg.videos}")
+    skipped: list[str] = []
+    if cfg.skip_missing:  # as SFD's LongVA run: a film without its video or its subtitles is left out
+        for vid in dict.fromkeys(q.video_id for q in questions):
+            no_video = cfg.videos is not None and not _has_video(cfg.videos, vid)
+            no_subs = cfg.subtitles is not None and not subtitles.get(vid)
+            if no_video or no_subs:
+                skipped.append(vid)
+        before = len(questions)
+        questions = [q for q in questions if q.video_id not in set(skipped)]
+        if not questions:
+            raise StorylabError(f"--skip-missing left no question: none of the {len(skipped)} film(s) has both "
+                                "its video and its subtitles")
+        return Inputs(questions, subtitles, skipped, before - len(questions))
+    if "V" in cfg.mode:
         for vid in dict.fromkeys(q.video_id for q in questions):
             find_video(cfg.videos, vid)
     return Inputs(questions, subtitles)
+
+
+def _has_video(videos: Path, video_id: str) -> bool:
+    try:
+        find_video(videos, video_id)
+    except StorylabError:
+        return False
+    return True
 
 
 class _AppendLog:
@@ -122,7 +152,9 @@ class _AppendLog:
 
 
 def _run_settings(cfg: EvalConfig, backend: Backend) -> dict[str, Any]:
-    return {"task": cfg.task, "mode": cfg.mode, "backend": backend.spec, "prompt": asdict(cfg.prompt)}
+    return {"task": cfg.task, "mode": cfg.mode, "backend": backend.spec, "prompt": asdict(cfg.prompt),
+            "prompt_style": cfg.prompt.style, "parser": PARSERS[cfg.prompt.style] if cfg.task == "mcqa" else "judge",
+            "skip_missing": cfg.skip_missing}
 
 
 def _resume(out: Path, settings: dict[str, Any], known: dict[str, Question]) -> list[dict[str, Any]]:
@@ -177,9 +209,10 @@ def make_record(q: Question, cfg: EvalConfig, backend: Backend, prompt: Prompt, 
                 seconds: float) -> dict[str, Any]:
     """One predictions line: ids, prompt hash and truncation, raw reply, parsed answer and correctness."""
     rec: dict[str, Any] = {"question_id": q.question_id, "video_id": q.video_id, "task": cfg.task, "mode": cfg.mode,
-                           "backend": backend.spec, "prompt_hash": prompt.hash(), "response": reply.text}
+                           "backend": backend.spec, "prompt_style": cfg.prompt.style, "prompt_hash": prompt.hash(),
+                           "response": reply.text}
     if cfg.task == "mcqa":
-        parsed = parse_mcqa_answer(reply.text, q.options)
+        parsed = parse_answer(reply.text, q.options, cfg.prompt.style)
         rec.update(parsed=parsed.letter, parse_rule=parsed.rule, answer=q.correct_letter,
                    correct=parsed.index == q.correct_answer)
     else:
@@ -244,11 +277,11 @@ def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
         t0 = time.perf_counter()
         frames = frame_cache.frames(q.video_id) if frame_cache is not None else []
         if q.video_id not in tracks:
-            tracks[q.video_id] = subtitle_track(inputs.subtitles.get(q.video_id, []), _counter(backend),
-                                                cfg.prompt.with_speaker)
+            tracks[q.video_id] = prompt_track(inputs.subtitles.get(q.video_id, []), cfg.prompt, _counter(backend))
         prompt = _prompt_for(q, cfg, backend, tracks[q.video_id], frames)
         t1 = time.perf_counter()
-        reply = backend.answer(QAItem(q, cfg.task, cfg.mode, prompt, inputs.subtitles.get(q.video_id, [])))
+        reply = backend.answer(QAItem(q, cfg.task, cfg.mode, prompt, inputs.subtitles.get(q.video_id, []),
+                                      cfg.prompt.style))
         return prompt, reply, t1 - t0, time.perf_counter() - t1
 
     started = time.perf_counter()
@@ -295,12 +328,14 @@ def summarise(cfg: EvalConfig, backend: Backend, inputs: Inputs, records: list[d
 
     known = {q.question_id: q for q in inputs.questions}
     if cfg.task == "mcqa":
-        metrics = score_mcqa(records, known)
+        metrics = score_mcqa(records, known, cfg.prompt.style)
     else:
         with progress_bar(f"judge {judge.spec}", total=len(records), enabled=cfg.progress) as bar:
             verdicts = judge_predictions(records, known, judge, out / JUDGEMENTS, cfg.concurrency, bar)
-        metrics = score_oeqa(verdicts, judge.spec, len(known))
+        metrics = score_oeqa(verdicts, judge.spec, len(known) + inputs.skipped_questions)  # skipped films score 0
     return {"method": cfg.name or backend.label, "backend": backend.spec, "mode": cfg.mode, **metrics,
+            "dataset": cfg.dataset or Path(cfg.questions).name, "prompt_style": cfg.prompt.style,
+            "skipped_questions": inputs.skipped_questions, "skipped_videos": inputs.skipped,
             "subtitles_truncated": sum(bool(r.get("subtitles_truncated")) for r in records),
             "cached_replies": sum(bool(r.get("cached")) for r in records),
             "videos_without_subtitles": sorted({q.video_id for q in inputs.questions

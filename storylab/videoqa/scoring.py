@@ -1,7 +1,12 @@
-"""SFD metrics from predictions: MCQA accuracy (unparsed replies count as wrong) and OEQA judge rates.
+"""SFD / SF20K metrics from predictions: MCQA accuracy (unparsed replies count as wrong) and the OEQA judge metrics.
 
-Predictions are JSON lines with at least ``question_id`` and ``response``, so files written by any
-tool can be scored; the reply is always re-parsed here rather than trusting a stored answer.
+Predictions are JSON lines with at least ``question_id`` and ``response`` (files written by any
+tool), or SF20K's ``submission.csv`` (``question_id, video_id, video_url, question, prediction``);
+the reply is always re-parsed here rather than trusting a stored answer. OEQA reports both published
+metrics: SFD's yes-rate (yes / readable verdicts, with their mean score, as SFD's LongVA evaluation
+computes them) and SF20K's LLM-QA-Eval (the sum of judge scores over every question of the questions
+file divided by their number, an unreadable verdict or a missing prediction scoring 0, as
+``run_evaluation.py`` does).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Sequence
 from storylab.errors import StorylabError
 from storylab.videoqa.data import Question
 from storylab.videoqa.judge import Judge, Judgement
-from storylab.videoqa.parsing import parse_mcqa_answer
+from storylab.videoqa.parsing import PARSERS, parse_answer
 from storylab.videoqa.pool import run_concurrently
 
 
@@ -42,6 +47,36 @@ def read_jsonl(path: str | os.PathLike, what: str = "predictions") -> list[dict[
     return records
 
 
+SUBMISSION_COLUMNS = ("question_id", "prediction")
+
+
+def read_submission_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """SF20K's ``submission.csv`` as prediction records (``prediction`` becomes ``response``; task OEQA)."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise StorylabError(f"predictions file not found: {p}")
+    try:
+        df = pd.read_csv(p, dtype=object, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorylabError(f"predictions file {p} is not a readable CSV: {first}") from None
+    missing = [c for c in SUBMISSION_COLUMNS if c not in df.columns]
+    if missing:
+        raise StorylabError(f"predictions file {p} lacks column(s): {', '.join(missing)} "
+                            "(an SF20K submission has question_id, video_id, video_url, question, prediction)")
+    return [{"question_id": str(r["question_id"]).strip(), "video_id": str(r.get("video_id", "")),
+             "response": str(r["prediction"]), "task": "oeqa"} for r in df.to_dict("records")]
+
+
+def read_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Prediction records from our JSONL or from an SF20K ``submission.csv`` (chosen by the file's extension)."""
+    if str(path).lower().endswith(".csv"):
+        return read_submission_csv(path)
+    return read_jsonl(path)
+
+
 def check_predictions(records: Sequence[dict[str, Any]], questions: dict[str, Question], source: str) -> None:
     """Every record has ``question_id`` and ``response``, ids are known and appear once."""
     seen: set[str] = set()
@@ -56,13 +91,19 @@ def check_predictions(records: Sequence[dict[str, Any]], questions: dict[str, Qu
         seen.add(qid)
 
 
-def score_mcqa(records: Sequence[dict[str, Any]], questions: dict[str, Question]) -> dict[str, Any]:
-    """MCQA accuracy as a fraction in [0, 1] over the predictions, with unparsed and missing counts."""
+def score_mcqa(records: Sequence[dict[str, Any]], questions: dict[str, Question],
+               style: str = "storylab") -> dict[str, Any]:
+    """MCQA accuracy as a fraction in [0, 1] over the predictions, with unparsed and missing counts.
+
+    ``style`` picks the parser its prompts are scored with (the LongVA style: the official strict regex).
+    """
     correct = unparsed = 0
     rules: dict[str, int] = {}
     for rec in records:
         q = questions[str(rec["question_id"])]
-        parsed = parse_mcqa_answer(str(rec["response"] or ""), q.options)
+        if not q.has_mcqa:
+            raise StorylabError(f"question {q.question_id} has no options; it cannot be scored as MCQA (use --task oeqa)")
+        parsed = parse_answer(str(rec["response"] or ""), q.options, style)
         rules[parsed.rule] = rules.get(parsed.rule, 0) + 1
         if parsed.index is None:
             unparsed += 1
@@ -70,18 +111,26 @@ def score_mcqa(records: Sequence[dict[str, Any]], questions: dict[str, Question]
             correct += 1
     n = len(records)
     return {"accuracy": correct / n if n else 0.0, "n": n, "unparsed": unparsed, "task": "mcqa", "correct": correct,
-            "missing": len(questions) - n, "parse_rules": dict(sorted(rules.items()))}
+            "missing": len(questions) - n, "parse_rules": dict(sorted(rules.items())), "prompt_style": style,
+            "parser": PARSERS.get(style, "lenient")}
 
 
 def score_oeqa(judgements: Sequence[Judgement], judge_spec: str, total_questions: int) -> dict[str, Any]:
-    """OEQA yes-rate (fraction in [0, 1]) and mean 0-5 score; unreadable verdicts count as "no" / are left out of the mean."""
+    """SFD's yes-rate and mean score over readable verdicts, and SF20K's LLM-QA-Eval over all questions.
+
+    ``accuracy`` is the SFD yes-rate (the table's OEQA figure); ``llm_qa_eval`` is on SF20K's 0-5
+    scale: sum of scores / ``total_questions`` (unreadable verdicts and missing predictions score 0).
+    """
     n = len(judgements)
-    yes = sum(1 for j in judgements if j.yes)
-    scores = [j.score for j in judgements if j.score is not None]
-    unjudged = sum(1 for j in judgements if j.yes is None)
-    return {"accuracy": yes / n if n else 0.0, "n": n, "unparsed": unjudged, "task": "oeqa", "yes_rate": yes / n if n else 0.0,
-            "mean_score": sum(scores) / len(scores) if scores else 0.0, "yes": yes, "missing": total_questions - n,
-            "judge": judge_spec}
+    judged = [j for j in judgements if j.yes is not None]
+    yes = sum(1 for j in judged if j.yes)
+    rate = yes / len(judged) if judged else 0.0
+    score_sum = sum(j.score for j in judgements if j.score is not None)
+    return {"accuracy": rate, "n": n, "judged": len(judged), "unparsed": n - len(judged), "task": "oeqa",
+            "yes_rate": rate, "yes": yes,
+            "mean_score": sum(j.score for j in judged) / len(judged) if judged else 0.0,
+            "llm_qa_eval": score_sum / total_questions if total_questions else 0.0, "score_sum": score_sum,
+            "missing": total_questions - n, "judge": judge_spec}
 
 
 def judgement_key(judge_spec: str, question_id: str, prediction: str) -> str:

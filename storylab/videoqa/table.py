@@ -1,9 +1,10 @@
-"""The lectures' SFD results table: rows = methods, columns = MCQA V/L/VL and OEQA V/L/VL (% accuracy)."""
+"""The lectures' SFD results table: rows = method x data set x prompt style, columns = MCQA V/L/VL and OEQA V/L/VL, n per cell."""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -55,25 +56,60 @@ def load_summary(path: Path) -> dict[str, Any]:
     return data
 
 
-def results_table(summaries: Sequence[dict[str, Any]], with_paper: bool = False) -> tuple[list[str], list[list[float | None]]]:
-    """Row names and a (rows x 6) grid of % accuracy; a later run of the same method and column wins."""
-    rows: dict[str, list[float | None]] = {}
+@dataclass(frozen=True)
+class TableRow:
+    """One run in the table: method, data set, task, mode, prompt style, n and the % figure."""
+
+    method: str
+    dataset: str
+    task: str
+    mode: str
+    n: int | None
+    percent: float
+    prompt_style: str = "storylab"
+
+
+def table_rows(summaries: Sequence[dict[str, Any]], with_paper: bool = False) -> list[TableRow]:
+    """One row per run (a later run of the same method, data set, style, task and mode wins), paper rows first."""
+    rows: dict[tuple, TableRow] = {}
     if with_paper:
-        rows.update({f"{k} (paper)": list(v) for k, v in PAPER_ROWS.items()})
+        for name, values in PAPER_ROWS.items():
+            for (task, mode), v in zip(COLUMNS, values):
+                if v is not None:
+                    rows[(name, "SFD (paper)", "paper", task, mode)] = TableRow(f"{name} (paper)", "SFD (paper)", task,
+                                                                             mode, None, v, "paper")
     for s in summaries:
-        row = rows.setdefault(str(s["method"]), [None] * len(COLUMNS))
-        row[COLUMNS.index((s["task"], s["mode"]))] = 100.0 * float(s["accuracy"])
-    return list(rows), list(rows.values())
+        row = TableRow(str(s["method"]), str(s.get("dataset", "?")), s["task"], s["mode"],
+                       int(s["n"]) if s.get("n") is not None else None, 100.0 * float(s["accuracy"]),
+                       str(s.get("prompt_style", "storylab")))
+        rows[(row.method, row.dataset, row.prompt_style, row.task, row.mode)] = row
+    return list(rows.values())
 
 
-def render_table(names: Sequence[str], grid: Sequence[Sequence[float | None]], title: str = "SFD results (% accuracy)"):
-    """A rich table in the lectures' layout."""
+def results_table(summaries: Sequence[dict[str, Any]], with_paper: bool = False
+                  ) -> tuple[list[tuple[str, str, str]], list[list[tuple[float, int | None] | None]]]:
+    """The lectures' grid: keys (method, data set, prompt style) and per column (% figure, n) or None.
+
+    Runs on different data sets (our 12-question sample, a 538-question release) are never one row.
+    """
+    grid: dict[tuple[str, str, str], list] = {}
+    for r in table_rows(summaries, with_paper):
+        grid.setdefault((r.method, r.dataset, r.prompt_style), [None] * len(COLUMNS))[COLUMNS.index((r.task, r.mode))] = (r.percent, r.n)
+    return list(grid), list(grid.values())
+
+
+def render_table(keys: Sequence[tuple[str, str, str]], grid: Sequence[Sequence[tuple[float, int | None] | None]],
+                 title: str = "SFD results (% accuracy; OEQA: judge yes-rate), n = questions scored"):
+    """A rich table in the lectures' layout, with the data set and prompt style of every row and n in every cell."""
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("Method", style="bold")
+    table.add_column("Data set")
+    table.add_column("Prompt")
     for task, mode in COLUMNS:
         table.add_column(f"{'MCQA' if task == 'mcqa' else 'OEQA'} {mode}", justify="right")
-    for name, row in zip(names, grid):
-        table.add_row(name, *["-" if v is None else f"{v:.1f}" for v in row])
+    for (method, dataset, style), row in zip(keys, grid):
+        cells = ["-" if c is None else (f"{c[0]:.1f}" if c[1] is None else f"{c[0]:.1f} (n={c[1]})") for c in row]
+        table.add_row(method, dataset, style, *cells)
     return table

@@ -48,9 +48,12 @@ def test_random_backend_is_seeded_per_question():
 
 
 @pytest.mark.parametrize("reply, yes, score", [
+    # read as the authors read it: ast.literal_eval of the whole reply, pred exactly 'yes'
     ("{'pred': 'yes', 'score': 4}", True, 4.0), ('{"pred": "no", "score": 0}', False, 0.0),
-    ("Sure! {'pred': 'YES', 'score': 5.0}", True, 5.0), ("pred: no", False, None), ("nonsense", None, None),
-    ("{'pred': 'yes', 'score': 9}", True, None),
+    (" {'pred': 'YES', 'score': 5.0}\n", False, 5.0),  # 'YES' is not 'yes' in SFD's count
+    ("Sure! {'pred': 'yes', 'score': 5}", None, None), ("pred: no", None, None), ("nonsense", None, None),
+    ("{'pred': 'yes', 'score': 9}", None, None), ("{'score': 3}", None, 3.0), ("{'pred': 'yes', 'score': '4'}", None, None),
+    ("{'pred': 'yes', 'sco", None, None),  # cut off by the 16-token limit
 ])
 def test_parse_judgement(reply, yes, score):
     j = parse_judgement(reply)

@@ -37,11 +37,14 @@ def test_eval_score_table_round_trip(tmp_path):
     scored = json.loads(res.output)
     assert scored["accuracy"] == summary["accuracy"] and scored["n"] == 12 and 0 <= scored["accuracy"] <= 1
     res = run("table", str(tmp_path), "--json")
-    rows = json.loads(res.output)
-    assert rows["Local VLM"]["MCQA VL"] == 100 * summary["accuracy"] and rows["Random"]["MCQA L"] is not None
-    assert rows["Local VLM"]["OEQA L"] is None
-    res = run("table", str(tmp_path), "--paper")
-    assert "LLoVi (paper)" in res.output and "MCQA VL" in res.output
+    rows = {(r["method"], r["task"], r["mode"]): r for r in json.loads(res.output)}
+    assert set(rows) == {("Local VLM", "mcqa", "VL"), ("Random", "mcqa", "L")}
+    vlm = rows[("Local VLM", "mcqa", "VL")]
+    assert vlm["percent"] == 100 * summary["accuracy"] and vlm["n"] == 12
+    assert vlm["dataset"] == "The Tower Clock (sample)" and vlm["prompt_style"] == "storylab"
+    res = CliRunner().invoke(app, ["videoqa", "table", str(tmp_path), "--paper"], env={"COLUMNS": "250"})
+    assert "LLoVi (paper)" in res.output and "MCQA VL" in res.output and "(n=12)" in res.output
+    assert "The Tower Clock (sample)" in res.output and "Data set" in res.output
 
 
 def test_score_accepts_foreign_predictions(tmp_path):

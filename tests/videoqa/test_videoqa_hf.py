@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from storylab.errors import StorylabError
 from storylab.videoqa.backends import make_backend
+from storylab.videoqa.prompts import PromptConfig
 from storylab.videoqa.runner import EvalConfig, run_eval
 
 
@@ -65,7 +68,9 @@ def test_hf_backend_bad_inputs(tmp_path, tiny_lm):
         make_backend("gpt")
 
 
-def test_hf_backend_runs_a_llama_with_a_chat_template(tiny_set, tmp_path):
+def test_hf_backend_runs_a_llama_through_its_chat_template(tiny_set, tmp_path):
+    """A Llama whose greedy output is always 'c' (all embeddings equal, blocks silenced): the chat
+    template is applied, the reply decoded after the prompt, and the score is the hand count."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from storylab.text_encoder import bundled_minilm_path
@@ -76,13 +81,29 @@ def test_hf_backend_runs_a_llama_with_a_chat_template(tiny_set, tmp_path):
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
-                         eos_token_id=tokenizer.sep_token_id)
+                         eos_token_id=tokenizer.sep_token_id, tie_word_embeddings=False)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    model = LlamaForCausalLM(config)
+    target = tokenizer.convert_tokens_to_ids("c")
+    with torch.no_grad():  # every position carries the same vector e; the head has weight on 'c' only
+        e = torch.randn(16)
+        model.model.embed_tokens.weight[:] = e
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[target] = e
+    model.save_pretrained(tmp_path / "llama")
     tokenizer.save_pretrained(tmp_path / "llama")
-    backend = make_backend(f"hf:{tmp_path / 'llama'}", max_tokens=3)
+    backend = make_backend(f"hf:{tmp_path / 'llama'}", max_tokens=1)
     assert backend.render("sys", "hi") == "<system> sys\n<user> hi\n<assistant>"
+    assert backend.render("", "hi") == "<user> hi\n<assistant>"  # SF20K's prompt has no system turn
     cfg = EvalConfig(questions=tiny_set["questions"], subtitles=tiny_set["subtitles"], out=tmp_path / "run",
-                     backend=f"hf:{tmp_path / 'llama'}", mode="L", max_tokens=3, progress=False, limit=2)
+                     backend=f"hf:{tmp_path / 'llama'}", mode="L", max_tokens=1, progress=False)
     first = run_eval(cfg, backend)
-    assert first["n"] == 2 and first["accuracy"] + first["unparsed"] / 2 <= 1.0
+    replies = [json.loads(line)["response"] for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert replies == ["c"] * 4
+    assert first["n"] == 4 and first["accuracy"] == 1 / 4 and first["unparsed"] == 0  # C is right for film_02 only
+    longva = run_eval(EvalConfig(**{**cfg.__dict__, "out": tmp_path / "longva",
+                                    "prompt": PromptConfig(style="longva")}), backend)
+    assert longva["accuracy"] == 0.0 and longva["unparsed"] == 4  # "c" is not "(3)" for the strict regex

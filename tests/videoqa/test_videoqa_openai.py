@@ -109,8 +109,8 @@ def test_resume_refuses_other_settings(tiny_set):
 def test_oeqa_with_llm_judge(tiny_set):
     def reply(body):
         text = request_text(body)
-        if "Correct answer:" in text:
-            return "{'pred': 'yes', 'score': 4}" if "clocks" in text.split("Predicted answer:")[1] else \
+        if "Correct Answer:" in text:
+            return "{'pred': 'yes', 'score': 4}" if "clocks" in text.split("Predicted Answer:")[1] else \
                 '{"pred": "no", "score": 1}'
         return "The clocks stopped." if "film_00" in text or "film_01" in text else "No idea."
 
@@ -123,7 +123,7 @@ def test_oeqa_with_llm_judge(tiny_set):
 
 def test_judge_failure_keeps_verdicts_and_resumes(tiny_set):
     def reply(body):
-        return "{'pred': 'yes', 'score': 5}" if "Correct answer:" in request_text(body) else "Something."
+        return "{'pred': 'yes', 'score': 5}" if "Correct Answer:" in request_text(body) else "Something."
 
     out = tiny_set["root"] / "run"
     with ChatServer(reply, failures=[None] * 6 + [500]) as server:

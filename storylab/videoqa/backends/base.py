@@ -21,6 +21,7 @@ class QAItem:
     mode: str
     prompt: Prompt
     subtitles: Sequence[Subtitle] = ()
+    style: str = "storylab"  # prompt style: how an answer must be written to be read (longva: "(3)")
 
 
 @dataclass

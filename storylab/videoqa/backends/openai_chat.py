@@ -58,14 +58,15 @@ class OpenAIChatBackend:
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
 
     def messages(self, system: str, text: str, frames: Sequence[np.ndarray] = ()) -> list[dict[str, Any]]:
-        """The chat messages: a system turn, then a user turn with image parts (if any) and the text."""
+        """The chat messages: a system turn (unless empty), then a user turn with image parts (if any) and the text."""
         if frames:
             content: Any = [{"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{encode_jpeg_base64(f)}"}}
                             for f in frames]
             content.append({"type": "text", "text": text})
         else:
             content = text
-        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+        system_turn = [{"role": "system", "content": system}] if system else []  # SF20K's prompt has none
+        return system_turn + [{"role": "user", "content": content}]
 
     def answer(self, item: QAItem) -> Reply:
         """Send the item's prompt (with frames in V/VL) and return the reply text."""

