@@ -47,14 +47,20 @@ class AppPage:
         box.send_keys(text)
 
     def upload(self, elem_id: str, path: Path) -> None:
-        """Put a file into an upload component and wait until the page shows its name."""
-        field = self.driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]")
-        field.send_keys(str(path))
-        def shown(d) -> bool:
-            root = d.find_element(By.ID, elem_id)  # found again each time: gradio re-renders it
-            return path.name in root.text or bool(root.find_elements(By.CSS_SELECTOR, "img"))
+        """Put a file into an upload component and wait until it holds the file (name shown, or no file input left)."""
+        from selenium.common.exceptions import StaleElementReferenceException
 
-        WebDriverWait(self.driver, 90).until(shown)
+        def holds(d) -> bool:
+            try:
+                root = d.find_element(By.ID, elem_id)  # found again each time: gradio re-renders it
+                return (path.name in (root.get_attribute("textContent") or "")
+                        or bool(root.find_elements(By.CSS_SELECTOR, "img"))
+                        or not root.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+            except StaleElementReferenceException:
+                return False
+
+        self.driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path))
+        WebDriverWait(self.driver, 90).until(holds)
 
     def image_size(self, elem_id: str) -> tuple[int, int]:
         """Natural (width, height) of the image a component shows, (0, 0) if none has loaded."""
