@@ -42,7 +42,7 @@ def main() -> None:
     from storylab.camera.features import decode_camera
     from storylab.camera.generate import shipped_checkpoint
     from storylab.camera.sampling import SamplingConfig, generate_split, guided_director
-    from storylab.camera.tag_metrics import classification_scores, retag, split_valid
+    from storylab.camera.tag_metrics import classification_scores, reference_tags, retag, split_valid
     from storylab.camera.tagging import camera_velocities
     from storylab.camera.training import load_director
     from storylab.diffusion import edm_heun_sample
@@ -57,7 +57,7 @@ def main() -> None:
     # 1. what static costs
     idx = list(range(min(args.limit, len(test))))
     feats = generate_split(net, test, cfg, seed=args.seed, indices=idx)
-    ref = [test.cam_segments[i, :len(f)].numpy() for i, f in zip(idx, feats)]
+    ref = reference_tags(test.cam_segments, idx, [len(f) for f in feats])
     pred = retag(feats)
     fmt = lambda s: "  ".join(f"{k} {v:.3f}" for k, v in s.items())  # noqa: E731
     static_share = float(np.mean(np.concatenate(ref) == 0))
@@ -88,12 +88,14 @@ def main() -> None:
                                 test.text_tokens[static_idx], test.text_mask[static_idx])
     x0 = test.x[static_idx][:, :mask.shape[1]].float()
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(args.seed))
+    print(f"   (sigma in the model's units: {net.cfg.data_scale:g} x the standardised features)")
     print("   start sigma   steps   frames re-tagged static   rms error of the deltas (std units)")
     for sigma in (0.1, 0.3, 1.0, 3.0, 80.0):
         steps = max(2, round(cfg.steps * math.log(sigma / cfg.sigma_min) / math.log(cfg.sigma_max / cfg.sigma_min)))
         with torch.no_grad():
-            out = edm_heun_sample(guided_director(net, cond, cfg), x0 + sigma * noise, steps, cfg.sigma_min, sigma,
-                                  cfg.rho, scale_noise=False)
+            scale = net.cfg.data_scale
+            out = edm_heun_sample(guided_director(net, cond, cfg), x0 * scale + sigma * noise, steps, cfg.sigma_min,
+                                  sigma, cfg.rho, scale_noise=False) / scale
         tags = np.concatenate(retag(split_valid(out, mask)))
         err = (out - x0)[:, 1:, 6:] * mask[:, 1:, None]
         rms = float((err ** 2).sum() / (mask[:, 1:].sum() * 3)) ** 0.5

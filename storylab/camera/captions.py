@@ -40,12 +40,12 @@ CAMERA_PHRASES = {
 }
 CHARACTER_PHRASES = {
     "static": ("remains stationary", "stands still", "stays in place"),
-    "moves_right": ("moves right", "walks to the right", "heads right"),
-    "moves_left": ("moves left", "walks to the left", "heads left"),
-    "moves_down": ("moves down", "goes down", "lowers"),
-    "moves_up": ("moves up", "goes up", "climbs"),
-    "moves_forward": ("moves forward", "walks forward", "advances"),
-    "moves_backward": ("moves backward", "steps back", "walks backward"),
+    "move_right": ("moves right", "walks to the right", "heads right"),
+    "move_left": ("moves left", "walks to the left", "heads left"),
+    "move_down": ("moves down", "goes down", "lowers"),
+    "move_up": ("moves up", "goes up", "climbs"),
+    "move_forward": ("moves forward", "walks forward", "advances"),
+    "move_backward": ("moves backward", "steps back", "walks backward"),
 }
 SEQUENCE_WORDS = (", then ", ", and then ", ", after which it ")
 SIMULTANEITY_WORDS = (" while ", " as ")

@@ -4,7 +4,9 @@ A TEMOS-style VAE (Petrovich et al. 2022): a trajectory encoder (transformer ove
 features with two learned distribution tokens) and a text encoder (MLP on the frozen sentence
 embedding) each give a Gaussian N(mu, sigma^2) in a shared latent space (256-D in the paper); one
 decoder reconstructs the trajectory from either latent. Loss: reconstruction (from both latents) +
-KL to N(0, I) + InfoNCE between the two mu's (temperature 0.1). Embeddings for the metrics are mu.
+KL to N(0, I) + InfoNCE between the two mu's (temperature 0.1). Embeddings for the metrics are, as in
+the authors' evaluation, a draw z = mu + eps * sigma from each latent (``sample=False``: the mean mu,
+storylab's earlier choice, less noisy); draws come from a seeded generator so a run is repeatable.
 """
 
 from __future__ import annotations
@@ -121,25 +123,37 @@ def load_clatr(path: str | os.PathLike) -> Clatr:
     return model.eval()
 
 
+def draw_latent(mu: torch.Tensor, logvar: torch.Tensor, sample: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """mu + eps * exp(logvar / 2) with eps ~ N(0, I) from ``generator`` (CLaTr's embedding), or mu."""
+    if not sample:
+        return mu
+    eps = torch.randn(mu.shape, generator=generator)
+    return mu + eps * (0.5 * logvar).exp()
+
+
 @torch.no_grad()
-def embed_trajectories(model: Clatr, features: list, batch_size: int = 128) -> torch.Tensor:
-    """CLaTr embeddings (mu) of a list of (n_i, 9) feature arrays."""
+def embed_trajectories(model: Clatr, features: list, batch_size: int = 128, sample: bool = True,
+                       seed: int = 0) -> torch.Tensor:
+    """CLaTr embeddings of a list of (n_i, 9) feature arrays: a latent draw (default) or its mean."""
+    import numpy as np
+
     from storylab.camera.features import pad_features
 
+    gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, len(features), batch_size):
         part = [pad_features(f, model.cfg.max_frames) for f in features[i:i + batch_size]]
-        x = torch.from_numpy(__import__("numpy").stack([p[0] for p in part]))
-        mask = torch.from_numpy(__import__("numpy").stack([p[1] for p in part]))
+        x = torch.from_numpy(np.stack([p[0] for p in part]))
+        mask = torch.from_numpy(np.stack([p[1] for p in part]))
         t = int(mask.sum(1).max())
-        out.append(model.encode_trajectory(x[:, :t], mask[:, :t])[0])
+        out.append(draw_latent(*model.encode_trajectory(x[:, :t], mask[:, :t]), sample, gen))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def embed_texts(model: Clatr, text: torch.Tensor) -> torch.Tensor:
-    """CLaTr embeddings (mu) of pooled sentence embeddings."""
-    return model.encode_text(text.float())[0]
+def embed_texts(model: Clatr, text: torch.Tensor, sample: bool = True, seed: int = 0) -> torch.Tensor:
+    """CLaTr embeddings of pooled sentence embeddings: a latent draw (default) or its mean."""
+    return draw_latent(*model.encode_text(text.float()), sample, torch.Generator().manual_seed(seed))
 
 
 def train_clatr(data, cfg: ClatrConfig, steps: int, out: str | os.PathLike, batch_size: int = 64, lr: float = 1e-3,

@@ -30,9 +30,10 @@ def tag_command(
     traj: Path = typer.Argument(..., help="KITTI trajectory file (12 floats a line, camera-to-world)."),
     char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3); tags the character too."),
     fps: float = typer.Option(25.0, "--fps", help="Frames per second of the trajectory."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON {camera: {frames, segments}, character: ...}."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON {camera: {frames, segments}, character: ...}; frames holds E.T.'s N-1 tags (one per motion between poses)."),
 ) -> None:
-    """Tag camera (and character) motion with E.T.'s rule: 27 classes, mode filter, short-segment merging."""
+    """Tag camera (and character) motion with E.T.'s rule as the authors' code runs it: 27 classes, 57-frame mode
+    filter, short segments split between their neighbours; N poses give N-1 tags."""
     if fps <= 0:
         raise StorylabError(f"--fps must be positive, got {fps}")
     result = _tags_json(traj, char, fps)
@@ -42,7 +43,8 @@ def tag_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"motion tags of {traj.name} ({len(result['camera']['frames'])} frames at {fps:g} fps)")
+    n = len(result["camera"]["frames"])
+    table = Table(title=f"motion tags of {traj.name} ({n + 1} poses, {n} motions between them, at {fps:g} fps)")
     for col in ("who", "start", "end", "frames", "tag"):
         table.add_column(col)
     for who, tags in result.items():
@@ -100,6 +102,11 @@ def synth_command(
     print(f"wrote {n} samples to {out} ({len(splits['train'])} train, {len(splits['test'])} test)")
 
 
+def character_path_for(traj: Path) -> Path:
+    """Where ``camera generate`` keeps the character it made up: ``<out stem>_char.npy`` beside the trajectory."""
+    return traj.with_name(f"{traj.stem}_char.npy")
+
+
 @camera_app.command("generate")
 def generate_command(
     caption: str = typer.Argument(..., help="Text describing the camera (and character) motion."),
@@ -128,6 +135,13 @@ def generate_command(
     gen = TrajectoryGenerator(checkpoint or shipped_checkpoint(config), str(text_encoder) if text_encoder else None)
     result = gen(caption, char_positions, guidance_scale, schedule, seed, steps)
     write_kitti_poses(out, result.kitti_poses)
+    if char is None:  # the character was made up here: keep it beside the trajectory for camera render
+        import numpy as np
+
+        from storylab.camera.et_format import save_npy
+        char_out = character_path_for(out)
+        save_npy(char_out, result.char_positions.astype(np.float32))
+        print(f"wrote {char_out} (the character, --char-motion {char_motion})")
     if render_path is not None:
         from storylab.camera.render import render
         render(render_path, result.kitti_poses, result.char_positions, caption)
@@ -140,14 +154,18 @@ def generate_command(
 def render_command(
     traj: Path = typer.Argument(..., help="KITTI trajectory file."),
     out: Path = typer.Option(..., "--out", help="Output .png (3D plot with frustums) or .gif (animation)."),
-    char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3)."),
-    title: Optional[str] = typer.Option(None, "--title", help="Title (e.g. the caption)."),
+    char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3); default: <traj stem>_char.npy beside the trajectory when it exists (what camera generate writes)."),
+    title: Optional[str] = typer.Option(None, "--title", help="Title (e.g. the caption); default: the file name and length."),
 ) -> None:
     """Render a trajectory (and character) as a 3D plot or an animation."""
     from storylab.camera.et_format import read_char, read_kitti_poses
     from storylab.camera.render import render
 
     poses = read_kitti_poses(traj)
+    if char is None and character_path_for(traj).exists():
+        char = character_path_for(traj)
+        print(f"character: {char}")
+    title = title or f"{traj.name} ({len(poses)} frames, {len(poses) / 25:.1f} s at 25 fps)"
     render(out, poses, read_char(char, len(poses)) if char is not None else None, title)
     print(f"wrote {out}")
 
@@ -158,13 +176,13 @@ def train_director_command(
     config: str = typer.Option("crossattn", "--config", help="incontext (A), adaln (B) or crossattn (C)."),
     size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads, 2 frames a token; CPU) or paper (d 512, 8 layers, 16 heads, a token a frame)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors)."),
-    subset: str = typer.Option("full", "--subset", help="Split subset: pure, mixed or full."),
+    subset: str = typer.Option("mixed", "--subset", help="Split subset: pure (simple camera motions) or mixed (all; the paper's evaluation set); full = storylab's older name."),
     steps: int = typer.Option(2500, "--steps", help="Training steps; the learning rate follows a cosine to 0 over them (paper: 170000)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Batch size; batches group samples of similar length (paper: 128)."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate (paper: 1e-4)."),
     warmup: int = typer.Option(100, "--warmup", help="Warm-up steps (paper: 5000)."),
     ema: float = typer.Option(0.995, "--ema", help="EMA decay (paper: 0.9999)."),
-    p_mean: Optional[float] = typer.Option(None, "--p-mean", help="Mean of ln sigma in training (default: 0.6 for --size tiny, the paper's -1.2 for --size paper)."),
+    p_mean: Optional[float] = typer.Option(None, "--p-mean", help="Mean of ln sigma in training in the units of the x0.5-scaled features (default: -0.1 for --size tiny, the paper's -1.2 for --size paper)."),
     p_std: float = typer.Option(1.2, "--p-std", help="Standard deviation of ln sigma in training (paper: 1.2)."),
     patch: Optional[int] = typer.Option(None, "--patch", help="Frames per token (default: 2 for --size tiny, the paper's 1 for --size paper)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),

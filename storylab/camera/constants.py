@@ -26,11 +26,15 @@ CAM_STATIC_THRESHOLD = 0.02
 CAM_DIFF_THRESHOLD = 0.4
 CHAR_STATIC_THRESHOLD = 0.22
 CHAR_DIFF_THRESHOLD = 0.32
+# E.T.'s smoothing parameter is 56; the official filter covers frames i-28..i+28 (57 frames, truncated at
+# the ends) and leaves tag sequences shorter than 56 unsmoothed.
 MODE_FILTER_WINDOW = 56
 MIN_SEGMENT_FRAMES = 25
 
 # Axis names (x, y, z) for the positive and negative direction; OpenCV axes: x right, y down, z forward.
 CAMERA_AXIS_NAMES = (("trucking_right", "trucking_left"), ("boom_bottom", "boom_top"), ("push_in", "pull_out"))
-CHARACTER_AXIS_NAMES = (("moves_right", "moves_left"), ("moves_down", "moves_up"),
-                        ("moves_forward", "moves_backward"))
+CHARACTER_AXIS_NAMES = (("move_right", "move_left"), ("move_down", "move_up"),
+                        ("move_forward", "move_backward"))
+# storylab before issue 14 wrote "moves_*"; accepted when reading
+LEGACY_CHARACTER_PREFIX = "moves_"
 NUM_CLASSES = 27

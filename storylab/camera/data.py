@@ -31,7 +31,9 @@ class DirectorData:
     x: torch.Tensor            # (N, T, 9) camera features
     mask: torch.Tensor         # (N, T) bool
     char: torch.Tensor         # (N, T, 3) character features
-    cam_segments: torch.Tensor  # (N, T) long, -1 on padding
+    cam_segments: torch.Tensor  # (N, T) long: the n_i - 1 reference tags of sample i, then -1
+    missing_tags: list[str] | None = None  # ids without cam_segments/<id>.npy
+    part: str = "train"
     text: torch.Tensor | None = None         # (N, Dt) pooled
     text_tokens: torch.Tensor | None = None  # (N, L, Dt) float16
     text_mask: torch.Tensor | None = None    # (N, L) float
@@ -44,11 +46,14 @@ class DirectorData:
         return (self.x, self.mask, self.char, self.text, self.text_tokens, self.text_mask)
 
 
-def load_samples(root: str | os.PathLike, subset: str = "full", part: str = "train", limit: int | None = None,
-                 max_frames: int = MAX_FRAMES, caption_field: str = "caption", progress: bool = True) -> DirectorData:
-    """Read and featurise a split (camera features, character features, reference tags)."""
-    ids = read_split(root, subset, part)[:limit]
-    xs, masks, chars, segs, captions = [], [], [], [], []
+def load_samples(root: str | os.PathLike, subset: str = "mixed", part: str = "train", limit: int | None = None,
+                 max_frames: int = MAX_FRAMES, caption_field: str = "caption", progress: bool = True,
+                 sort_ids: bool = False) -> DirectorData:
+    """Read and featurise a split (camera features, character features, reference tags); ``sort_ids``
+    orders the ids as the authors' loader does (before ``limit``)."""
+    ids = read_split(root, subset, part)
+    ids = (sorted(ids) if sort_ids else ids)[:limit]
+    xs, masks, chars, segs, captions, missing = [], [], [], [], [], []
     with progress_bar(f"reading {part} split", total=len(ids), enabled=progress) as bar:
         for sid in ids:
             s = read_sample(root, sid)
@@ -60,11 +65,13 @@ def load_samples(root: str | os.PathLike, subset: str = "full", part: str = "tra
             c, _ = pad_features(encode_character(char), max_frames)
             seg = np.full(max_frames, -1, dtype=np.int64)
             if s.cam_segments is not None:
-                seg[:s.n_frames] = s.cam_segments
+                seg[:s.n_frames - 1] = s.cam_segments
+            else:
+                missing.append(sid)
             xs.append(x), masks.append(m), chars.append(c), segs.append(seg), captions.append(caption)
             bar.advance()
     return DirectorData(ids, captions, torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks)),
-                        torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(segs)))
+                        torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(segs)), missing_tags=missing, part=part)
 
 
 def token_states(encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +84,25 @@ def token_states(encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]
     return out.states, out.mask
 
 
+@torch.no_grad()
+def caption_vectors(encoder, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """(N, D) caption vectors for configs A and B.
+
+    With a local CLIP folder, E.T.'s text feature: the end-of-text token's state after the final layer
+    norm, neither projected nor normalised (the authors' "token" features; config C uses the token
+    sequence instead). Other encoders: their pooled, normalised sentence embedding.
+    """
+    if not str(encoder.kind).startswith("clip"):
+        return encoder.encode(list(texts))
+    chunks = []
+    for i in range(0, len(texts), batch_size):
+        batch = encoder.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
+                                  max_length=encoder.max_length, return_tensors="pt").to(encoder.device)
+        out = encoder.model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        chunks.append(out.pooler_output.float())  # the EOT position of last_hidden_state (after ln_final)
+    return torch.cat(chunks) if chunks else torch.zeros(0, encoder.dim)
+
+
 def encode_captions(encoder, captions: list[str], tokens: bool, batch_size: int = 64,
                     progress: bool = True) -> dict[str, torch.Tensor]:
     """Pooled vectors (and, with ``tokens``, masked token states in float16) for a list of captions."""
@@ -84,7 +110,7 @@ def encode_captions(encoder, captions: list[str], tokens: bool, batch_size: int 
     with progress_bar("encoding captions", total=len(captions), enabled=progress) as bar:
         for i in range(0, len(captions), batch_size):
             part = captions[i:i + batch_size]
-            out["text"].append(encoder.encode(part))
+            out["text"].append(caption_vectors(encoder, part))
             if tokens:
                 states, mask = token_states(encoder, part)
                 full = torch.zeros(len(part), encoder.max_length, states.shape[-1])
@@ -104,7 +130,8 @@ def attach_text(data: DirectorData, encoder, root: str | os.PathLike | None, tok
 
     from storylab.io import atomic_path
 
-    key = hashlib.sha1((str(encoder.path) + "\n" + str(tokens) + "\n" + "\n".join(data.captions)).encode()).hexdigest()
+    # "eot": CLIP folders give the unprojected end-of-text state since issue 14 (a new key, not a stale cache)
+    key = hashlib.sha1((str(encoder.path) + "\n" + str(tokens) + "\neot\n" + "\n".join(data.captions)).encode()).hexdigest()
     cache = Path(root) / ".storylab_cache" / f"text_{key[:16]}.safetensors" if root is not None else None
     if cache is not None and cache.exists():
         enc = load_file(str(cache))

@@ -61,6 +61,9 @@ class DirectorConfig:
     text_dim: int = 384
     text_tokens: int = 77
     text_encoder: str | None = None  # None: the bundled all-MiniLM-L6-v2
+    # EDM works on data_scale x the standardised features (the authors multiply by sigma_data = 0.5 before
+    # the loss and the sampler and divide afterwards); checkpoints saved before issue 14 load with 1.0
+    data_scale: float = 0.5
 
     @classmethod
     def build(cls, arch: str = "crossattn", size: str = "tiny", **overrides) -> "DirectorConfig":

@@ -2,14 +2,17 @@
 
 One sample ``<id>`` of a data set folder ``ROOT`` is spread over::
 
-    ROOT/traj/<id>.txt           camera poses, KITTI text: 12 floats a line = top 3x4 of a 4x4 pose,
-                                 camera-to-world, OpenCV axes (x right, y down, z forward)
-    ROOT/char/<id>.npy           character (hip-centre) positions, (N, 3) float
+    ROOT/traj/<id>.txt           camera poses, KITTI text: 12 floats a line (the release writes ``%.6e``) =
+                                 top 3x4 of a 4x4 pose, camera-to-world, OpenCV axes (x right, y down, z forward)
+    ROOT/char/<id>.npy           character (hip-centre) positions, (N, 3) float (float32 in the release)
+    ROOT/intrinsics/<id>.npy     camera intrinsics (fx, fy, cx, cy); read and written when present, not used
     ROOT/caption/<id>.txt        camera + character caption
     ROOT/caption_cam/<id>.txt    camera-only caption
-    ROOT/cam_segments/<id>.npy   per-frame camera tag ids (0..26), (N,)
-    ROOT/char_segments/<id>.npy  per-frame character tag ids, (N,)
-    ROOT/{pure,mixed,full}_{train,test}_split.txt   one id a line
+    ROOT/cam_segments/<id>.npy   camera tag ids (0..26) of the N-1 motions between the N poses, (N-1,)
+    ROOT/char_segments/<id>.npy  character tag ids, (N-1,)
+    ROOT/{pure,mixed}_{train,test}_split.txt   one id a line, no newline after the last
+                                 (``pure``: simple camera motions only, ``mixed``: all; ``full`` is
+                                 storylab's older name and still read)
 
 Every reader checks what it reads and raises :class:`StorylabError` with one line naming the file
 and the problem; every writer is atomic (:mod:`storylab.io`).
@@ -80,15 +83,18 @@ def read_kitti_poses(path: str | os.PathLike) -> np.ndarray:
     return parse_kitti_text(p.read_text(encoding="utf-8", errors="replace"), str(p))
 
 
-def kitti_text(kitti_poses: np.ndarray) -> str:
-    """Format (N, 4, 4) poses as KITTI text (12 floats a line, 9 significant digits)."""
+RELEASE_FLOAT_FORMAT = "{:.6e}"  # how the E.T. release writes its trajectories (numpy savetxt fmt="%.6e")
+
+
+def kitti_text(kitti_poses: np.ndarray, float_format: str = "{:.9g}") -> str:
+    """Format (N, 4, 4) poses as KITTI text (12 floats a line, 9 significant digits by default)."""
     poses = validate_poses(kitti_poses)
-    return "".join(" ".join(f"{v:.9g}" for v in pose[:3, :].reshape(-1)) + "\n" for pose in poses)
+    return "".join(" ".join(float_format.format(v) for v in pose[:3, :].reshape(-1)) + "\n" for pose in poses)
 
 
-def write_kitti_poses(path: str | os.PathLike, kitti_poses: np.ndarray) -> Path:
+def write_kitti_poses(path: str | os.PathLike, kitti_poses: np.ndarray, float_format: str = "{:.9g}") -> Path:
     """Write (N, 4, 4) poses as a KITTI text file, atomically."""
-    return atomic_write_text(path, kitti_text(kitti_poses))
+    return atomic_write_text(path, kitti_text(kitti_poses, float_format))
 
 
 def validate_char(char_positions: np.ndarray, n_frames: int | None = None, name: str = "character") -> np.ndarray:
@@ -142,8 +148,9 @@ class ETSample:
     char_positions: np.ndarray | None = None   # (N, 3)
     caption: str | None = None
     caption_cam: str | None = None
-    cam_segments: np.ndarray | None = None     # (N,) int tag ids
-    char_segments: np.ndarray | None = None    # (N,) int tag ids
+    cam_segments: np.ndarray | None = None     # (N-1,) int tag ids, one per motion between poses
+    char_segments: np.ndarray | None = None    # (N-1,) int tag ids
+    intrinsics: np.ndarray | None = None       # (4,) fx, fy, cx, cy
 
     @property
     def n_frames(self) -> int:
@@ -163,31 +170,54 @@ def read_sample(root: str | os.PathLike, sample_id: str) -> ETSample:
         p = root / folder / f"{sample_id}.txt"
         return check_caption(p.read_text(encoding="utf-8"), str(p)) if p.exists() else None
 
-    def tags(folder: str) -> np.ndarray | None:
+    def array(folder: str) -> np.ndarray | None:
         p = root / folder / f"{sample_id}.npy"
         if not p.exists():
             return None
-        arr = np.load(p, allow_pickle=False).astype(np.int64).reshape(-1)
-        if len(arr) != n or arr.min() < 0 or arr.max() > 26:
-            raise StorylabError(f"{p}: expected {n} tag ids in 0..26")
-        return arr
+        try:
+            return np.load(p, allow_pickle=False)
+        except (ValueError, OSError):
+            raise StorylabError(f"{p}: not a readable .npy array") from None
 
+    def tags(folder: str) -> np.ndarray | None:
+        arr = array(folder)
+        if arr is None:
+            return None
+        arr = arr.reshape(-1)
+        p = root / folder / f"{sample_id}.npy"
+        if len(arr) != n - 1:
+            raise StorylabError(f"{p}: expected {n - 1} tag ids (one per motion between the {n} poses), "
+                                f"got {len(arr)}")
+        if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 26:
+            raise StorylabError(f"{p}: tag ids must be integers in 0..26")
+        return arr.astype(np.int64)
+
+    intrinsics = array("intrinsics")
+    if intrinsics is not None and (intrinsics.size == 0 or not np.isfinite(intrinsics.astype(np.float64)).all()):
+        raise StorylabError(f"{root / 'intrinsics' / (sample_id + '.npy')}: intrinsics must be finite numbers")
     return ETSample(sample_id, poses, char, text("caption"), text("caption_cam"), tags("cam_segments"),
-                    tags("char_segments"))
+                    tags("char_segments"), intrinsics)
 
 
 def write_sample(root: str | os.PathLike, sample: ETSample) -> None:
-    """Write every present part of ``sample`` under ``root`` in the E.T. layout, each file atomically."""
+    """Write every present part of ``sample`` under ``root`` as the E.T. release stores it (``%.6e``
+    trajectories, float32 characters, N-1 tags), each file atomically."""
     root = Path(root)
     safe_id(sample.sample_id, "sample id")
-    write_kitti_poses(root / "traj" / f"{sample.sample_id}.txt", sample.kitti_poses)
+    write_kitti_poses(root / "traj" / f"{sample.sample_id}.txt", sample.kitti_poses, RELEASE_FLOAT_FORMAT)
     if sample.char_positions is not None:
-        save_npy(root / "char" / f"{sample.sample_id}.npy", validate_char(sample.char_positions, sample.n_frames))
+        char = validate_char(sample.char_positions, sample.n_frames)
+        save_npy(root / "char" / f"{sample.sample_id}.npy", char.astype(np.float32))
+    if sample.intrinsics is not None:
+        save_npy(root / "intrinsics" / f"{sample.sample_id}.npy", np.asarray(sample.intrinsics, dtype=np.float32))
     for folder, value in (("caption", sample.caption), ("caption_cam", sample.caption_cam)):
         if value is not None:
             atomic_write_text(root / folder / f"{sample.sample_id}.txt", check_caption(value) + "\n")
     for folder, value in (("cam_segments", sample.cam_segments), ("char_segments", sample.char_segments)):
         if value is not None:
+            if len(value) != sample.n_frames - 1:
+                raise StorylabError(f"{folder} of {sample.sample_id}: need {sample.n_frames - 1} tags for "
+                                    f"{sample.n_frames} poses, got {len(value)}")
             save_npy(root / folder / f"{sample.sample_id}.npy", np.asarray(value, dtype=np.int64))
 
 
@@ -211,6 +241,6 @@ def read_split(root: str | os.PathLike, subset: str = "full", part: str = "train
     return ids
 
 
-def write_split(root: str | os.PathLike, ids: list[str], subset: str = "full", part: str = "train") -> Path:
-    """Write a split file atomically."""
-    return atomic_write_text(split_path(root, subset, part), "".join(f"{i}\n" for i in ids))
+def write_split(root: str | os.PathLike, ids: list[str], subset: str = "mixed", part: str = "train") -> Path:
+    """Write a split file atomically, as the release does: one id a line, no newline after the last."""
+    return atomic_write_text(split_path(root, subset, part), "\n".join(ids))

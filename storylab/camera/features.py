@@ -3,8 +3,10 @@
 Camera, per frame (9 numbers): the 6D rotation representation (Zhou et al. 2019: the first two
 columns of R) followed by the translation. Frame 0's translation is absolute, later frames carry the
 translation delta t_i - t_{i-1}; translations are standardised with the published constants
-(:mod:`storylab.camera.constants`). Character, per frame (3 numbers): frame 0 is the raw start
-position (the origin after E.T.'s shift), later frames the standardised velocity p_i - p_{i-1}.
+(:mod:`storylab.camera.constants`). Character, per frame (3 numbers): frame 0 is the start position,
+later frames the velocity p_i - p_{i-1}; all frames, frame 0 included, are standardised with the
+velocity statistics (the authors' loader does so: its character statistics have three entries, so it
+standardises the whole sequence in one go).
 Sequences are zero-padded to ``MAX_FRAMES`` with a validity mask.
 """
 
@@ -65,12 +67,11 @@ def decode_camera(features: np.ndarray) -> np.ndarray:
 
 
 def encode_character(char_positions: np.ndarray) -> np.ndarray:
-    """(N, 3) character positions -> (N, 3) features: start position, then standardised velocities."""
+    """(N, 3) character positions -> (N, 3) features: [start position, velocities], standardised with the
+    velocity statistics (frame 0 too, as the authors' loader does)."""
     char = validate_char(char_positions)
-    out = np.empty_like(char)
-    out[0] = char[0]
-    out[1:] = (np.diff(char, axis=0) - CHAR_DELTA_MEAN) / CHAR_DELTA_STD
-    return out.astype(np.float32)
+    out = np.concatenate([char[:1], np.diff(char, axis=0)])
+    return ((out - CHAR_DELTA_MEAN) / CHAR_DELTA_STD).astype(np.float32)
 
 
 def decode_character(features: np.ndarray) -> np.ndarray:
@@ -78,9 +79,7 @@ def decode_character(features: np.ndarray) -> np.ndarray:
     feats = np.asarray(features, dtype=np.float64)
     if feats.ndim != 2 or feats.shape[1] != CHARACTER_DIM:
         raise StorylabError(f"character features must have shape (N, {CHARACTER_DIM}), got {tuple(feats.shape)}")
-    steps = feats.copy()
-    steps[1:] = feats[1:] * CHAR_DELTA_STD + CHAR_DELTA_MEAN
-    return np.cumsum(steps, axis=0)
+    return np.cumsum(feats * CHAR_DELTA_STD + CHAR_DELTA_MEAN, axis=0)
 
 
 def pad_features(features: np.ndarray, max_frames: int = MAX_FRAMES) -> tuple[np.ndarray, np.ndarray]:

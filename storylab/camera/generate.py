@@ -64,6 +64,8 @@ class TrajectoryGenerator:
 
     def condition(self, caption: str, char_features: np.ndarray) -> dict[str, torch.Tensor]:
         """The condition dict of one caption and (n, 3) character features."""
+        from storylab.camera.data import caption_vectors
+
         n = len(char_features)
         cond = {"char": torch.from_numpy(char_features).float()[None], "mask": torch.ones(1, n, dtype=torch.bool)}
         if self.net.cfg.arch == "crossattn":
@@ -73,7 +75,7 @@ class TrajectoryGenerator:
             cond["text_mask"] = ts.mask[:, :n_tok].float()
             cond["text"] = torch.zeros(1, self.net.cfg.text_dim)
         else:
-            cond["text"] = self.encoder.encode([caption])
+            cond["text"] = caption_vectors(self.encoder, [caption])
             cond["text_tokens"] = torch.zeros(1, 1, self.net.cfg.text_dim)
             cond["text_mask"] = torch.zeros(1, 1)
         return cond

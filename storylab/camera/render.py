@@ -95,13 +95,14 @@ def render_gif(path: str | os.PathLike, kitti_poses: np.ndarray, char: np.ndarra
     if title:
         ax.set_title(title if len(title) < 60 else title[:57] + "...", fontsize=8)
     cam = _plot_coords(kitti_poses[:, :3, 3])
-    trail, = ax.plot([], [], [], color="tab:blue", lw=2)
+    trail, = ax.plot([], [], [], color="tab:blue", lw=2, label="camera")
     size = _frustum_size(kitti_poses, char)
     frustum = [ax.plot([], [], [], color="tab:blue", lw=1)[0] for _ in frustum_lines(kitti_poses[0], size)]
     if char is not None:
         ch = _plot_coords(char)
-        char_trail, = ax.plot([], [], [], color="tab:red", lw=2)
+        char_trail, = ax.plot([], [], [], color="tab:red", lw=2, label="character")
         char_dot, = ax.plot([], [], [], "o", color="tab:red")
+    ax.legend(loc="upper left", fontsize=7)
     frames = list(range(0, len(kitti_poses), stride))
 
     def update(t: int):

@@ -42,11 +42,13 @@ def guided_director(net: Director, cond: dict[str, torch.Tensor], cfg: SamplingC
 @torch.no_grad()
 def sample_trajectories(net: Director, cond: dict[str, torch.Tensor], n_frames: int, cfg: SamplingConfig,
                         seed: int = 0) -> torch.Tensor:
-    """Draw (B, n_frames, 9) camera features for the conditions in ``cond`` (one per batch row)."""
+    """Draw (B, n_frames, 9) standardised camera features for the conditions in ``cond`` (one per batch row);
+    the sampler runs on ``net.cfg.data_scale`` x the features."""
     net.eval()
     batch = cond["char"].shape[0]
     noise = torch.randn(batch, n_frames, 9, generator=torch.Generator().manual_seed(seed))
-    return edm_heun_sample(guided_director(net, cond, cfg), noise, cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+    x = edm_heun_sample(guided_director(net, cond, cfg), noise, cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+    return x / net.cfg.data_scale  # back to the standardised features
 
 
 @torch.no_grad()

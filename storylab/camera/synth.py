@@ -45,6 +45,9 @@ class SynthConfig:
     min_primitive_seconds: float = 1.6
     handheld_degrees: float = 0.3
     handheld_metres: float = 0.0004
+    # pinhole intrinsics (fx, fy, cx, cy) of the synthetic camera: a 1920x1080 frame with a 54 degree
+    # horizontal field of view; written to intrinsics/ as the release does, not used by the generator
+    intrinsics: tuple[float, float, float, float] = (1884.0, 1884.0, 960.0, 540.0)
 
 
 def smooth_profile(n: int, spans: list[tuple[int, int]], ramp: int) -> list[np.ndarray]:
@@ -162,12 +165,21 @@ def synth_sample(sample_id: str, rng: np.random.Generator, cfg: SynthConfig | No
     cam_tags, char_tags = tag_camera(poses, cfg.fps), tag_character(char, cfg.fps)
     return ETSample(sample_id=sample_id, kitti_poses=poses, char_positions=char,
                     caption=captioner.caption(cam_tags, char_tags), caption_cam=captioner.caption(cam_tags),
-                    cam_segments=cam_tags.frames, char_segments=char_tags.frames)
+                    cam_segments=cam_tags.frames, char_segments=char_tags.frames,
+                    intrinsics=np.asarray(cfg.intrinsics, dtype=np.float32))
+
+
+def is_pure(cam_segments: np.ndarray) -> bool:
+    """E.T.'s ``pure`` subset holds only simple camera motions: no tag moves along more than one axis."""
+    labels = np.asarray(cam_segments)
+    axes = (labels // 9 > 0).astype(int) + ((labels // 3) % 3 > 0) + (labels % 3 > 0)
+    return bool((axes <= 1).all())
 
 
 def write_synth_dataset(out: str, n: int, seed: int = 0, test_fraction: float = 0.1, cfg: SynthConfig | None = None,
                         captioner: Captioner | None = None, progress: bool = True) -> dict[str, list[str]]:
-    """Write ``n`` synthetic samples in the E.T. layout under ``out`` with full_train / full_test splits."""
+    """Write ``n`` synthetic samples under ``out`` as the E.T. release lays them out, with mixed_{train,test}
+    splits (every sample) and pure_{train,test} splits (the samples of simple camera motions)."""
     from storylab.camera.et_format import write_sample, write_split
     from storylab.errors import StorylabError
     from storylab.training.progress import progress_bar
@@ -178,12 +190,20 @@ def write_synth_dataset(out: str, n: int, seed: int = 0, test_fraction: float = 
         raise StorylabError(f"test fraction must be in (0, 1), got {test_fraction}")
     rng = np.random.default_rng(seed)
     ids = [f"2024_synth{seed:04d}_{i:05d}_00000" for i in range(n)]
+    pure = set()
     with progress_bar("synthesising trajectories", total=n, enabled=progress) as bar:
         for sid in ids:
-            write_sample(out, synth_sample(sid, rng, cfg, captioner))
+            sample = synth_sample(sid, rng, cfg, captioner)
+            write_sample(out, sample)
+            if is_pure(sample.cam_segments):
+                pure.add(sid)
             bar.advance()
     n_test = max(1, int(round(n * test_fraction)))
     splits = {"train": ids[:-n_test], "test": ids[-n_test:]}
     for part, part_ids in splits.items():
-        write_split(out, part_ids, "full", part)
+        write_split(out, part_ids, "mixed", part)
+    pure_splits = {part: [i for i in part_ids if i in pure] for part, part_ids in splits.items()}
+    if all(pure_splits.values()):  # an empty split file would not load
+        for part, part_ids in pure_splits.items():
+            write_split(out, part_ids, "pure", part)
     return splits

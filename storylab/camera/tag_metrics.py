@@ -1,8 +1,9 @@
 """C-P / C-R / C-F1 (Courant et al., ECCV 2024, Sec. 5.1): re-tag generated trajectories and compare per frame.
 
 Generated features are decoded back to metric poses first (undoing the standardisation - the public
-evaluation code tags the still-scaled data, a quirk we do not reproduce), tagged with E.T.'s rule and
-compared frame by frame with the reference tags over the 27 classes, weighted by class support.
+evaluation code tags the still-scaled data, a quirk we do not reproduce), tagged with E.T.'s rule
+(N-1 tags for N poses) and compared with the N-1 reference tags (the authors' metric drops the last
+frame of the padded reference the same way) over the 27 classes, weighted by class support.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from storylab.camera.tagging import tag_camera
 def retag(features: list[np.ndarray]) -> list[np.ndarray]:
     """Per-frame camera tag ids of generated (n_i, 9) feature arrays."""
     return [tag_camera(decode_camera(f)).frames for f in features]
+
+
+def reference_tags(cam_segments: torch.Tensor, indices: list[int], lengths: list[int]) -> list[np.ndarray]:
+    """The n_i - 1 reference tags of samples ``indices`` of n_i poses from a (B, T) padded tag tensor."""
+    return [cam_segments[i, :n - 1].numpy() for i, n in zip(indices, lengths)]
 
 
 def classification_scores(reference: list[np.ndarray], predicted: list[np.ndarray]) -> dict[str, float]:

@@ -1,16 +1,24 @@
-"""Motion tagging, E.T.'s rule (Courant et al., ECCV 2024, Sec. 3 "Trajectory tagging").
+"""Motion tagging, E.T.'s rule (Courant et al., ECCV 2024, Sec. 3 "Trajectory tagging"), as the authors' code runs it.
 
-1. Velocities: the camera's in its own frame, v_t = fps * translation(P_t^-1 P_{t+1}); the character's
-   in world axes, v_t = fps * (p_{t+1} - p_t). The last frame repeats the last velocity so that every
-   frame gets a tag.
-2. Per frame and axis: active if |v_i| > static threshold; among two or three active axes, an axis j
-   is dropped when (|v_m| - |v_j|) / |v_m| exceeds the difference threshold, m the strongest axis.
+1. Velocities between consecutive poses: the camera's in its own frame, v_t = fps * translation(P_t^-1 P_{t+1});
+   the character's in world axes, v_t = fps * (p_{t+1} - p_t). N poses give N-1 velocities and so
+   N-1 tags (tag t describes the motion from pose t to pose t+1); that is what E.T. stores in
+   ``cam_segments``/``char_segments`` and what every metric compares.
+2. Per velocity and axis: active if |v_i| > static threshold; among two or three active axes, an axis j
+   is dropped when (|v_m| - |v_j|) / |v_m| exceeds the difference threshold, m the strongest axis
+   (the same as the authors' pairwise comparisons).
 3. Label = 9a + 3b + c, with a, b, c in {0 none, 1 positive, 2 negative} for x, y, z: 27 classes.
-4. Smoothing: a centred mode filter over 56 frames (ties keep the frame's own label), then segments
-   shorter than 25 frames are merged into their longer neighbour, shortest first.
+4. Smoothing with the smoothing parameter W = 56: a mode filter over frames i - W/2 .. i + W/2
+   (57 frames, truncated at the ends), ties going to the smallest id (scipy.stats.mode's rule, so
+   static wins a tie); a sequence shorter than W is not smoothed at all.
+5. Merging, repeated while the shortest segment (the first of equal ones) is shorter than 25 frames:
+   a first/last segment goes whole to its only neighbour, a middle one is split half/half between
+   its two neighbours (the left one takes the odd frame). Neighbours with equal labels stay
+   separate segments for the rest of the merging (their lengths are not added).
 
-All steps are vectorised numpy (one-hot cumulative sums for the mode filter), which is what makes
-tagging thousands of times faster than real time.
+Checked frame for frame against the authors' code (docs/camera.md). All steps except the merge loop
+are vectorised numpy (one-hot cumulative sums for the mode filter), which is what makes tagging
+thousands of times faster than real time.
 """
 
 from __future__ import annotations
@@ -20,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from storylab.camera.constants import (CAM_DIFF_THRESHOLD, CAM_STATIC_THRESHOLD, CAMERA_AXIS_NAMES, CHAR_DIFF_THRESHOLD,
-                                       CHAR_STATIC_THRESHOLD, CHARACTER_AXIS_NAMES, FPS, MIN_SEGMENT_FRAMES,
-                                       MODE_FILTER_WINDOW, NUM_CLASSES)
+                                       CHAR_STATIC_THRESHOLD, CHARACTER_AXIS_NAMES, FPS, LEGACY_CHARACTER_PREFIX,
+                                       MIN_SEGMENT_FRAMES, MODE_FILTER_WINDOW, NUM_CLASSES)
 from storylab.camera.et_format import validate_char, validate_poses
 
 
@@ -40,7 +48,7 @@ class Segment:
 
 @dataclass
 class MotionTags:
-    """Per-frame tag ids (N,) and their segments, for the camera or the character."""
+    """Tag ids of the N-1 motions between N poses (E.T.'s stored form) and their segments."""
 
     frames: np.ndarray
     segments: list[Segment] = field(default_factory=list)
@@ -48,6 +56,10 @@ class MotionTags:
 
     def names(self) -> list[str]:
         return [tag_name(int(i), self.kind) for i in self.frames]
+
+    def per_pose(self) -> np.ndarray:
+        """One tag per pose (N,) for display: the last pose repeats the last motion's tag."""
+        return np.r_[self.frames, self.frames[-1:]]
 
     def to_json(self) -> dict:
         return {"frames": self.names(),
@@ -72,6 +84,8 @@ def tag_id(name: str, kind: str = "camera") -> int:
         return 0
     label = 0
     for part in name.split("-"):
+        if kind != "camera" and part.startswith(LEGACY_CHARACTER_PREFIX):
+            part = "move_" + part[len(LEGACY_CHARACTER_PREFIX):]
         for axis, pair in enumerate(_axis_names(kind)):
             if part in pair:
                 label += (pair.index(part) + 1) * (9, 3, 1)[axis]
@@ -105,21 +119,24 @@ def frame_labels(velocities: np.ndarray, static_threshold: float, diff_threshold
 
 
 def mode_filter(labels: np.ndarray, window: int = MODE_FILTER_WINDOW, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Centred sliding-window mode of integer labels (window truncated at the ends; ties keep the own label).
+    """E.T.'s mode filter: frame i takes the most frequent label of frames i - window//2 .. i + window//2
+    (truncated at the ends), ties to the smallest label; sequences shorter than ``window`` are returned unchanged.
 
     Hand-written with one-hot cumulative sums (O(N x classes)) because scipy.stats.mode over sliding
-    windows is ~100x slower.
+    windows is ~100x slower; argmax returns the first maximum, i.e. the smallest label, as scipy does.
     """
+    labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
-    onehot = np.zeros((n + 1, num_classes), dtype=np.float32)
-    onehot[np.arange(1, n + 1), labels] = 1.0
+    if n < window:
+        return labels.copy()
+    half = window // 2
+    onehot = np.zeros((n + 1, num_classes), dtype=np.int32)
+    onehot[np.arange(1, n + 1), labels] = 1
     cumulative = np.cumsum(onehot, axis=0)
     idx = np.arange(n)
-    lo = np.clip(idx - window // 2, 0, n)
-    hi = np.clip(idx + (window - window // 2), 0, n)
-    counts = cumulative[hi] - cumulative[lo]
-    counts[idx, labels] += 0.5
-    return counts.argmax(axis=1)
+    lo = np.clip(idx - half, 0, n)
+    hi = np.clip(idx + half + 1, 0, n)
+    return (cumulative[hi] - cumulative[lo]).argmax(axis=1)
 
 
 def segments_of(labels: np.ndarray) -> list[Segment]:
@@ -133,25 +150,27 @@ def segments_of(labels: np.ndarray) -> list[Segment]:
 
 
 def merge_short_segments(labels: np.ndarray, min_frames: int = MIN_SEGMENT_FRAMES) -> np.ndarray:
-    """Merge segments shorter than ``min_frames`` into their longer neighbour, shortest first."""
+    """E.T.'s merging: while the shortest segment (the first of equal ones) is under ``min_frames``, give it
+    to its only neighbour at either end, or split it between both (the left one takes the odd frame).
+
+    Segments are only ever resized, never joined, so two neighbours with the same label keep separate
+    lengths for the rest of the loop (the authors' rule).
+    """
     segs = [[s.start, s.end, s.label] for s in segments_of(labels)]
     while len(segs) > 1:
         lengths = [e - s + 1 for s, e, _ in segs]
         i = int(np.argmin(lengths))
-        if lengths[i] >= min_frames:
+        length = lengths[i]
+        if length >= min_frames:
             break
-        left = lengths[i - 1] if i > 0 else -1
-        right = lengths[i + 1] if i + 1 < len(segs) else -1
-        j = i - 1 if left >= right else i + 1
-        segs[j][0], segs[j][1] = min(segs[j][0], segs[i][0]), max(segs[j][1], segs[i][1])
+        if i == 0:
+            segs[1][0] -= length
+        elif i == len(segs) - 1:
+            segs[i - 1][1] += length
+        else:
+            segs[i - 1][1] += length - length // 2
+            segs[i + 1][0] -= length // 2
         del segs[i]
-        k = 1  # neighbours with equal labels become one segment
-        while k < len(segs):
-            if segs[k][2] == segs[k - 1][2]:
-                segs[k - 1][1] = segs[k][1]
-                del segs[k]
-            else:
-                k += 1
     out = np.empty(len(labels), dtype=np.int64)
     for s, e, lab in segs:
         out[s:e + 1] = lab
@@ -160,9 +179,8 @@ def merge_short_segments(labels: np.ndarray, min_frames: int = MIN_SEGMENT_FRAME
 
 def tag_velocities(velocities: np.ndarray, static_threshold: float, diff_threshold: float, kind: str,
                    window: int = MODE_FILTER_WINDOW, min_frames: int = MIN_SEGMENT_FRAMES) -> MotionTags:
-    """(N-1, 3) velocities -> :class:`MotionTags` over N frames (thresholds, mode filter, merging)."""
+    """(N-1, 3) velocities -> :class:`MotionTags` with N-1 tags (thresholds, mode filter, merging)."""
     raw = frame_labels(velocities, static_threshold, diff_threshold)
-    raw = np.r_[raw, raw[-1:]]
     smooth = merge_short_segments(mode_filter(raw, window), min_frames)
     return MotionTags(frames=smooth, segments=segments_of(smooth), kind=kind)
 

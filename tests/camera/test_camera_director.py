@@ -109,7 +109,7 @@ def test_paper_size_is_one_flag_away():
     assert tiny_cfg.attn_dropout == 0.0 and tiny_cfg.dropout == 0.1 and tiny_cfg.patch == 2
     from storylab.camera.training import DirectorTrainConfig
     assert (DirectorTrainConfig.paper().p_mean, DirectorTrainConfig.paper().p_std) == (-1.2, 1.2)
-    assert DirectorTrainConfig().p_mean == 0.6
+    assert DirectorTrainConfig().p_mean == -0.1 and tiny_cfg.data_scale == 0.5
     net = Director(DirectorConfig.build("incontext", d_model=32, n_heads=2, attn_dropout=0.25))
     assert net.blocks[0].self_attn.dropout == 0.25 and net.blocks[0].dropout1.p == 0.1
     with pytest.raises(StorylabError, match="unknown DIRECTOR config"):

@@ -58,14 +58,14 @@ def test_sample_layout_round_trip(tmp_path):
     poses = random_poses(40)
     char = np.zeros((40, 3))
     sample = ETSample("2024_x_00001_00000", poses, char, "The camera trucks right.", "The camera trucks right.",
-                      np.full(40, 9), np.zeros(40, int))
+                      np.full(39, 9), np.zeros(39, int))
     write_sample(tmp_path, sample)
-    write_split(tmp_path, [sample.sample_id], "full", "train")
+    write_split(tmp_path, [sample.sample_id], "mixed", "train")
     for folder in ("traj", "char", "caption", "caption_cam", "cam_segments", "char_segments"):
         assert any((tmp_path / folder).iterdir())
-    back = read_sample(tmp_path, read_split(tmp_path, "full", "train")[0])
+    back = read_sample(tmp_path, read_split(tmp_path, "mixed", "train")[0])
     assert back.caption == sample.caption and (back.cam_segments == 9).all()
-    np.testing.assert_allclose(back.kitti_poses, poses, atol=1e-7)
+    np.testing.assert_allclose(back.kitti_poses, poses, rtol=1e-6, atol=1e-7)  # "%.6e": 7 significant digits
 
 
 @pytest.mark.parametrize("text,message", [
@@ -90,3 +90,32 @@ def test_char_length_mismatch_and_missing_files(tmp_path):
         read_kitti_poses(tmp_path / "missing.txt")
     with pytest.raises(StorylabError, match="split file not found"):
         read_split(tmp_path)
+
+
+def test_release_tag_files_hold_n_minus_1_ids(tmp_path):
+    poses = random_poses(12)
+    write_sample(tmp_path, ETSample("s", poses, cam_segments=np.full(11, 9), char_segments=np.zeros(11, int)))
+    assert read_sample(tmp_path, "s").cam_segments.shape == (11,)
+    np.save(tmp_path / "cam_segments" / "s.npy", np.full(12, 9))  # one tag per pose: not the release's layout
+    with pytest.raises(StorylabError, match=r"cam_segments/s.npy: expected 11 tag ids \(one per motion between the 12 poses\), got 12"):
+        read_sample(tmp_path, "s")
+    np.save(tmp_path / "cam_segments" / "s.npy", np.full(11, 27))
+    with pytest.raises(StorylabError, match="tag ids must be integers in 0..26"):
+        read_sample(tmp_path, "s")
+
+
+def test_bad_release_folders_are_one_line_errors(tmp_path):
+    from tests.cli_runner import run_cli
+
+    poses = random_poses(30)
+    for sid in ("a", "b"):
+        write_sample(tmp_path, ETSample(sid, poses, np.zeros((30, 3)), "The camera moves.", "The camera moves.",
+                                        np.zeros(29, int), np.zeros(29, int)))
+    write_split(tmp_path, ["a", "b", "missing"], "mixed", "train")
+    result = run_cli("train", "director", "--data", str(tmp_path), "--steps", "1", "--out", str(tmp_path / "d.safetensors"))
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: trajectory file not found")
+    assert "missing.txt" in result.stderr and not (tmp_path / "d.safetensors").exists()
+    write_split(tmp_path, ["a", "b"], "mixed", "train")
+    np.save(tmp_path / "cam_segments" / "b.npy", np.zeros(30, int))
+    result = run_cli("train", "director", "--data", str(tmp_path), "--steps", "1", "--out", str(tmp_path / "d.safetensors"))
+    assert result.returncode == 2 and "b.npy: expected 29 tag ids" in result.stderr.strip().splitlines()[-1]

@@ -38,8 +38,24 @@ def test_clip_folder_drives_director(tmp_path):
     encoder = SentenceEncoder(folder)
     enc = encode_captions(encoder, ["the camera pushes in", "the camera trucks left"], tokens=True, progress=False)
     assert enc["text_tokens"].shape == (2, 77, 32) and enc["text_mask"].shape == (2, 77)
-    assert enc["text"].shape == (2, 16)
-    torch.testing.assert_close(enc["text"].norm(dim=-1), torch.ones(2))
+    # A/B: the end-of-text state after ln_final, unprojected (hidden 32, not projection 16) and unnormalised
+    assert enc["text"].shape == (2, 32)
+    batch = encoder.tokenizer(["the camera pushes in", "the camera trucks left"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder.model.text_model.embeddings(input_ids=batch["input_ids"])
+        n = hidden.shape[1]
+        causal = torch.full((n, n), float("-inf")).triu(1)[None, None]
+        pad = (1.0 - batch["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for layer in encoder.model.text_model.encoder.layers:  # the transformer written out, then ln_final
+            out = layer(hidden, causal + pad, causal_attention_mask=None)
+            hidden = out[0] if isinstance(out, tuple) else out
+        hidden = encoder.model.text_model.final_layer_norm(hidden)
+    eot = (batch["input_ids"] == encoder.tokenizer.eos_token_id).int().argmax(1)  # first end-of-text token
+    torch.testing.assert_close(enc["text"], hidden[torch.arange(2), eot], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(enc["text"].norm(dim=-1), torch.ones(2))
+    # C: the 77-token sequence (states after ln_final), masked beyond the caption's tokens
+    states = encoder.token_states(["the camera pushes in"])
+    torch.testing.assert_close(enc["text_tokens"][0].float(), states.states[0] * states.mask[0, :, None], atol=2e-3, rtol=2e-3)
     ckpt = tmp_path / "d.safetensors"
     save_director(ckpt, Director(DirectorConfig.build("crossattn", d_model=32, n_layers=1, n_heads=2, cond_layers=1,
                                                       text_dim=32, text_encoder=str(folder))))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,7 +19,9 @@ from tests.cli_runner import run_cli
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("et")
-    write_synth_dataset(str(root), 14, seed=3, test_fraction=0.4, cfg=SynthConfig(max_seconds=3.0), progress=False)
+    # written as the E.T. release lays it out: N-1 tag files, "%.6e" poses, float32 characters, intrinsics/,
+    # mixed/pure splits without a trailing newline
+    write_synth_dataset(str(root), 26, seed=3, test_fraction=6 / 26, cfg=SynthConfig(max_seconds=2.5), progress=False)
     return root
 
 
@@ -52,8 +55,8 @@ def test_clatr_learns_to_retrieve_the_caption_of_a_trajectory():
         opt.step()
     model.eval()
     x, _, k = batch(64)
-    traj = torch.nn.functional.normalize(embed_trajectories(model, [f.numpy() for f in x]), dim=-1)
-    text = torch.nn.functional.normalize(embed_texts(model, texts), dim=-1)
+    traj = torch.nn.functional.normalize(embed_trajectories(model, [f.numpy() for f in x], sample=False), dim=-1)
+    text = torch.nn.functional.normalize(embed_texts(model, texts, sample=False), dim=-1)
     accuracy = float(((traj @ text.T).argmax(1) == k).float().mean())
     assert accuracy >= 0.9, accuracy
     assert set(parts) == {"rec", "kl", "nce"}
@@ -78,16 +81,46 @@ def test_train_director_clatr_and_evaluate_end_to_end(tiny_set, tmp_path):
     assert f"evaluate director --data {tiny_set} --clatr {clatr}" in result.stdout
 
     result = run_cli("evaluate", "director", "--data", str(tiny_set), "--checkpoint", str(ckpt),
-                     "--clatr", str(clatr), "--out", str(report))
+                     "--clatr", str(clatr), "--out", str(report), "--clatr-mean")
     assert result.returncode == 0, result.stderr
     rows = {r["method"]: r for r in json.loads(report.read_text())["results"]}
-    assert set(rows) == {"C (crossattn)", "real test set"}
-    real = rows["real test set"]
-    # the real set against itself: re-tagging reproduces the reference tags, the embeddings coincide
+    assert set(rows) == {"C (crossattn)", "real data"}
+    real = rows["real data"]
+    # the real set against itself: re-tagging reproduces the reference tags, the mean embeddings coincide
     assert real["C-F1"] == pytest.approx(1.0) and real["FD_CLaTr"] == pytest.approx(0.0, abs=1e-6)
     assert real["P"] == real["R"] == real["C"] == 1.0
     assert 0.0 <= rows["C (crossattn)"]["C-F1"] <= 1.0
-    assert "C-F1" in result.stdout and "FD_CLaTr order here: C" in result.stdout
+    assert "C-F1" in result.stdout and "FD_CLaTr order here: C" in result.stdout and "latent mean" in result.stdout
+
+    # the paper's protocol: distribution metrics on the sorted train split in 5 chunks, latent draws
+    result = run_cli("evaluate", "director", "--data", str(tiny_set), "--checkpoint", str(ckpt), "--clatr", str(clatr),
+                     "--out", str(report), "--protocol", "paper", "--prdc-as-published")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(report.read_text())
+    assert (info["protocol"], info["subset"], info["prdc_as_published"], info["clatr_latent"]) == ("paper", "mixed", True, "draw")
+    assert info["train_samples"] == 20 and info["test_samples"] == 6
+    real = {r["method"]: r for r in info["results"]}["real data"]
+    assert real["C-F1"] == pytest.approx(1.0) and real["FD_CLaTr"] > 0  # two independent latent draws
+    assert "5 chunks" in result.stdout and "as published" in result.stdout
+
+
+def test_evaluate_warns_or_fails_without_reference_tags(tiny_set, tmp_path):
+    import shutil
+
+    root = tmp_path / "no_tags"
+    shutil.copytree(tiny_set, root)
+    shutil.rmtree(root / "cam_segments")
+    ckpt = tmp_path / "d.safetensors"
+    assert run_cli("train", "director", "--data", str(root), "--steps", "1", "--batch-size", "4",
+                   "--config", "incontext", "--out", str(ckpt)).returncode == 0
+    args = ("evaluate", "director", "--data", str(root), "--checkpoint", str(ckpt), "--out", str(tmp_path / "r.json"))
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "warning: 6 of 6 test samples have no cam_segments/<id>.npy" in result.stderr
+    assert "n/a" in result.stdout and json.loads((tmp_path / "r.json").read_text())["missing_tags"] == 6
+    result = run_cli(*args[:-2], "--strict")
+    assert result.returncode == 2 and result.stderr.startswith("error: 6 of 6 test samples have no cam_segments")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_evaluate_director_bad_inputs(tiny_set, tmp_path):
@@ -98,7 +131,7 @@ def test_evaluate_director_bad_inputs(tiny_set, tmp_path):
     result = run_cli("train", "director", "--data", str(tmp_path / "nowhere"), "--steps", "1",
                      "--out", str(tmp_path / "d.safetensors"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "full_train_split.txt" in result.stderr and not (tmp_path / "d.safetensors").exists()
+    assert "mixed_train_split.txt" in result.stderr and not (tmp_path / "d.safetensors").exists()
     result = run_cli("evaluate", "director", "--data", str(tiny_set), "--limit", "3")
     assert result.returncode == 2 and "k = 3 metrics need at least 4" in result.stderr, result.stderr
     for flag, value, message in (("--patch", "0", "patch must be at least 1 frame, got 0"),
@@ -117,10 +150,43 @@ def test_train_director_writes_under_runs_by_default(tiny_set, tmp_path, monkeyp
     assert (tmp_path / "runs" / "director_adaln.safetensors").exists()
     assert "--checkpoint runs/director_adaln.safetensors" in result.stdout.splitlines()[-1]
     ckpt = load_checkpoint(tmp_path / "runs" / "director_adaln.safetensors")  # the tiny preset's recipe
-    assert ckpt.config["patch"] == 2 and ckpt.extra["train_config"]["p_mean"] == 0.6
+    assert ckpt.config["patch"] == 2 and ckpt.extra["train_config"]["p_mean"] == -0.1
     result = run_cli("train", "director", "--data", str(tiny_set), "--config", "adaln", "--steps", "1",
                      "--batch-size", "4", "--patch", "1", "--p-mean", "-1.2", "--out", "paper_recipe.safetensors")
     assert result.returncode == 0, result.stderr
     ckpt = load_checkpoint(tmp_path / "paper_recipe.safetensors")
     assert ckpt.config["patch"] == 1 and ckpt.extra["train_config"]["p_mean"] == -1.2
     assert "--p-mean -1.2" in ckpt.extra["command"] and "--patch 1" in ckpt.extra["command"]
+
+
+def test_prdc_as_published_swaps_roles_and_indexes_recall_by_position():
+    from storylab.camera.evaluation import prdc_as_published
+    from storylab.metrics import density_coverage, precision_recall
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(30, 4)), rng.normal(0.5, 1.0, size=(30, 4))
+    p, r, d, c = prdc_as_published(real, fake, k=3)
+    # its "precision" is the fraction of real samples inside generated k-NN balls: the definitions' recall
+    assert p == pytest.approx(precision_recall(real, fake, k=3)[1])
+    # density/coverage with the generated set in the role of the real one
+    assert (d, c) == pytest.approx(density_coverage(fake, real, k=3))
+    # recall written out: generated i is compared with the k-NN radius of *real i*
+    dist = lambda a, b: np.linalg.norm(a - b)  # noqa: E731
+    radius = [sorted(dist(x, y) for y in real)[3] for x in real]
+    expected = np.mean([any(dist(fake[i], real[j]) < radius[i] for j in range(30)) for i in range(30)])
+    assert r == pytest.approx(expected)
+
+
+def test_clatr_embeddings_draw_from_the_latent_by_default():
+    torch.manual_seed(0)
+    model = Clatr(ClatrConfig(d_model=16, latent=4, n_layers=1, n_heads=2, text_dim=8)).eval()
+    feats = [np.random.default_rng(i).normal(size=(12, 9)).astype(np.float32) for i in range(3)]
+    mean = embed_trajectories(model, feats, sample=False)
+    mu, logvar = model.encode_trajectory(torch.from_numpy(np.stack(feats)), torch.ones(3, 12, dtype=torch.bool))
+    torch.testing.assert_close(mean, mu.detach(), atol=1e-5, rtol=1e-5)
+    draw = embed_trajectories(model, feats, seed=5)
+    torch.testing.assert_close(draw, embed_trajectories(model, feats, seed=5))  # repeatable per seed
+    eps = (draw - mu.detach()) / (0.5 * logvar.detach()).exp()
+    torch.testing.assert_close(eps, torch.randn(3, 4, generator=torch.Generator().manual_seed(5)), atol=1e-4, rtol=1e-4)
+    text = torch.randn(3, 8)
+    assert not torch.allclose(embed_texts(model, text), embed_texts(model, text, sample=False))
