@@ -6,7 +6,9 @@ traceback. Commands live in each wing's ``cli`` module and register on :mod:`sto
 
 from __future__ import annotations
 
+import functools
 import importlib
+import json
 import sys
 
 from storylab.cli_groups import app
@@ -44,29 +46,104 @@ def _click_exceptions():
     return exceptions
 
 
-def main() -> None:
-    """Run the CLI; turn :class:`StorylabError` and usage errors into one clear line and exit code 2."""
-    import typer
+@functools.lru_cache(maxsize=1)
+def command():
+    """The click command tree of ``storylab``, with the option table and vocabulary of :mod:`storylab.cli_types`.
+
+    Built once per process (about 50 ms): the in-process test runner calls :func:`main` many times."""
+    from typer.main import get_command
+
+    from storylab.cli_types import harden
+
+    return harden(get_command(app))
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for a file-system error, naming the path (``filename2`` is a rename's target)."""
+    if exc.strerror is None and exc.filename is None:  # a library's OSError (PIL: "cannot identify image file ...")
+        return str(exc) or type(exc).__name__
+    reason = exc.strerror or str(exc)
+    target = exc.filename2 if exc.filename2 is not None else exc.filename
+    if isinstance(exc, IsADirectoryError) and exc.filename2 is not None:
+        return f"cannot write {target}: it is an existing folder"
+    if isinstance(exc, (NotADirectoryError, FileExistsError)) and target is not None:
+        return f"cannot use {target}: {reason.lower()} (a file is in the way of a folder, or a folder of a file)"
+    return f"{reason.lower()}: {target}" if target is not None else reason.lower()
+
+
+def _known_library_error(exc: BaseException) -> str | None:
+    """One line for errors of libraries that mean bad input, not a bug (checked by type, then by message)."""
+    pil = sys.modules.get("PIL.Image")
+    if pil is not None and isinstance(exc, getattr(pil, "DecompressionBombError", ())):
+        return f"image refused: {exc}"
+    if isinstance(exc, ValueError) and "is not supported (supported formats:" in str(exc):  # matplotlib savefig
+        return f"cannot save the plot: {exc}"
+    if isinstance(exc, ValueError) and str(exc).startswith("unknown url type"):  # urllib on a bad endpoint
+        return f"not a URL ({exc}); use openai://HOST:PORT/MODEL or http://HOST:PORT/v1"
+    if isinstance(exc, json.JSONDecodeError):  # a JSON input (or a checkpoint's JSON metadata) is broken
+        return f"an input is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a text input is not {exc.encoding} ({exc.reason} at byte {exc.start}); convert it to UTF-8"
+    if isinstance(exc, EOFError):  # numpy / pickle readers on an empty or cut file
+        return f"an input file ended too early (empty or truncated): {exc}" if str(exc) else \
+            "an input file ended too early (empty or truncated)"
+    if isinstance(exc, MemoryError):
+        return "out of memory: lower the batch size, the image size or the number of samples"
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure becomes one line ``error: ...`` on stderr and a non-zero exit code.
+
+    Usage errors and :class:`StorylabError` exit 2, an interrupt (Ctrl-C) exits 130 with
+    ``error: interrupted``; file-system errors and known bad-input errors of libraries (an image
+    too large, a plot with an unknown extension) are one line that names the path. Anything else
+    is a bug: one line too, with ``STORYLAB_DEBUG=1`` showing the traceback.
+    """
+    import os
+
+    from typer.exceptions import Abort, Exit
 
     exc_types = _click_exceptions()
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = app(standalone_mode=False)
+        cli = command()
+        with cli.make_context("storylab", args) as ctx:
+            result = cli.invoke(ctx)
+    except Exit as exc:  # --help, ctx.exit()
+        sys.exit(exc.exit_code)
     except exc_types.NoArgsIsHelpError as exc:  # a group called without a command: show its help
         print(exc.ctx.get_help())
         sys.exit(0)
-    except exc_types.UsageError as exc:  # unknown command or option, a value of the wrong type
+    except exc_types.UsageError as exc:  # unknown command or option, a value of the wrong type or range
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         sys.exit(2)
     except exc_types.ClickException as exc:
         print(f"error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except (Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     except StorylabError as exc:
+        if exc.exit_code == 0:  # nothing to do, and that is not a failure (a finished run resumed)
+            print(exc)
+            sys.exit(0)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except BrokenPipeError:  # `storylab ... | head`: the reader left, nothing more to say
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout again at exit
+        sys.stdout = sys.stderr
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("STORYLAB_DEBUG"):
+            raise
+        line = _os_error_line(exc) if isinstance(exc, OSError) else _known_library_error(exc)
+        if line is None:
+            line = (f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                    "please report it, STORYLAB_DEBUG=1 shows the traceback")
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -242,3 +242,30 @@ def chat_reply_text(raw: bytes) -> str:
     if isinstance(content, list):  # some servers return content parts
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return str(content)
+
+
+def parse_openai_spec(spec: str) -> tuple[str, str]:
+    """Split ``openai://HOST:PORT/MODEL`` (or ``openai+https://HOST/MODEL``) into (base URL, model name).
+
+    The one syntax for an LLM server across commands (``videoqa eval --backend``, ``camera caption
+    --endpoint``); the base URL is ``http(s)://HOST:PORT``, to which ``/v1/chat/completions`` is added.
+    """
+    scheme, sep, rest = spec.partition("://")
+    if not sep or scheme not in ("openai", "openai+http", "openai+https"):
+        raise StorylabError(f"backend {spec!r} is not of the form openai://HOST:PORT/MODEL")
+    host, slash, model = rest.partition("/")
+    if not host or not slash or not model:
+        raise StorylabError(f"backend {spec!r} needs a host and a model: openai://HOST:PORT/MODEL")
+    protocol = "https" if scheme == "openai+https" else "http"
+    return f"{protocol}://{host}", model
+
+
+def chat_endpoint(spec: str, model: str) -> tuple[str, str]:
+    """(base URL ending in ``/v1``, model) of ``openai://HOST:PORT/MODEL``, or of an old-style base URL
+    ``http(s)://HOST:PORT/v1`` with ``model`` given apart (accepted for one release)."""
+    if spec.startswith(("openai://", "openai+http://", "openai+https://")):
+        base, name = parse_openai_spec(spec)
+        return base + "/v1", name
+    if spec.startswith(("http://", "https://")) and len(spec.split("://", 1)[1].strip("/")) > 0:
+        return spec.rstrip("/"), model
+    raise StorylabError(f"endpoint {spec!r} is not of the form openai://HOST:PORT/MODEL")

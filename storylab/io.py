@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from storylab.errors import StorylabError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -25,6 +27,19 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def ensure_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents) or raise :class:`StorylabError` naming what is in the way."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise StorylabError(f"cannot create folder {folder}: {part} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorylabError(f"cannot create folder {folder}: {(exc.strerror or str(exc)).lower()}") from exc
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
@@ -33,9 +48,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     extension (matplotlib, PIL, PyAV) still see the right one.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp.", suffix=final.suffix if suffix is None else suffix,
-                               dir=final.parent)
+    if final.is_dir():
+        raise StorylabError(f"cannot write {final}: it is an existing folder (give a file name)")
+    ensure_folder(final.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp.", suffix=final.suffix if suffix is None else suffix,
+                                   dir=final.parent)
+    except OSError as exc:
+        raise StorylabError(f"cannot write {final}: {(exc.strerror or str(exc)).lower()}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -86,9 +106,14 @@ def _finite_or_null(obj: Any) -> Any:
 
 
 def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
-    """Save a matplotlib figure atomically."""
+    """Save a matplotlib figure atomically; an extension matplotlib cannot write is a clear error."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise StorylabError(f"cannot save a plot as {path}: unknown extension '.{fmt}' "
+                            f"(use one of {', '.join('.' + k for k in sorted(supported))})")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+        fig.savefig(tmp, format=fmt, **kwargs)
     return Path(path)
 
 
@@ -110,6 +135,17 @@ def run_path(name: str) -> Path:
     """Default output of a training command: ``runs/<name>`` under the current directory (created on save),
     so a default run never overwrites a checkpoint shipped inside the installed package."""
     return RUNS / name
+
+
+def next_free(path: str | os.PathLike) -> Path:
+    """``path`` if nothing is there, else the first free ``<stem>-2<suffix>``, ``-3``, ...: a default
+    output never overwrites an earlier result silently."""
+    path = Path(path)
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 def use_hint(*command: str | Path) -> str:

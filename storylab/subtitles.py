@@ -86,7 +86,29 @@ def _read_text(path: str | os.PathLike) -> tuple[Path, str]:
         raise StorylabError(f"subtitle file not found: {p}")
     if p.is_dir():
         raise StorylabError(f"expected a subtitle file, got a folder: {p}")
-    return p, p.read_text(encoding="utf-8-sig", errors="replace")
+    return p, decode_text(p.read_bytes(), p)
+
+
+def decode_text(data: bytes, path: Path) -> str:
+    """Text of a subtitle file: UTF-8 (with or without BOM) or UTF-16 with a BOM; anything else is a clear error.
+
+    A Latin-1 or Windows-1252 file is not guessed at (its bytes are valid in several encodings):
+    the error names the first byte that is not UTF-8 and how to convert the file.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise StorylabError(f"{path}: broken UTF-16 text at byte {exc.start}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if b"\x00" in data[:2]:
+            hint = "it looks like UTF-16 without a byte-order mark; convert it, e.g. iconv -f utf-16le -t utf-8"
+        else:
+            hint = (f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8 (Latin-1 or Windows-1252?); "
+                    "convert it, e.g. iconv -f latin1 -t utf-8")
+        raise StorylabError(f"{path}: not UTF-8 text, {hint}") from None
 
 
 def _parse_cues(text: str, path: Path, unescape: bool) -> list[Subtitle]:

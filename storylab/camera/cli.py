@@ -55,8 +55,12 @@ def tag_command(
 
 def _captioner(endpoint: Optional[str], model: str):
     from storylab.camera.captions import ChatCaptioner, TemplateCaptioner
+    from storylab.http_client import chat_endpoint
 
-    return ChatCaptioner(base_url=endpoint, model=model) if endpoint else TemplateCaptioner()
+    if not endpoint:
+        return TemplateCaptioner()
+    base_url, name = chat_endpoint(endpoint, model)
+    return ChatCaptioner(base_url=base_url, model=name)
 
 
 @camera_app.command("caption")
@@ -64,8 +68,8 @@ def caption_command(
     traj: Path = typer.Argument(..., help="KITTI trajectory file."),
     char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3)."),
     fps: float = typer.Option(25.0, "--fps", help="Frames per second."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); default: template captioner."),
-    model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to the endpoint."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LLM server openai://HOST:PORT/MODEL (as videoqa --backend; an http://HOST:PORT/v1 URL with --model still works); default: template captioner."),
+    model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to an http:// endpoint (openai:// names its own)."),
     show_outline: bool = typer.Option(False, "--outline", help="Also print E.T.'s segment outline."),
 ) -> None:
     """Caption a trajectory from its motion tags (E.T.'s outline -> caption)."""
@@ -89,8 +93,8 @@ def synth_command(
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of samples in full_test_split.txt."),
     min_seconds: float = typer.Option(2.0, "--min-seconds", help="Shortest sample (seconds at 25 fps)."),
     max_seconds: float = typer.Option(12.0, "--max-seconds", help="Longest sample (at most 12 s = 300 frames)."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="OpenAI-compatible base URL for captions; default: template captioner."),
-    model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to the endpoint."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LLM server for captions, openai://HOST:PORT/MODEL (as videoqa --backend); default: template captioner."),
+    model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to an http:// endpoint (openai:// names its own)."),
 ) -> None:
     """Write a synthetic E.T.-format data set (tags and captions from the real tagging/captioning)."""
     from storylab.camera.synth import SynthConfig, write_synth_dataset

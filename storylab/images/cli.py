@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import shlex
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ from storylab.errors import StorylabError
 from storylab.guidance.names import RULES
 from storylab.guidance.names import SPEC_HELP
 from storylab.images.assets import CLASSIFIER, DENOISER
-from storylab.io import run_path, use_hint
+from storylab.io import next_free, run_path, use_hint
 
 
 def _command_line() -> str:
@@ -108,7 +110,7 @@ def train_classifier_cmd(out: Path = typer.Option(run_path("digits_classifier.sa
 
 
 @sample_app.command("digits")
-def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write."),
+def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PNG grid to write; default runs/samples.png, or runs/samples-2.png, ... when it exists (never overwritten unless named)."),
                       checkpoint: Path = typer.Option(DENOISER, "--checkpoint", help="Digit denoiser checkpoint."),
                       guidance: str = typer.Option("cfg", "--guidance", help=f"Guidance rule: {', '.join(RULES)}."),
                       scale: float = typer.Option(3.0, "--scale", help="Guidance scale (diffusers convention, 1 = conditional; gamma for classifier; lambda for cfg++)."),
@@ -129,7 +131,7 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
                                                                 "the lecture's figure, guidance scale growing across COUNT columns, each row one fixed noise. [default: off]"),
                       nearest: int = typer.Option(0, "--nearest", help="K > 0: the memorisation check, each sample above its K nearest "
                                                   "training images in the feature network's space, with the feature distance under each."),
-                      progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (with --sweep-scale)."),
+                      progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (over the sampler steps, or over the scales with --sweep-scale)."),
                       control: list[str] = typer.Option(None, "--control", help="ControlNet: KIND=PATH[:scale[:start:end]] (repeatable; KIND a condition kind or a ControlNet .safetensors; PATH a condition map from `storylab control extract`)."),
                       control_uncond: bool = typer.Option(True, "--control-uncond/--no-control-uncond",
                                                           help="Control CFG's unconditional branch too (the original's and diffusers' default); "
@@ -153,6 +155,7 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
     from storylab.images.sampling import build_rule, parse_sweep
 
     _positive(steps, "--steps"), _positive(per_class, "--per-class")
+    out = out if out is not None else next_free(run_path("samples.png"))
     if out.suffix.lower() != ".png":
         raise StorylabError(f"--out must be a .png file, got {out}")
     if sweep_scale and nearest:
@@ -181,8 +184,18 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
                  "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)}
     setting = f"{guidance}, schedule {schedule}, {sampler} {steps} steps, seed {seed}"
 
-    def draw(at_scale: float) -> torch.Tensor:
-        return sample_digits(model, labels, rule, at_scale, schedule, sampler, steps, seed, negative=negative, eta=eta, **hooks)
+    def draw(at_scale: float, show: bool = False) -> torch.Tensor:
+        from storylab.training import progress_bar
+
+        observe = hooks.get("on_step")
+        with progress_bar(f"sampling ({sampler})", total=steps, enabled=show and progress) as bar:
+            def on_step(ctx):  # the bar follows the sampler's step; a ControlNet still sees every context
+                bar.update(ctx.step + 1)
+                if observe is not None:
+                    observe(ctx)
+
+            return sample_digits(model, labels, rule, at_scale, schedule, sampler, steps, seed, negative=negative,
+                                 eta=eta, **{**hooks, "on_step": on_step})
 
     names = DIGIT_CLASS_NAMES + ["no class"]
     if sweep is not None:
@@ -190,7 +203,7 @@ def sample_digits_cmd(out: Path = typer.Option(Path("samples.png"), "--out", hel
 
         _sweep_figure(draw, sweep, labels, names, load_digit_feature_net(), out, setting, progress)
         return
-    images = draw(scale)
+    images = draw(scale, show=True)
     if nearest:
         from storylab.images.digits import load_digits_split
         from storylab.images.feature_training import load_digit_feature_net
@@ -279,6 +292,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         steps: int = typer.Option(25, "--steps", help="DDIM steps."),
                         seed: int = typer.Option(0, "--seed", help="Random seed (same noise for every cell)."),
                         classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
+                        features: Optional[Path] = typer.Option(None, "--features", help="Feature network for FID/precision/recall/adherence (from `storylab train features`); default: the shipped one."),
                         ) -> None:
     """The schedule study of Wang et al. 2024: FID, precision, recall, density, coverage, diversity, adherence."""
     from storylab.images.study import parse_list, run_study
@@ -290,5 +304,9 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
         raise StorylabError(f"--scales must be comma-separated numbers, got '{scales}'") from None
     if not scale_list:
         raise StorylabError("--scales is empty")
+    if not all(math.isfinite(s) and s >= 0 for s in scale_list):
+        raise StorylabError(f"--scales must be finite numbers >= 0, got '{scales}'")
+    if guidance not in ("cfg", "classifier"):
+        raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
     _positive(per_class, "--per-class"), _positive(steps, "--steps")
-    run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier)
+    run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features)

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
-import torch
-
 from storylab.errors import StorylabError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `control extract` is pure OpenCV and starts fast
+    import torch
 
 COND_SIZE = 32
 BINARY_KINDS = ("canny", "scribble", "mask")
@@ -81,7 +82,7 @@ def load_gray_image(path: str | Path) -> np.ndarray:
 
 def to_gray(image: np.ndarray | torch.Tensor) -> np.ndarray:
     """Grayscale float ``(H, W)`` in [0, 1] from ``(H, W)``, ``(H, W, 3|4)`` or ``(1|3, H, W)`` arrays."""
-    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
     arr = arr.astype(np.float32)
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)
@@ -230,6 +231,8 @@ def extract_batch(kind: str, images: torch.Tensor, size: int = COND_SIZE, seed: 
             out[i] = scribble(gray, seed=None if seed is None else seed + i, jitter=0.0 if seed is None else 1.0)
         else:
             out[i] = EXTRACTORS[kind](gray)
+    import torch
+
     return torch.from_numpy(out).unsqueeze(1)
 
 
@@ -273,6 +276,8 @@ def load_condition(path: str | Path, kind: str, size: int = COND_SIZE, polarity:
     cond = np.clip(cv2.resize(gray, (size, size), interpolation=interp), 0, 1)
     if kind in BINARY_KINDS:
         cond = (cond >= 0.5).astype(np.float32)
+    import torch
+
     return torch.from_numpy(cond.astype(np.float32))[None, None]
 
 
@@ -282,7 +287,7 @@ def save_condition(cond: np.ndarray | torch.Tensor, path: str | Path) -> Path:
 
     from storylab.io import atomic_path
 
-    arr = cond.detach().cpu().numpy() if isinstance(cond, torch.Tensor) else np.asarray(cond)
+    arr = cond.detach().cpu().numpy() if hasattr(cond, "detach") else np.asarray(cond)
     arr = np.squeeze(arr)
     with atomic_path(path) as tmp:
         Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8), mode="L").save(tmp, format="PNG")

@@ -154,6 +154,8 @@ def train_controlnet(out: str | Path, base_path: str | Path, cfg: ControlTrainin
         if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
             curve.append({"step": state.step, "fidelity": fidelity(state.model.net), "loss": state.losses.get("loss", float("nan"))})
 
+    on_log.every = cfg.eval_every  # the loop calls it at every multiple of --eval-every
+
     def save(raw: ControlNetTraining, ema: Any, step: int) -> None:
         extra = {**cfg.extra, "kind": cfg.kind, "seed": cfg.seed, "step": step, "fidelity": curve,
                  "base_fidelity": base_fidelity, "training": {k: v for k, v in asdict(cfg).items() if k != "extra"},

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -217,9 +218,9 @@ def active_in_window(step: int, num_steps: int, start: float, end: float) -> boo
 
 
 def check_window(scale: float, start: float, end: float) -> None:
-    """Reject scale < 0 and windows outside [0, 1] or with start > end."""
-    if scale < 0:
-        raise StorylabError(f"control scale must be >= 0, got {scale}")
+    """Reject scale < 0 (or nan / infinite) and windows outside [0, 1] or with start > end."""
+    if not math.isfinite(scale) or scale < 0:
+        raise StorylabError(f"control scale must be >= 0 and finite, got {scale}")
     if not (0.0 <= start <= 1.0 and 0.0 <= end <= 1.0):
         raise StorylabError(f"control start/end must be fractions in [0, 1], got {start}:{end}")
     if start > end:

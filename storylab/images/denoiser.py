@@ -115,6 +115,7 @@ def train_digit_model(out: str | Path, config: DigitDiffusionConfig, train_confi
                       callbacks: list[Callable] | None = None) -> tuple[DigitDiffusion, dict]:
     """Train the digit model with the shared Accelerate loop; the EMA weights are what is saved."""
     out = Path(out)
+    torch.manual_seed(train_config.seed)  # --seed fixes the initial weights too, not only the batches
     model = DigitDiffusion(config)
     state_path = state_path_for(out)
     if not resume and state_path.exists():

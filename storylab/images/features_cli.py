@@ -31,5 +31,7 @@ def train_features(
     _, scores = train_feature_net(config, command=current_command())
     typer.echo(f"wrote {out}: train accuracy {scores['train_accuracy']:.4f}, "
                f"test accuracy {scores['test_accuracy']:.4f}")
-    typer.echo(f"use it with: storylab.images.feature_training.load_digit_feature_net({str(out)!r})  "
-               "(the metric commands read the shipped network)")
+    from storylab.io import use_hint
+
+    typer.echo(use_hint("storylab", "evaluate", "digits", "--features", out) + "  (or storylab evaluate zoo --features "
+               f"{out}; without --features the metric commands use the shipped network)")

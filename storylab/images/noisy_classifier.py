@@ -108,6 +108,7 @@ def train_classifier(out: str | Path, cfg: ClassifierConfig, train_config: Train
     state_path = state_path_for(out)
     if not resume and state_path.exists():
         state_path.unlink()
+    torch.manual_seed(train_config.seed)  # --seed fixes the initial weights too, not only the batches
     model = NoisyDigitClassifier(cfg)
 
     def save(raw: nn.Module, ema: nn.Module | None, step: int) -> None:

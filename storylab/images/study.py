@@ -83,14 +83,15 @@ def real_reference(feature_net: Any, n_fake: int, seed: int = 0, repeats: int = 
 
 
 def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], scales: Sequence[float], guidance: str,
-              per_class: int, steps: int, seed: int, classifier_path: str | Path) -> dict[str, Any]:
+              per_class: int, steps: int, seed: int, classifier_path: str | Path,
+              features: str | Path | None = None) -> dict[str, Any]:
     """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results."""
     from storylab.images.denoiser import load_digit_model, sample_digits
     from storylab.images.feature_training import load_digit_feature_net
 
     out = Path(out)
     model = load_digit_model(checkpoint)
-    feature_net = load_digit_feature_net()
+    feature_net = load_digit_feature_net(features)  # None: the shipped network
     labels = torch.arange(model.num_classes).repeat_interleave(per_class)
     ref = real_reference(feature_net, labels.shape[0], seed)
     cells: list[dict[str, Any]] = []

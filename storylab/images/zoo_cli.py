@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -269,6 +269,7 @@ def evaluate_zoo_cmd(out: Path = typer.Option(Path("zoo-eval"), "--out", help="F
                      checkpoints: str = typer.Option("", "--checkpoints", help="Overrides, e.g. 'vae=runs/vae.safetensors,gan=g.safetensors'."),
                      per_class: int = typer.Option(50, "--per-class", help="Samples per class for every model."),
                      cfg_scale: float = typer.Option(1.0, "--cfg-scale", help="CFG scale of the diffusion rows (1 = conditional)."),
+                     features: Optional[Path] = typer.Option(None, "--features", help="Feature network for the metrics (from `storylab train features`); default: the shipped one."),
                      steps: int = typer.Option(50, "--steps", help="DDIM steps of the diffusion rows."),
                      seed: int = typer.Option(0, "--seed", help="Random seed.")) -> None:
     """One table for the zoo and the pixel diffusion model: reconstruction, FID vs floor, precision, recall, adherence, time, size."""
@@ -278,4 +279,4 @@ def evaluate_zoo_cmd(out: Path = typer.Option(Path("zoo-eval"), "--out", help="F
     paths = parse_checkpoints(checkpoints, rows)
     if per_class < 1 or steps < 1:
         raise StorylabError("--per-class and --steps must be >= 1")
-    evaluate_zoo(out, rows, paths, per_class, cfg_scale, steps, seed)
+    evaluate_zoo(out, rows, paths, per_class, cfg_scale, steps, seed, features)

@@ -81,9 +81,14 @@ def load_checkpoint(path: str | os.PathLike, kind: str | tuple[str, ...] | None 
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and found not in kinds:
         raise StorylabError(f"{path} is a '{found}' checkpoint, expected {' or '.join(repr(k) for k in kinds)}")
+    try:
+        config, extra = json.loads(meta.get("storylab.config", "{}")), json.loads(meta.get("storylab.extra", "{}"))
+    except json.JSONDecodeError as exc:
+        raise StorylabError(f"{path}: its storylab metadata is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(config, dict) or not isinstance(extra, dict):
+        raise StorylabError(f"{path}: its storylab metadata is not a JSON object")
     state = load_file(str(path))
-    return Checkpoint(state_dict=state, kind=found, config=json.loads(meta.get("storylab.config", "{}")),
-                      extra=json.loads(meta.get("storylab.extra", "{}")))
+    return Checkpoint(state_dict=state, kind=found, config=config, extra=extra)
 
 
 STATE_SUFFIX = ".state.safetensors"

@@ -77,7 +77,10 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
 
 def _infinite(loader: Iterable, epoch: int = 0) -> Iterator:
     """Endless batches; every pass first tells the loader's sampler (or batch sampler) its epoch, so a
-    run resumed in epoch e draws epoch e's order, not epoch 0's again."""
+    run resumed in epoch e draws epoch e's order, not epoch 0's again.
+
+    A pass that yields no batch at all (a batch size larger than the data set with ``drop_last``)
+    is a clear error instead of an endless loop."""
     while True:
         if hasattr(loader, "set_epoch"):  # Accelerate's prepared loader forwards it to its samplers
             loader.set_epoch(epoch)
@@ -85,9 +88,88 @@ def _infinite(loader: Iterable, epoch: int = 0) -> Iterator:
             for name in ("sampler", "batch_sampler"):
                 if hasattr(getattr(loader, name, None), "set_epoch"):
                     getattr(loader, name).set_epoch(epoch)
+        empty = True
         for batch in loader:
+            empty = False
             yield batch
+        if empty:
+            size = len(loader.dataset) if hasattr(getattr(loader, "dataset", None), "__len__") else None
+            batch_size = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+            have = f" ({size} examples)" if size is not None else ""
+            raise StorylabError(f"the training set{have} yields no batch of size {batch_size}: lower --batch-size")
         epoch += 1
+
+
+# settings that change what a resumed run computes; steps, logging and checkpoint cadence may change
+RESUME_KEYS = ("lr", "weight_decay", "betas", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "seed")
+REQUIRED_STATE_KEYS = ("model", "step", "rng")
+
+
+def check_resume_state(state: Any, path: str | Path, model: nn.Module, config: TrainConfig, description: str,
+                       stateful: Iterable[str] = ("optimizer", "scheduler")) -> int:
+    """Check that a resume state belongs to this run before anything is loaded; return its step.
+
+    Refused with one line naming the state file and the fix: a file without the keys a state has
+    (another tool's file), a state of another command, a state whose weights have other names or
+    shapes (another architecture), a state made with other optimisation settings (the stored
+    config is compared), a state already past ``config.steps``.
+    """
+    fix = f"delete {path} or pass --no-resume to start over"
+    if not isinstance(state, dict):
+        raise StorylabError(f"{path} is not a resume state; {fix}")
+    missing = [k for k in (*REQUIRED_STATE_KEYS, *stateful) if k not in state]
+    if missing:
+        raise StorylabError(f"{path} is not a resume state of {description} (missing {', '.join(missing)}); {fix}")
+    saved_by = state.get("description")
+    if saved_by is not None and saved_by != description:
+        raise StorylabError(f"{path} is a resume state of '{saved_by}', not of '{description}'; {fix}")
+    saved, now = state["model"], model.state_dict()
+    if not isinstance(saved, dict):
+        raise StorylabError(f"{path} is not a resume state (no weights); {fix}")
+    extra, absent = sorted(set(saved) - set(now)), sorted(set(now) - set(saved))
+    if extra or absent:
+        names = ", ".join((absent or extra)[:3])
+        raise StorylabError(f"{path} was made by another model ({len(absent)} weights missing, {len(extra)} unexpected: "
+                            f"{names}); {fix}")
+    for key, value in now.items():
+        shape = tuple(getattr(saved[key], "shape", ()))
+        if shape != tuple(value.shape):
+            raise StorylabError(f"{path} was made by another architecture ({key}: saved {list(shape)}, "
+                                f"this run {list(value.shape)}); {fix}")
+    saved_config = state.get("config") or {}
+    current = asdict(config)
+    changed = [k for k in RESUME_KEYS if k in saved_config and _normal(saved_config[k]) != _normal(current[k])]
+    if changed:
+        diff = ", ".join(f"{k} {saved_config[k]} -> {current[k]}" for k in changed)
+        raise StorylabError(f"{path} was made with other settings ({diff}); rerun with the saved settings, or {fix}")
+    step = int(state["step"])
+    if step > config.steps:
+        raise StorylabError(f"{path} is at step {step}, past --steps {config.steps}; pass --steps {step} or more "
+                            f"to continue, or {fix}")
+    return step
+
+
+def _normal(value: Any) -> Any:
+    """Config values as JSON would store them (tuples become lists), for comparison."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+ESTIMATE_AFTER_STEPS = 5
+ESTIMATE_AFTER_SECONDS = 1.0
+
+
+def _every(callback: Any) -> int:
+    every = getattr(callback, "every", 0)
+    return every if isinstance(every, int) and every > 0 else 0
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``2.1 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
@@ -128,15 +210,19 @@ def train(model: nn.Module,
     start = 0
     resume = load_resume_state(state_path) if state_path else None
     if resume is not None:
+        saved_step = check_resume_state(resume, state_path, model, config, description)
         start = restore_resume_state(resume, model, {"optimizer": optimizer, "scheduler": scheduler}, ema)
         if accelerator.is_main_process:
-            print(f"resuming {description} from step {start} ({state_path})")
+            print(f"{description} is already finished: {state_path} is at step {start} of {config.steps} "
+                  "(pass a larger --steps to continue, or --no-resume to start over)" if saved_step == config.steps
+                  else f"resuming {description} from step {start} ({state_path})")
 
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     # a resumed run starts at the epoch its step falls in (from that epoch's first batch)
     batches = _infinite(loader, start // len(loader) if start and hasattr(loader, "__len__") and len(loader) else 0)
-    state = TrainState(step=start, losses={}, model=accelerator.unwrap_model(model),
-                       ema_model=ema.module if ema is not None else None)
+    # a finished run reports the losses it ended with, not nan
+    state = TrainState(step=start, losses=dict(resume.get("losses") or {}) if resume is not None else {},
+                       model=accelerator.unwrap_model(model), ema_model=ema.module if ema is not None else None)
     running: dict[str, float] = {}
     count = 0
 
@@ -151,12 +237,14 @@ def train(model: nn.Module,
             save_resume_state(state_path, {
                 "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                "rng": torch.get_rng_state(), "step": step, "config": asdict(config)})
+                "rng": torch.get_rng_state(), "step": step, "config": asdict(config), "description": description,
+                "losses": {k: float(v) for k, v in state.losses.items()}})
 
     model.train()
     t0 = time.perf_counter()
-    with progress_bar(description, total=config.steps, completed=start,
-                      enabled=config.progress and accelerator.is_main_process) as bar:
+    show = config.progress and accelerator.is_main_process
+    estimated = False
+    with progress_bar(description, total=config.steps, completed=start, enabled=show) as bar:
         for step in range(start, config.steps):
             batch = next(batches)
             out = loss_fn(model, batch)
@@ -179,17 +267,28 @@ def train(model: nn.Module,
                 running[key] = running.get(key, 0.0) + float(value)
             count += 1
             done = step + 1
+            elapsed = time.perf_counter() - t0
+            if show and not estimated and done - start >= ESTIMATE_AFTER_STEPS and elapsed >= ESTIMATE_AFTER_SECONDS:
+                estimated = True
+                total = elapsed / (done - start) * (config.steps - start)
+                bar.note(f"{description}: about {_duration(total)} for {config.steps - start} steps "
+                         f"({elapsed / (done - start) * 1000:.0f} ms a step)")
             # the periodic checkpoint comes before the callbacks, so a callback that ends the run
             # (an early stop, a time budget) never loses the step it saw
             if config.checkpoint_every and (done % config.checkpoint_every == 0) and done != config.steps:
                 checkpoint(done)
-            if done % config.log_every == 0 or done == config.steps:
+            logged = done % config.log_every == 0 or done == config.steps
+            # a callback with an ``every`` attribute (an evaluation every N steps) is also called at
+            # the multiples of N, not only at the multiples of the log interval
+            due = [cb for cb in callbacks or [] if logged or _every(cb) and done % _every(cb) == 0]
+            if logged:
                 state.losses = {k: v / count for k, v in running.items()}
-                state.step = done
                 state.history.append({"step": done, **state.losses})
                 running, count = {}, 0
                 bar.update(done, **state.losses)
-                for callback in callbacks or []:
+            if due:
+                state.step = done
+                for callback in due:
                     callback(state)
         checkpoint(config.steps)
     state.step = config.steps

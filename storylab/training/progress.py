@@ -21,6 +21,11 @@ class _Bar:
         text = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         self._progress.update(self._task, completed=completed, metrics=text)
 
+    def note(self, text: str) -> None:
+        """Print one line above the bar (an estimate, a warning); nothing when the bar is disabled."""
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False, markup=False)
+
     def advance(self, n: int = 1) -> None:
         """Advance the bar by ``n``."""
         if self._progress is not None:
@@ -29,14 +34,22 @@ class _Bar:
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, completed: int = 0, enabled: bool = True) -> Iterator[_Bar]:
-    """A progress bar on stderr with elapsed/remaining time and live metrics; a no-op when disabled."""
+    """A progress bar on stderr with elapsed/remaining time and live metrics; a no-op when disabled.
+
+    If the block raises (bad input found mid-way, Ctrl-C), the bar is erased so that the command's
+    one ``error:`` line stands alone."""
     if not enabled:
         yield _Bar(None, None)
         return
     console = Console(file=sys.stderr)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
-                        console=console, transient=False)
+                        console=console, transient=not console.is_terminal)  # a log or a pipe gets no bar
     with progress:
         task = progress.add_task(description, total=total, completed=completed, metrics="")
-        yield _Bar(progress, task)
+        try:
+            yield _Bar(progress, task)
+        except BaseException:
+            # a failed or interrupted command ends with its one error line, not a half-filled bar above it
+            progress.live.transient = True
+            raise

@@ -101,7 +101,7 @@ def test_guidance_weights_cli_prints_json_in_sampling_order():
 @pytest.mark.parametrize("args,needle", [
     (("--schedule", "pcs:s=-1"), "pcs exponent"),
     (("--schedule", "clamp:c=abc"), "clamp"),
-    (("--scale", "-1"), "guidance scale must be"),
+    (("--scale", "-1"), "Invalid value for '--scale'"),
     (("--schedule", "interval:sigma_lo=1"), "depends on each step's noise level"),
     (("--grid", "odd"), "unknown step grid 'odd'"),
 ])

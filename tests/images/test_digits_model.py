@@ -133,7 +133,7 @@ def test_sample_digits_cli_writes_a_png(tmp_path, tiny_ckpt):
     (("--schedule", "pcs:s=-1"), "pcs exponent s must be > 0"),
     (("--schedule", "clamp:c=abc"), "expected clamp:<shape>:c=<floor>"),
     (("--schedule", "bogus"), "unknown schedule 'bogus'"),
-    (("--scale", "-2"), "guidance scale must be a finite number >= 0"),
+    (("--scale", "-2"), "Invalid value for '--scale': must be 0<=x<=1000"),
     (("--guidance", "magic"), "unknown guidance 'magic'"),
     (("--sampler", "euler"), "unknown sampler 'euler'"),
     (("--classes", "3,12"), "--classes must name classes between 0 and 9"),

@@ -30,8 +30,8 @@ def one_line_error(result, text):
 
 @pytest.mark.parametrize("args, text", [
     (["train", "vae", "mnist"], "unknown dataset 'mnist'"),
-    (["train", "vae", "digits", "--beta", "-1"], "beta must be a finite number >= 0"),
-    (["train", "cvae", "digits", "--beta", "nan"], "beta must be a finite number >= 0"),
+    (["train", "vae", "digits", "--beta", "-1"], "Invalid value for '--beta': must be 0<=x<=1000"),
+    (["train", "cvae", "digits", "--beta", "nan"], "Invalid value for '--beta': must be a finite number"),
     (["train", "vqvae", "digits", "--codebook-size", "1"], "codebook size must be an integer >= 2"),
     (["evaluate", "zoo", "--families", "ae,flow"], "unknown model family 'flow'"),
     (["evaluate", "zoo", "--families", "ae", "--checkpoints", "ae=/nonexistent.safetensors"], "ae checkpoint missing"),

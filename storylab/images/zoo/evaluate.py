@@ -133,13 +133,13 @@ def evaluate_row(row: str, path: Path, labels: torch.Tensor, feature_net: Any, r
 
 
 def evaluate_zoo(out: str | Path, rows: Sequence[str], paths: dict[str, Path], per_class: int, cfg_scale: float,
-                 steps: int, seed: int) -> dict[str, Any]:
+                 steps: int, seed: int, features: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``rows``; write zoo.json, zoo.md, zoo.png into ``out``; print the table; return the results."""
     from storylab.images.feature_training import load_digit_feature_net
     from storylab.images.study import real_reference
 
     out = Path(out)
-    feature_net = load_digit_feature_net()
+    feature_net = load_digit_feature_net(features)  # None: the shipped network
     labels = class_labels(per_class)
     ref = real_reference(feature_net, labels.shape[0], seed)
     results, grids = [], {}

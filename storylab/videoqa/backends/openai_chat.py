@@ -18,22 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from storylab.errors import StorylabError
-from storylab.http_client import HttpLimits, ServerUnavailable, chat_reply_text, post_with_retries
+from storylab.http_client import HttpLimits, ServerUnavailable, chat_reply_text, parse_openai_spec, post_with_retries
 from storylab.videoqa.backends.base import QAItem, Reply
 from storylab.videoqa.cache import ResponseCache, request_key
 from storylab.videoqa.frames import encode_jpeg_base64
-
-
-def parse_openai_spec(spec: str) -> tuple[str, str]:
-    """Split ``openai://HOST:PORT/MODEL`` (or ``openai+https://HOST/MODEL``) into (base URL, model name)."""
-    scheme, sep, rest = spec.partition("://")
-    if not sep or scheme not in ("openai", "openai+http", "openai+https"):
-        raise StorylabError(f"backend {spec!r} is not of the form openai://HOST:PORT/MODEL")
-    host, slash, model = rest.partition("/")
-    if not host or not slash or not model:
-        raise StorylabError(f"backend {spec!r} needs a host and a model: openai://HOST:PORT/MODEL")
-    protocol = "https" if scheme == "openai+https" else "http"
-    return f"{protocol}://{host}", model
 
 
 class BackendUnavailable(ServerUnavailable):
