@@ -115,5 +115,6 @@ def test_demo_bad_input_is_one_line(tmp_path):
                                 "humor, videoqa)")
     (tmp_path / "file").write_text("")
     r = run_cli("demo", "--out", str(tmp_path / "file"))
-    assert r.returncode == 2 and r.stderr.strip() == f"error: --out must be a folder, but {tmp_path / 'file'} is a file"
+    assert r.returncode == 2 and r.stderr.strip() == (f"error: cannot write --out {tmp_path / 'file'}: it is an existing "
+                                                      "file, a folder is expected")
     assert not Path(tmp_path / "x").exists()
