@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "storylab.humor.cli",
     "storylab.videoqa.cli",
     "storylab.demo",
+    "storylab.app.cli",
 )
 
 for _name in COMMAND_MODULES:

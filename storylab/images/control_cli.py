@@ -1,7 +1,7 @@
 """ControlNet commands: ``storylab control extract``, ``storylab train controlnet``, ``storylab evaluate controlnet``.
 
-Also parses ``--control KIND=PATH[:scale[:start:end]]`` for ``storylab sample digits`` and adds the
-ControlNet panel to ``storylab demo`` (:data:`storylab.demo.SECTIONS`).
+Also parses ``--control KIND=PATH[:scale[:start:end]]`` for ``storylab sample digits`` and offers the
+ControlNet panel that ``storylab demo`` calls (:func:`controlnet_section`; the wing never imports the demo).
 """
 
 from __future__ import annotations
@@ -245,7 +245,6 @@ def controlnet_section(out: Path, seed: int, per_condition: int = 8, steps: int 
     """Demo panel: a held-out digit's condition, controlled samples without and with its class, the fidelity."""
     import torch
 
-    from storylab.demo import _asset
     from storylab.images.conditions import condition_fidelity
     from storylab.images.control_training import controlled_samples, eval_conditions
     from storylab.images.controlnet import load_controlnet
@@ -257,7 +256,7 @@ def controlnet_section(out: Path, seed: int, per_condition: int = 8, steps: int 
     if not kinds:
         return {"title": title, "images": [], "header": header, "rows": [],
                 "metrics": {}, "note": "no shipped ControlNet checkpoint found"}
-    base = load_digit_model(_asset("digits_denoiser.safetensors"))
+    base = load_digit_model(DENOISER)
     panels, rows, metrics = [], [], {}
     plain_cache: dict[str, Any] = {}  # base samples depend only on the noise and the label
     for kind in kinds:
@@ -306,12 +305,3 @@ def _control_figure(panels: list[tuple], path: Path) -> None:
     atomic_savefig(fig, path)
     plt.close(fig)
 
-
-def _register_demo_section() -> None:
-    from storylab import demo
-
-    if controlnet_section not in demo.SECTIONS:
-        demo.SECTIONS.append(controlnet_section)
-
-
-_register_demo_section()

@@ -5,10 +5,10 @@ One file per family, one contract (:class:`~storylab.images.zoo.common.ZooModel`
 same test split, feature network and metrics. See ``docs/zoo.md``.
 """
 
-from storylab.images.zoo.common import (ZooModel, checkpoint_family, family_classes, load_zoo_model,
-                                        reconstruction_error, save_zoo_model)
+from storylab.images.zoo.common import ZooModel, checkpoint_family, load_zoo_model, reconstruction_error, save_zoo_model
+from storylab.images.zoo.registry import FAMILY_MODULES, family_classes
 
-FAMILIES = ("ae", "vae", "cvae", "vqvae", "gan", "ldm")
+FAMILIES = tuple(FAMILY_MODULES)
 
 __all__ = ["FAMILIES", "ZooModel", "checkpoint_family", "family_classes", "load_zoo_model", "reconstruction_error",
            "save_zoo_model"]

@@ -26,6 +26,7 @@ from torch import nn
 
 from storylab.errors import StorylabError
 from storylab.images.digits import load_digits_split
+from storylab.images.zoo.registry import family_classes
 from storylab.training import TrainConfig, load_checkpoint, read_metadata, save_checkpoint, state_path_for, train
 
 KIND_PREFIX = "zoo-"
@@ -122,18 +123,6 @@ class ZooModel(nn.Module):
 
     def after_load(self) -> None:
         """Hook for a family to rebuild derived state after its weights are loaded."""
-
-
-def family_classes() -> dict[str, type[ZooModel]]:
-    """The family name -> model class registry (imported lazily: each family is one file)."""
-    from storylab.images.zoo.autoencoder import AutoEncoder
-    from storylab.images.zoo.cvae import CVAE
-    from storylab.images.zoo.gan import GAN
-    from storylab.images.zoo.latent_diffusion import LatentDiffusion
-    from storylab.images.zoo.vae import VAE
-    from storylab.images.zoo.vqvae import VQVAE
-
-    return {cls.family: cls for cls in (AutoEncoder, VAE, CVAE, VQVAE, GAN, LatentDiffusion)}
 
 
 def save_zoo_model(path: str | Path, model: ZooModel, extra: dict[str, Any] | None = None) -> Path:

@@ -152,10 +152,10 @@ def train_vae(out: str | Path, config: VAEConfig, train_config: TrainConfig, bat
               resume: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the (conditional) VAE with the shared loop; reports active units of the saved model."""
     from storylab.images.digits import load_digits_split
-    from storylab.images.zoo.cvae import CVAE
+    from storylab.images.zoo.registry import family_class
 
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
-    model = CVAE(config) if config.num_classes else VAE(config)
+    model = family_class("cvae")(config) if config.num_classes else VAE(config)  # cvae.py builds on this file
     info = fit(model, out, train_config, batch_size, resume, extra)
     data = load_digits_split("train")
     info["active_units"] = active_units(info["model"], data.images, data.labels if config.num_classes else None)

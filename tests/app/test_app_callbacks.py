@@ -1,0 +1,71 @@
+"""The app's callbacks and command without a browser: error lines as the CLI's, sketch handling, lazy gradio."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from storylab.app import callbacks as cb
+from storylab.errors import StorylabError
+from tests.cli_runner import run_cli
+
+
+def test_a_bad_schedule_shows_the_cli_error_line_and_nothing_else():
+    cli = run_cli("guidance", "weights", "--schedule", "zigzag")
+    line = cli.stderr.strip().splitlines()[-1]
+    assert cli.returncode == 2 and line.startswith("error: ")
+    status, *outputs = cb.guidance_generate("digits", "cfg", 3.0, "zigzag", "constant", "ddim", 4, 0, 1)
+    assert status == line and outputs == [None, None, None]
+
+
+def test_an_unexpected_failure_is_one_line_too(caplog):
+    @cb.one_line_errors(1)
+    def broken():
+        raise ZeroDivisionError("division by zero")
+
+    assert broken() == ("error: internal error (ZeroDivisionError: division by zero); the server log has the details",
+                        None)
+    assert "Traceback" in caplog.text  # the details go to the server log, not the page
+
+
+def test_weights_frame_plots_the_schedules_that_parse():
+    frame = cb.weights_frame("linear", "zigzag", 3.0, 5)
+    assert set(frame["schedule"]) == {"linear"}
+    # linear shape p normalised to mean 1 over 5 steps: w_i = 2 * (s - 1) * p_i, p_i = i / 4
+    assert list(frame["guidance scale"]) == pytest.approx([1 + 2 * 2.0 * i / 4 for i in range(5)])
+
+
+def test_sketches_become_bright_ink_on_black():
+    from storylab.images.panel import sketch_to_gray
+
+    rgba = np.zeros((20, 20, 4), dtype=np.uint8)  # transparent paper, one opaque black stroke
+    rgba[5:15, 9:11, 3] = 255
+    gray = sketch_to_gray(rgba)
+    assert gray[10, 10] == pytest.approx(255) and gray[0, 0] == pytest.approx(0)
+    white = np.full((20, 20, 3), 255, dtype=np.uint8)
+    with pytest.raises(StorylabError, match="the sketch is empty"):
+        sketch_to_gray(white)
+    with pytest.raises(StorylabError, match="draw a sketch or upload an image first"):
+        sketch_to_gray(None)
+
+
+def test_app_command_rejects_a_bad_port_and_a_busy_one():
+    r = run_cli("app", "--port", "0")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --port must be between 1 and 65535, got 0"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_cli("app", "--port", str(port))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use; pass another --port"
+
+
+def test_help_does_not_import_gradio_and_the_app_binds_loopback_by_default():
+    code = ("import sys; import storylab.cli; from storylab.app.cli import app_command; import inspect; "
+            "print('gradio' in sys.modules, inspect.signature(app_command).parameters['host'].default.default)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "127.0.0.1"]
