@@ -254,6 +254,16 @@ def _chat(text: str) -> bytes:
     return json.dumps({"choices": [{"message": {"content": text}}]}).encode()
 
 
+def _reply(h, status: int, body: bytes = b"", **headers: str) -> None:
+    """Send one whole reply with a Content-Length (headers given as Retry_After="1" and so on)."""
+    h.send_response(status)
+    for name, value in headers.items():
+        h.send_header(name.replace("_", "-"), value)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
 def test_a_trickling_server_cannot_hold_a_request_past_the_deadline():
     def trickle(h, n):
         body = _chat("A" * 200)
@@ -279,10 +289,7 @@ def test_a_reply_above_the_cap_is_refused_and_the_run_caches_nothing(tmp_path):
     big = _chat("x" * 5000)
 
     def huge(h, n):
-        h.send_response(200)
-        h.send_header("Content-Length", str(len(big)))
-        h.end_headers()
-        h.wfile.write(big)
+        _reply(h, 200, big)
 
     def chunked_huge(h, n):  # no Content-Length: the cap must hold while reading
         h.send_response(200)
@@ -305,16 +312,8 @@ def test_a_reply_above_the_cap_is_refused_and_the_run_caches_nothing(tmp_path):
 def test_retry_after_is_honoured_on_429():
     def busy_then_ok(h, n):
         if n == 1:
-            h.send_response(429)
-            h.send_header("Retry-After", "1")
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-            return
-        body = _chat("B")
-        h.send_response(200)
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
+            return _reply(h, 429, Retry_After="1")
+        _reply(h, 200, _chat("B"))
 
     from storylab.http_client import chat_reply_text
 
@@ -327,10 +326,7 @@ def test_retry_after_is_honoured_on_429():
 
 def test_a_retry_after_longer_than_allowed_is_one_clear_error():
     def busy(h, n):
-        h.send_response(429)
-        h.send_header("Retry-After", "3600")
-        h.send_header("Content-Length", "0")
-        h.end_headers()
+        _reply(h, 429, Retry_After="3600")
 
     with _Server(busy) as server:
         with pytest.raises(ServerUnavailable, match="retry after 3600 s, more than --max-retry-after 60 s"):
@@ -349,11 +345,7 @@ def test_camera_caption_goes_through_the_bounded_client_and_refuses_a_huge_capti
     from storylab.camera.captions import MAX_CAPTION_CHARS, ChatCaptioner
 
     def long_caption(h, n):
-        body = _chat("The camera pushes in. " * 200)
-        h.send_response(200)
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
+        _reply(h, 200, _chat("The camera pushes in. " * 200))
 
     with _Server(long_caption) as server:
         captioner = ChatCaptioner(base_url=f"http://127.0.0.1:{server.httpd.server_port}/v1", retries=0)
@@ -366,15 +358,8 @@ def test_camera_caption_retries_a_transient_failure():
 
     def fail_then_ok(h, n):
         if n == 1:
-            h.send_response(503)
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-            return
-        body = _chat("The camera trucks left.")
-        h.send_response(200)
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
+            return _reply(h, 503)
+        _reply(h, 200, _chat("The camera trucks left."))
 
     with _Server(fail_then_ok) as server:
         captioner = ChatCaptioner(base_url=f"http://127.0.0.1:{server.httpd.server_port}/v1", backoff=0.0)
