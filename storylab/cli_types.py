@@ -127,6 +127,7 @@ RULES: dict[str, Bound] = {
     # services
     "--max-subtitle-tokens": count(1, 10**8), "--concurrency": count(1, 256), "--timeout": positive(86_400),
     "--retries": count(0, 100), "--backoff": Bound(0, 3600), "--max-tokens": count(1, MILLION),
+    "--port": count(1, 65_535), "--test-per-class": count(1, 100_000), "--pool-per-class": count(1, 100_000),
 }
 
 # (command path, option) -> allowed values, where one command gives a name another meaning.

@@ -180,9 +180,20 @@ class ControlNet(nn.Module):
         return down, mid
 
 
+LATER_FIELDS = {"data": "digits", "image_size": 8}  # DigitDiffusionConfig fields newer than the shipped ControlNets
+
+
 def base_identity(model: DigitDiffusion) -> str:
-    """SHA-256 of the base denoiser's configuration and weights: a ControlNet only fits the base it was trained on."""
-    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    """SHA-256 of the base denoiser's configuration and weights: a ControlNet only fits the base it was trained on.
+
+    Configuration fields added after ControlNets were first shipped (:data:`LATER_FIELDS`) are hashed
+    only when they differ from their defaults, so a ControlNet trained before them still fits its base.
+    """
+    config = model.config.to_dict()
+    for key, default in LATER_FIELDS.items():
+        if config.get(key) == default:
+            config.pop(key)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for key, value in sorted(model.unet.state_dict().items()):
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().float().numpy().tobytes())

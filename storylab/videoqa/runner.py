@@ -8,6 +8,7 @@ Rerunning the same command resumes: answered questions are skipped and cached re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from storylab.videoqa.parsing import PARSERS, parse_answer
 from storylab.videoqa.pool import run_concurrently
 from storylab.videoqa.prompts import (MODES, PROMPT_STYLES, TASKS, Prompt, PromptConfig, SubtitleTrack,
                                       approx_token_count, build_prompt, prompt_track)
-from storylab.videoqa.scoring import judge_predictions, read_jsonl, score_mcqa, score_oeqa
+from storylab.videoqa.scoring import check_predictions, judge_predictions, read_jsonl, score_mcqa, score_oeqa
 
 PREDICTIONS = "predictions.jsonl"
 JUDGEMENTS = "judgements.jsonl"
@@ -181,7 +182,36 @@ def _resume(out: Path, settings: dict[str, Any], known: dict[str, Question]) -> 
         if str(rec.get("question_id")) not in known:
             raise StorylabError(f"{pred_file} has question {rec.get('question_id')} that is not in the questions "
                                 "file; use another --out folder")
+    check_predictions(records, known, str(pred_file))  # the rule `videoqa score` applies (no duplicate, ...)
     return records
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold an exclusive lock on ``out`` for one run, so two runs never append to the same predictions.
+
+    ``fcntl.flock`` on ``OUT/.lock``: the lock dies with the process, so a killed run never leaves
+    the folder locked. Where ``fcntl`` does not exist (Windows) the run goes unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StorylabError(f"--out {out} is in use by another videoqa run; wait for it to finish "
+                                "or use another --out folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _prompt_for(q: Question, cfg: EvalConfig, backend: Backend, subtitles: SubtitleTrack,
@@ -247,12 +277,17 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
 
 
 def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
-    from storylab.training.progress import progress_bar
-
     inputs = load_inputs(cfg)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise StorylabError(f"--out {out} exists and is not a folder")
+    with run_lock(out):
+        return _locked_run(cfg, backend, inputs, out)
+
+
+def _locked_run(cfg: EvalConfig, backend: Backend | None, inputs: Any, out: Path) -> dict[str, Any]:
+    from storylab.training.progress import progress_bar
+
     cache_dir = cfg.cache_dir or out / "cache"
     if backend is None:
         backend = make_backend(cfg.backend, cache_dir=cache_dir, timeout=cfg.timeout, retries=cfg.retries,

@@ -55,7 +55,8 @@ def test_sketches_become_bright_ink_on_black():
 
 def test_app_command_rejects_a_bad_port_and_a_busy_one():
     r = run_cli("app", "--port", "0")
-    assert r.returncode == 2 and r.stderr.strip() == "error: --port must be between 1 and 65535, got 0"
+    assert r.returncode == 2 and r.stderr.strip() == ("error: Invalid value for '--port': must be 1<=x<=65535, got 0 "
+                                                "(see 'storylab app --help')")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

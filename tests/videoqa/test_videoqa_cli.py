@@ -84,3 +84,34 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     assert out.stderr.startswith("error: predictions") and "appears more than once" in out.stderr
     res = CliRunner().invoke(app, ["videoqa", "eval", "--help"], terminal_width=200)
     assert res.exit_code == 0 and "[default: 8]" in res.output and "[default: retrieval]" in res.output
+
+
+def test_a_run_folder_in_use_is_refused_and_freed_when_the_run_ends(tmp_path):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "a") as holder:  # another run holds the folder
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        res = run("eval", "--sample", "--backend", "random", "--limit", "2", "--out", str(out), "--no-progress")
+        assert res.exit_code != 0  # (exit 2 and one line through storylab.cli.main; CliRunner shows the exception)
+        assert isinstance(res.exception, StorylabError) and "is in use by another videoqa run" in str(res.exception)
+        assert not (out / "predictions.jsonl").exists()
+        fcntl.flock(holder, fcntl.LOCK_UN)
+    res = run("eval", "--sample", "--backend", "random", "--limit", "2", "--out", str(out), "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 2
+
+
+def test_eval_refuses_a_duplicate_record_exactly_as_score_does(tmp_path):
+    out = tmp_path / "run"
+    assert run("eval", "--sample", "--backend", "random", "--limit", "2", "--out", str(out), "--no-progress").exit_code == 0
+    pred = out / "predictions.jsonl"
+    first = pred.read_text().splitlines()[0]
+    pred.write_text(pred.read_text() + first + "\n")
+    qid = json.loads(first)["question_id"]
+    expected = f"question_id {qid} appears more than once"
+    res = run("eval", "--sample", "--backend", "random", "--limit", "2", "--out", str(out), "--no-progress")
+    assert isinstance(res.exception, StorylabError) and expected in str(res.exception)
+    scored = run("score", str(pred), "--questions", str(sample_paths().questions))
+    assert scored.exit_code != 0 and expected in str(scored.exception or scored.output)
