@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import http.client
 import json
+import math
 import os
 import random
 import socket
@@ -58,15 +59,12 @@ class HttpLimits:
     max_retry_after: float = 60.0    # longest Retry-After honoured, seconds
 
     def __post_init__(self) -> None:
-        import math
-
-        for name in ("timeout", "backoff", "max_retry_after"):
+        for name, lowest in (("timeout", "> 0"), ("backoff", ">= 0"), ("max_retry_after", ">= 0")):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (
-                    name == "timeout" and value == 0):
-                raise StorylabError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}"
-                                    if name == "timeout" else
-                                    f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+            valid = isinstance(value, (int, float)) and math.isfinite(value) and (
+                value > 0 if lowest == "> 0" else value >= 0)
+            if not valid:
+                raise StorylabError(f"--{name.replace('_', '-')} must be a finite number {lowest}, got {value!r}")
         if not isinstance(self.retries, int) or self.retries < 0:
             raise StorylabError(f"--retries must be an integer >= 0, got {self.retries!r}")
         if self.max_reply_bytes is None:
@@ -154,7 +152,7 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError
-            chunk = response.read1(_CHUNK) if hasattr(response, "read1") else response.read(_CHUNK)
+            chunk = response.read1(_CHUNK)  # returns what one read gives, so the deadline check runs often
             if not chunk:
                 break
             body.extend(chunk)
@@ -171,9 +169,7 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
                 raise Transient(f"HTTP {status}{detail}", retry_after)
             raise HttpRefused(f"HTTP {status}{detail}", status)
         return bytes(body)
-    except StorylabError:
-        raise
-    except Transient:
+    except (StorylabError, Transient):
         raise
     except ConnectionRefusedError:
         raise Transient(f"server is down (connection refused at {parts.scheme}://{parts.netloc})") from None

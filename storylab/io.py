@@ -176,7 +176,6 @@ def safe_join(folder: str | os.PathLike, name: str, suffix: str = "", what: str 
     from storylab.errors import StorylabError
 
     path = Path(folder) / f"{safe_id(name, what)}{suffix}"
-    base = Path(folder).resolve()
-    if path.resolve().parent != base and base not in path.resolve().parents:
+    if Path(folder).resolve() not in path.resolve().parents:
         raise StorylabError(f"refusing {what} {name!r}: it resolves outside {folder}")
     return path

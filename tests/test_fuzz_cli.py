@@ -12,7 +12,6 @@ command. The counts are printed at the end of each test (run with ``-s`` to see 
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import signal
 import time

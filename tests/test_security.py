@@ -10,7 +10,6 @@ import json
 import os
 import pickle
 import re
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

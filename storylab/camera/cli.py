@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from storylab.cli_groups import camera_app, evaluate_app, train_app
+from storylab.cli_groups import camera_app, train_app
 from storylab.errors import StorylabError
 
 

@@ -24,7 +24,7 @@ maps see 9 k features, the character tokens 3 k, and the sequence is k times sho
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn

@@ -9,7 +9,7 @@ import typer
 from pathlib import Path
 
 from storylab.cli_groups import evaluate_app, guidance_app
-from storylab.guidance.names import GRIDS, SPEC_HELP
+from storylab.guidance.names import GRIDS, SPEC_HELP, parse_scales
 
 
 @guidance_app.command("weights")
@@ -56,18 +56,6 @@ def _split_schedules(text: str) -> list[str]:
     return specs
 
 
-def _split_scales(text: str) -> list[float]:
-    from storylab.errors import StorylabError
-
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise StorylabError(f"--scales must be comma-separated numbers, got '{text}'") from None
-    if not values:
-        raise StorylabError("--scales is empty")
-    return values
-
-
 @evaluate_app.command("pipeline")
 def evaluate_pipeline(
     model: Path = typer.Option(..., "--model", help="A diffusers text-to-image pipeline saved on disk (SD 1.5, SDXL, ...)."),
@@ -95,7 +83,7 @@ def evaluate_pipeline(
     from storylab.guidance.pipeline_study import PipelineStudyConfig, run_pipeline_study, summary_rows
 
     cfg = PipelineStudyConfig(model=model, prompts=prompts, schedules=_split_schedules(schedules),
-                              scales=_split_scales(scales), out=out, n=n, steps=steps, seed=seed,
+                              scales=parse_scales(scales), out=out, n=n, steps=steps, seed=seed,
                               negative_prompt=negative_prompt, clip=clip, reference=reference,
                               control_images=list(control_image) or None, progress=progress)
     result = run_pipeline_study(cfg)

@@ -9,3 +9,16 @@ SPEC_HELP = ("constant, linear, invlinear, cosine, sine, v-shape, lambda-shape, 
 GRIDS = ("endpoints", "paper")
 # Bumped whenever a schedule definition changes; recorded in every study JSON (see the README changelog).
 SCHEDULE_VERSION = 2
+
+
+def parse_scales(text: str) -> list[float]:
+    """The guidance scales of a ``--scales`` list ("1.5,3,5"); one clear line when it is empty or not numbers."""
+    from storylab.errors import StorylabError
+
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise StorylabError(f"--scales must be comma-separated numbers, got '{text}'") from None
+    if not values:
+        raise StorylabError("--scales is empty")
+    return values

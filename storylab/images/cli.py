@@ -13,8 +13,7 @@ import typer
 
 from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
-from storylab.guidance.names import RULES
-from storylab.guidance.names import SPEC_HELP
+from storylab.guidance.names import RULES, SPEC_HELP, parse_scales
 from storylab.images.assets import CLASSIFIER, DENOISER, shipped
 from storylab.images.data_commands import register
 from storylab.images.datasets import DATA_HELP, class_names_of
@@ -175,9 +174,8 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
     """
     import torch
 
-    from storylab.images.datasets import resolve
 
-    from storylab.images.denoiser import load_digit_model, sample_digits
+    from storylab.images.denoiser import sample_digits
     from storylab.images.grid import save_grid
     from storylab.images.conditions import POLARITIES
     from storylab.images.sampling import build_rule, parse_sweep
@@ -328,12 +326,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
     from storylab.images.study import parse_list, run_study
 
     spec_list = parse_list(schedules)
-    try:
-        scale_list = [float(s) for s in scales.split(",") if s.strip()]
-    except ValueError:
-        raise StorylabError(f"--scales must be comma-separated numbers, got '{scales}'") from None
-    if not scale_list:
-        raise StorylabError("--scales is empty")
+    scale_list = parse_scales(scales)
     if not all(math.isfinite(s) and s >= 0 for s in scale_list):
         raise StorylabError(f"--scales must be finite numbers >= 0, got '{scales}'")
     if guidance not in ("cfg", "classifier"):

@@ -243,7 +243,6 @@ def evaluate_controlnet_cmd(out: Path = typer.Option(Path("controlnet-eval"), "-
 
 def controlnet_section(out: Path, seed: int, per_condition: int = 8, steps: int = 15) -> dict[str, Any]:
     """Demo panel: a held-out digit's condition, controlled samples without and with its class, the fidelity."""
-    import torch
 
     from storylab.images.conditions import condition_fidelity
     from storylab.images.control_training import controlled_samples, eval_conditions

@@ -36,7 +36,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from storylab.diffusion import diffusion_loss
 from storylab.diffusion.contract import StepContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from storylab.camera.director import ARCHS, AdaLNBlock, Director, DirectorConfig, count_parameters, null_condition
+from storylab.camera.director import ARCHS, AdaLNBlock, Director, DirectorConfig, null_condition
 from storylab.camera.sampling import SamplingConfig, guided_director, sample_trajectories
 from storylab.camera.training import drop_conditions, load_director, save_director
 from storylab.diffusion import StepContext, edm_denoise

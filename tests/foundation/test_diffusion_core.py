@@ -1,6 +1,5 @@
 """Diffusion core: schedules, forward process, target conversions and sampler exactness."""
 
-import math
 
 import pytest
 import torch

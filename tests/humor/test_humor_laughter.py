@@ -7,7 +7,7 @@ import pytest
 
 from storylab.errors import StorylabError
 from storylab.humor.evaluation import event_scores, time_scores
-from storylab.humor.laughter import (LaughterConfig, energy_events, frame_energy_db, laughter_channel,
+from storylab.humor.laughter import (LaughterConfig, energy_events, laughter_channel,
                                      laughter_events, merge_intervals, music_cluster_mask)
 from storylab.humor.media import AudioTrack
 

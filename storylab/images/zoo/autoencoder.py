@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from storylab.images.zoo.common import ZooModel, check_positive, fit
 from storylab.images.zoo.nets import ConvDecoder, ConvEncoder

@@ -27,7 +27,7 @@ import torch
 
 from storylab.errors import StorylabError
 from storylab.images.digits import NUM_CLASSES, load_digits_split
-from storylab.images.zoo.common import ZooModel, load_zoo_model, reconstruction_error, shipped_path
+from storylab.images.zoo.common import load_zoo_model, reconstruction_error, shipped_path
 from storylab.images.zoo.figures import class_labels
 from storylab.io import atomic_savefig, atomic_write_json, atomic_write_text
 from storylab.training.progress import progress_bar

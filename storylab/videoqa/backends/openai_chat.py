@@ -17,7 +17,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from storylab.errors import StorylabError
 from storylab.http_client import HttpLimits, ServerUnavailable, chat_reply_text, parse_openai_spec, post_with_retries
 from storylab.videoqa.backends.base import QAItem, Reply
 from storylab.videoqa.cache import ResponseCache, request_key
