@@ -18,10 +18,10 @@ from storylab.errors import StorylabError
 # the front door never breaks because one wing is still being written.
 COMMAND_MODULES = (
     "storylab.guidance.cli",
-    "storylab.images.cli",
-    "storylab.images.features_cli",
-    "storylab.images.control_cli",
-    "storylab.images.zoo_cli",
+    "storylab.images.commands.cli",
+    "storylab.images.commands.features_cli",
+    "storylab.images.commands.control_cli",
+    "storylab.images.commands.zoo_cli",
     "storylab.camera.cli",
     "storylab.humor.cli",
     "storylab.videoqa.cli",
