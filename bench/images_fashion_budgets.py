@@ -9,7 +9,8 @@
    adherence at scale 3 for each checkpoint, against the class-balanced real-vs-real floor at the same n,
    and the feature network's accuracy on real test images (the adherence ceiling).
 
-Usage: python bench/images_fashion_budgets.py [--steps 6] [--skip-sampling] [--curve PATH@MIN ...]
+Usage: python bench/images_fashion_budgets.py [--steps 6] [--skip-throughput] [--skip-sampling]
+       [--curve PATH@MIN ...] [--per-class 50] [--sample-steps 25] [--scales 1,1.5,2,3] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -78,10 +79,10 @@ def sampling(checkpoint, n: int = 100, steps: int = 50) -> dict[str, float]:
     return {"s_per_image": wall / labels.shape[0], "network_share": inside["s"] / wall, "wall_s": wall}
 
 
-def curve(points: list[str], per_class: int, steps: int) -> None:
+def curve(points: list[str], per_class: int, steps: int, scales: list[float], batch_size: int) -> None:
     from storylab.images.data.datasets import load_split
     from storylab.images.networks.feature_training import load_digit_feature_net
-    from storylab.images.study.study import real_reference, score_samples
+    from storylab.images.study.study import real_reference, sample_cell, score_samples
     from storylab.metrics import adherence
 
     net = load_digit_feature_net(data="fashion-mnist")
@@ -93,15 +94,17 @@ def curve(points: list[str], per_class: int, steps: int) -> None:
     except Exception as exc:  # noqa: BLE001 - the data package may be absent; the curve still runs
         print(f"(no real test images: {exc})")
     print(f"real-vs-real floor at n = {ref['n_floor']}: FID {ref['floor']['fid']:.3f} ± {ref['floor']['fid_std']:.3f}")
-    print("minutes  best-scale  FID@best  FID/floor  adherence@3")
+    print(f"n = {labels.shape[0]}, {steps} DDIM steps, constant CFG at scales {', '.join(f'{s:g}' for s in scales)}")
+    print("minutes  best-scale  FID@best  FID/floor  adherence@3" + "".join(f"  FID@{s:g}" for s in scales))
     for point in points:
         path, minutes = point.rsplit("@", 1)
         model = load_digit_model(path)
-        scores = {s: score_samples(sample_digits(model, labels, "cfg", s, "constant", "ddim", steps, 0), labels, net,
-                                   ref["test_feats"], ref["stats"]) for s in (1.0, 1.5, 2.0, 3.0)}
+        scores = {s: score_samples(sample_cell(model, labels, "cfg", s, "constant", steps, 0, batch_size)[0], labels,
+                                   net, ref["test_feats"], ref["stats"]) for s in scales}
         best = min(scores, key=lambda s: scores[s]["fid"])
+        at3 = f"{scores[3.0]['adherence']:11.3f}" if 3.0 in scores else f"{'-':>11s}"
         print(f"{float(minutes):7.1f}  {best:10g}  {scores[best]['fid']:8.3f}  {scores[best]['fid'] / ref['floor']['fid']:9.2f}"
-              f"  {scores[3.0]['adherence']:11.3f}")
+              f"  {at3}" + "".join(f"  {scores[s]['fid']:6.1f}" for s in scales), flush=True)
 
 
 def main() -> None:
@@ -110,23 +113,27 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--channels", type=int, default=32, help="our UNet's width (the diffusers one is matched)")
     parser.add_argument("--checkpoint", default=str(shipped("fashion-mnist", "denoiser")))
+    parser.add_argument("--skip-throughput", action="store_true", help="skip the training-throughput comparison")
     parser.add_argument("--skip-sampling", action="store_true")
     parser.add_argument("--curve", nargs="*", default=[], help="CHECKPOINT@MINUTES points of the quality curve")
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--sample-steps", type=int, default=25)
+    parser.add_argument("--scales", default="1,1.5,2,3", help="comma-separated constant CFG scales of the curve")
+    parser.add_argument("--batch-size", type=int, default=64, help="sampling batch of the curve")
     args = parser.parse_args()
     torch.manual_seed(0)
-    rows = throughput(args.channels, args.steps, args.batch)
-    for name, row in rows.items():
-        print(f"{name:24s} {row['params'] / 1e6:5.2f} M params  {row['images_per_s']:7.1f} training images/s")
-    a, b = (r["images_per_s"] for r in rows.values())
-    print(f"ratio storylab / diffusers: {a / b:.2f}")
+    if not args.skip_throughput:
+        rows = throughput(args.channels, args.steps, args.batch)
+        for name, row in rows.items():
+            print(f"{name:24s} {row['params'] / 1e6:5.2f} M params  {row['images_per_s']:7.1f} training images/s")
+        a, b = (r["images_per_s"] for r in rows.values())
+        print(f"ratio storylab / diffusers: {a / b:.2f}")
     if not args.skip_sampling:
         s = sampling(args.checkpoint)
         print(f"sample 100 images, 50 DDIM steps, CFG: {s['s_per_image']:.3f} s/image ({s['wall_s']:.1f} s), "
               f"network share {s['network_share']:.3f}")
     if args.curve:
-        curve(args.curve, args.per_class, args.sample_steps)
+        curve(args.curve, args.per_class, args.sample_steps, [float(x) for x in args.scales.split(",")], args.batch_size)
 
 
 if __name__ == "__main__":

@@ -319,6 +319,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         per_class: int = typer.Option(50, "--per-class", help="Samples per class for each cell."),
                         steps: int = typer.Option(25, "--steps", help="DDIM steps."),
                         seed: int = typer.Option(0, "--seed", help="Random seed (same noise for every cell)."),
+                        batch_size: int = typer.Option(64, "--batch-size", help="Images per sampling batch (batch k draws its noise with seed + k)."),
                         classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
                         features: Optional[Path] = typer.Option(None, "--features", help="Feature network for FID/precision/recall/adherence (from `storylab train features`); default: the shipped one."),
                         ) -> None:
@@ -331,8 +332,9 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
         raise StorylabError(f"--scales must be finite numbers >= 0, got '{scales}'")
     if guidance not in ("cfg", "classifier"):
         raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
-    _positive(per_class, "--per-class"), _positive(steps, "--steps")
-    run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features)
+    _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+    run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features,
+              batch_size=batch_size)
 
 
 def _load_denoiser(checkpoint: Path):

@@ -23,6 +23,7 @@ from storylab.errors import StorylabError
 from storylab.guidance.plots import plot_weights
 from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.schedules import parse_schedule
+from storylab.images.assets import ASSETS
 from storylab.images.study.sampling import build_rule
 from storylab.io import atomic_savefig, atomic_write_json
 from storylab.metrics import adherence, distribution_report, extract_features, mean_pairwise_distance, vendi_score
@@ -30,6 +31,7 @@ from storylab.metrics.floor import balanced_floor, balanced_subset, fid_warning
 from storylab.metrics.frechet import frechet_distance_to_stats
 from storylab.training.progress import progress_bar
 
+SHIPPED_STUDY = ASSETS / "fashion_mnist_study.json"  # the study of docs/fashion_mnist_study.md, for the demo
 METRIC_KEYS = ("fid", "precision", "recall", "density", "coverage", "vendi", "pairwise", "adherence")
 
 
@@ -114,12 +116,40 @@ def actual_mean_scale(guided: Any, steps: int) -> float:
     return float(guided.scale + (np.mean(strengths) - guided.rule.strength(guided.scale)))
 
 
+def sample_cell(model: Any, labels: torch.Tensor, guidance: str, scale: float, spec: str, steps: int, seed: int,
+                batch_size: int, classifier_path: str | Path | None = None, on_batch: Any = None
+                ) -> tuple[torch.Tensor, float, float]:
+    """One cell's DDIM samples in batches of ``batch_size``: (images, actual mean scale, network evaluations per sample).
+
+    ``classifier_path`` is the noise-aware classifier, needed only when ``guidance`` is ``classifier``.
+    Batch ``k`` draws its noise with seed ``seed + k``, so every cell sees the same noise for the
+    same ``seed`` and ``batch_size`` (one batch: exactly the noise of a single call with ``seed``).
+    Batches of a few dozen 28x28 images run about twice as fast per image as one batch of hundreds
+    on a CPU (measured 0.0058 vs 0.0124 s per image and DDIM step at 64 vs 320, one thread).
+    """
+    from storylab.images.networks.denoiser import sample_digits
+
+    parts, mean_scale, nfe = [], float(scale), 0.0
+    for k, start in enumerate(range(0, labels.shape[0], batch_size)):
+        chunk = labels[start:start + batch_size]
+        rule = build_rule(guidance, chunk, Path(classifier_path or ""), model.num_classes, 0.0, 0.0, 0.0, 0.0)
+        images, guided = sample_digits(model, chunk, rule, scale, spec, "ddim", steps, seed + k, return_model=True)
+        parts.append(images)
+        mean_scale, nfe = actual_mean_scale(guided, steps), float(guided.nfe)
+        if on_batch is not None:
+            on_batch()
+    return torch.cat(parts), mean_scale, nfe
+
+
 def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], scales: Sequence[float], guidance: str,
               per_class: int, steps: int, seed: int, classifier_path: str | Path,
-              features: str | Path | None = None, floor_repeats: int = 10) -> dict[str, Any]:
-    """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results."""
+              features: str | Path | None = None, floor_repeats: int = 10, batch_size: int = 64) -> dict[str, Any]:
+    """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results.
+
+    Each cell samples in batches of ``batch_size`` (see :func:`sample_cell`).
+    """
     from storylab.images.data.datasets import resolve
-    from storylab.images.networks.denoiser import load_digit_model, sample_digits
+    from storylab.images.networks.denoiser import load_digit_model
     from storylab.images.networks.feature_training import load_digit_feature_net
 
     out = Path(out)
@@ -132,20 +162,21 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
     if warning:
         print(warning)
     cells: list[dict[str, Any]] = []
-    with progress_bar("schedule study", total=len(specs) * len(scales)) as bar:
+    batches = -(-int(labels.shape[0]) // batch_size)
+    with progress_bar("schedule study", total=len(specs) * len(scales) * batches) as bar:
         for spec in specs:
             for scale in scales:
-                rule = build_rule(guidance, labels, Path(classifier_path), model.num_classes, 0.0, 0.0, 0.0, 0.0)
                 t0 = time.perf_counter()
-                images, guided = sample_digits(model, labels, rule, scale, spec, "ddim", steps, seed, return_model=True)
+                images, mean_scale, nfe = sample_cell(model, labels, guidance, scale, spec, steps, seed, batch_size,
+                                                      classifier_path, bar.advance)
                 seconds = time.perf_counter() - t0
                 metrics = score_samples(images, labels, feature_net, ref["test_feats"], ref["stats"])
-                cells.append({"schedule": spec, "scale": scale, "mean_scale": actual_mean_scale(guided, steps), **metrics,
-                              "nfe_per_sample": guided.nfe, "seconds": seconds})
-                bar.advance()
+                cells.append({"schedule": spec, "scale": scale, "mean_scale": mean_scale, **metrics,
+                              "nfe_per_sample": nfe, "seconds": seconds})
     floor = {k: v for k, v in ref["floor"].items() if k != "fid_values"}
     result = {"data": resolve(data).name, "class_names": list(resolve(data).class_names), "guidance": guidance,
               "schedule_version": SCHEDULE_VERSION, "steps": steps, "per_class": per_class, "seed": seed,
+              "batch_size": batch_size,
               "checkpoint": str(checkpoint),
               "n_fake": int(labels.shape[0]), "n_real": ref["n_real"], "n_prdc_real": int(ref["test_feats"].shape[0]),
               "feature_dim": ref["dim"], "fid_warning": warning, "real_vs_real": floor,
@@ -243,24 +274,36 @@ def _cell(value: float) -> str:
     return "n/a" if value is None or np.isnan(value) else f"{value:.3f}"
 
 
+STUDY_HEADER = ("schedule", "scale", "mean scale", *METRIC_KEYS, "NFE", "s")
+
+
+def study_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The study table as text cells (columns :data:`STUDY_HEADER`): the real-vs-real floor first, then every cell."""
+    floor = result["real_vs_real"]
+    fid_floor = f"{floor['fid']:.3f} ± {floor['fid_std']:.3f}" if floor.get("fid_std") is not None else _cell(floor["fid"])
+    rows = [[f"real vs real (n = {floor.get('n_fake', result['n_fake'])})", "-", "-", fid_floor,
+             *(_cell(floor[k]) for k in METRIC_KEYS[1:]), "-", "-"]]
+    for c in result["cells"]:
+        rows.append([c["schedule"], f"{c['scale']:g}", f"{c.get('mean_scale', c['scale']):.3g}",
+                     *(_cell(c[k]) for k in METRIC_KEYS), f"{c['nfe_per_sample']:.0f}", f"{c['seconds']:.1f}"])
+    return rows
+
+
 def print_study(result: dict[str, Any]) -> None:
     """Rich table of every cell (with n, the actual mean scale and the floor's spread) and the schedule ranking."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=max(150, Console().width))
-    floor = result["real_vs_real"]
     table = Table(title=f"schedule study on {result.get('data', 'digits')} ({result['guidance']}, "
                         f"n = {result['n_fake']} samples per cell, FID vs {result['n_real']} test images, "
                         f"{result['steps']} DDIM steps)")
-    for col in ("schedule", "scale", "mean scale", *METRIC_KEYS, "NFE", "s"):
+    for col in STUDY_HEADER:
         table.add_column(col, justify="right")
-    fid_floor = f"{floor['fid']:.3f} ± {floor['fid_std']:.3f}" if floor.get("fid_std") is not None else _cell(floor["fid"])
-    table.add_row(f"real vs real (n = {floor.get('n_fake', result['n_fake'])})", "-", "-", fid_floor,
-                  *(_cell(floor[k]) for k in METRIC_KEYS[1:]), "-", "-", style="dim")
-    for c in result["cells"]:
-        table.add_row(c["schedule"], f"{c['scale']:g}", f"{c.get('mean_scale', c['scale']):.3g}",
-                      *(_cell(c[k]) for k in METRIC_KEYS), f"{c['nfe_per_sample']:.0f}", f"{c['seconds']:.1f}")
+    floor_row, *rows = study_rows(result)
+    table.add_row(*floor_row, style="dim")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     console.print("scale = nominal mean scale asked for; mean scale = mean of the per-step scales the schedule applied; "
                   "real vs real FID = mean ± std over class-balanced train subsets of the same n")
