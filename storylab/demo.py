@@ -2,15 +2,18 @@
 
 Sections, in order (each calls the wing's own functions; no wing knows about the demo):
 
-1. guidance-weight schedules (Wang et al. 2024) under classifier-free guidance on the digit model,
-   scored with the shipped feature network (adherence, FID beside its real-vs-real floor, precision,
-   recall, diversity);
-2. ControlNet (Zhang et al. 2023): held-out conditions followed, the base model beside it;
-3. the generative model zoo (AE, VAE, CVAE, VQ-VAE, GAN, latent diffusion): samples of each;
-4. three captions turned into camera trajectories by DIRECTOR (Courant et al. 2024), rendered, re-tagged;
-5. funny moments found by FunnyNet-W (Liu et al. 2024) in a short synthetic sitcom episode (the part
+1. guidance-weight schedules (Wang et al. 2024) under classifier-free guidance on the shipped
+   Fashion-MNIST model (``--dataset digits`` for the 8x8 digits), live at small settings: a grid with
+   the class names, scored with the shipped feature network and reference statistics (adherence, FID
+   beside its real-vs-real floor, precision, recall, diversity); no data package is needed;
+2. the shipped results of the full schedule study on Fashion-MNIST (``storylab evaluate fashion-mnist``):
+   its table and the paper's trade-off plots redrawn from them;
+3. ControlNet (Zhang et al. 2023): held-out conditions followed, the base model beside it;
+4. the generative model zoo (AE, VAE, CVAE, VQ-VAE, GAN, latent diffusion): samples of each;
+5. three captions turned into camera trajectories by DIRECTOR (Courant et al. 2024), rendered, re-tagged;
+6. funny moments found by FunnyNet-W (Liu et al. 2024) in a short synthetic sitcom episode (the part
    says how to enable it when espeak-ng is missing);
-6. the shipped Short Film Dataset sample answered by the offline retrieval baseline.
+7. the shipped Short Film Dataset sample answered by the offline retrieval baseline.
 
 Writes ``report.html``, ``metrics.json`` and one PNG per figure into ``--out`` and prints a summary
 table per section. ``--tiny`` runs the same tour at the smallest sizes (the smoke test uses it).
@@ -29,8 +32,9 @@ import typer
 from storylab.cli_groups import app
 from storylab.images.commands.control_cli import controlnet_section
 
-DEMO_SCHEDULES = ("constant", "linear", "cosine", "invlinear", "interval:start=0.2,stop=0.7")
+DEMO_SCHEDULES = ("constant", "linear", "cosine", "invlinear")
 DEMO_SCALE = 3.0
+DEMO_BATCH = 64  # sampling batch of the live guidance part (about twice as fast per image as hundreds at once)
 DEMO_CAPTIONS = (("The camera pushes in toward the character.", "static"),
                  ("The camera trucks right while the character walks right.", "right"),
                  ("The camera pulls out and rises above the character.", "static"))
@@ -40,10 +44,11 @@ DEMO_CAPTIONS = (("The camera pushes in toward the character.", "static"),
 class DemoConfig:
     """Sizes of the tour; the CLI fills it (``--tiny`` takes :meth:`tiny`)."""
 
-    dataset: str = "digits"
-    per_class: int = 20            # guidance samples per class and schedule
-    steps: int = 20                # DDIM steps (guidance, ControlNet)
+    dataset: str = "fashion-mnist"
+    per_class: int = 4             # guidance samples per class and schedule (live part)
+    steps: int = 10                # DDIM steps of the live guidance part
     schedules: tuple[str, ...] = DEMO_SCHEDULES
+    control_steps: int = 20        # DDIM steps of the ControlNet part
     control_per_condition: int = 8
     zoo_per_class: int = 4
     captions: tuple[tuple[str, str], ...] = DEMO_CAPTIONS
@@ -51,12 +56,13 @@ class DemoConfig:
     camera_frames: int = 150       # 6 s at 25 fps
     humor_duration: float = 24.0   # s of synthetic dialogue
     videoqa_limit: int | None = None  # None: all shipped questions
-    sections: tuple[str, ...] = ("guidance", "controlnet", "zoo", "camera", "humor", "videoqa")
+    sections: tuple[str, ...] = ("guidance", "study", "controlnet", "zoo", "camera", "humor", "videoqa")
 
     @classmethod
     def tiny(cls) -> "DemoConfig":
         """The same tour at the smallest sizes that still show something (seconds per section)."""
-        return cls(per_class=2, steps=4, schedules=("constant", "linear"), control_per_condition=2, zoo_per_class=1,
+        return cls(per_class=2, steps=4, schedules=("constant", "linear"), control_steps=4, control_per_condition=2,
+                   zoo_per_class=1,
                    camera_steps=2, camera_frames=50, humor_duration=20.0, videoqa_limit=3)
 
 
@@ -71,62 +77,112 @@ class Section:
 
 
 def guidance_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
-    """Sample every class under each schedule on the same noise and score them; write samples.png and weights.png."""
+    """Sample every class under each schedule on the same noise and score them.
+
+    Writes ``class_grid.png`` (the linear schedule's samples, one row per class, named), ``samples.png``
+    (every schedule side by side) and ``weights.png`` (the schedules' per-step scales).
+    """
     import torch
 
     from storylab.guidance.plots import plot_weights
-    from storylab.images.networks.denoiser import load_digit_model, sample_digits
-    from storylab.images.networks.feature_training import load_digit_feature_net
     from storylab.images.commands.panel import check_dataset
-    from storylab.images.study.study import real_reference, score_samples
+    from storylab.images.networks.denoiser import load_digit_model
+    from storylab.images.networks.feature_training import load_digit_feature_net
+    from storylab.images.study.grid import save_grid
+    from storylab.images.study.study import real_reference, sample_cell, score_samples
     from storylab.training.progress import progress_bar
 
     path, names = check_dataset(cfg.dataset)
     model = load_digit_model(path)
-    feature_net = load_digit_feature_net()
+    data = model.config.data
+    feature_net = load_digit_feature_net(data=data)
     labels = torch.arange(model.num_classes).repeat_interleave(cfg.per_class)
-    ref = real_reference(feature_net, labels.shape[0], seed)
+    ref = real_reference(feature_net, labels.shape[0], seed, data=data)
     results, grids = [], []
     shown = min(8, cfg.per_class)
+    grid_spec = "linear" if "linear" in cfg.schedules else cfg.schedules[0]
     with progress_bar("demo: guidance schedules", total=len(cfg.schedules)) as bar:
         for spec in cfg.schedules:
             t0 = time.perf_counter()
-            images, guided = sample_digits(model, labels, "cfg", DEMO_SCALE, spec, "ddim", cfg.steps, seed,
-                                           return_model=True)
+            images, mean_scale, nfe = sample_cell(model, labels, "cfg", DEMO_SCALE, spec, cfg.steps, seed, DEMO_BATCH)
             seconds = time.perf_counter() - t0
-            metrics = score_samples(images, labels, feature_net, ref["test_feats"])
-            results.append({"schedule": spec, "scale": DEMO_SCALE, **metrics, "nfe_per_sample": guided.nfe,
-                            "seconds": seconds})
+            metrics = score_samples(images, labels, feature_net, ref["test_feats"], ref["stats"])
+            results.append({"schedule": spec, "scale": DEMO_SCALE, "mean_scale": mean_scale, **metrics,
+                            "nfe_per_sample": nfe, "seconds": seconds})
             per = images.reshape(model.num_classes, cfg.per_class, *images.shape[1:])[:, :shown]
             grids.append((spec, per.reshape(-1, *images.shape[1:])))
+            if spec == grid_spec:
+                save_grid(images, out / "class_grid.png", nrow=cfg.per_class, row_labels=list(names))
             bar.advance()
     _panel_figure(grids, out / "samples.png", shown, names)
     plot_weights(cfg.schedules, DEMO_SCALE, cfg.steps, out / "weights.png")
     floor = ref["floor"]
-    rows = [[r["schedule"], f"{r['adherence']:.3f}", f"{r['fid']:.2f}", f"{floor['fid']:.2f}", f"{r['precision']:.3f}",
-             f"{r['recall']:.3f}", f"{r['vendi']:.2f}", f"{r['nfe_per_sample']:.0f}", f"{r['seconds']:.2f}"] for r in results]
+    rows = [[r["schedule"], f"{r['adherence']:.3f}", f"{r['fid']:.2f}", f"{floor['fid']:.2f} ± {floor['fid_std']:.2f}",
+             f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['vendi']:.2f}", f"{r['nfe_per_sample']:.0f}",
+             f"{r['seconds']:.2f}"] for r in results]
     header = ["schedule", "adherence (0-1)", "FID", "FID real/real", "precision (0-1)", "recall (0-1)",
               "Vendi per class", "NFE per sample", "time (s)"]
     best = max(results, key=lambda r: r["adherence"])
+    n = int(labels.shape[0])
+    settings = (f"Settings used: {cfg.dataset}, CFG at mean scale {DEMO_SCALE:g}, {cfg.steps} DDIM steps, {n} samples "
+                f"per schedule ({cfg.per_class} per class), batches of {DEMO_BATCH}, seed {seed}. At n = {n} FID is "
+                f"read only against the real-vs-real floor at the same n ({floor['fid']:.2f} ± {floor['fid_std']:.2f}); "
+                "the full study (next section) uses 400 samples per cell.")
     return {"title": "Guidance-weight schedules",
-            "intro": (f"Classifier-free guidance at mean scale {DEMO_SCALE:g} with the weight schedules of Wang et al. "
-                      f"(2024), every schedule on the same noise: {labels.shape[0]} {cfg.dataset} samples each "
-                      f"({cfg.per_class} per class, {cfg.steps} DDIM steps), measured against {ref['n_real']} test "
-                      "images with the shipped feature network. The real-vs-real FID is the floor a perfect model "
-                      "would reach at this sample size."),
-            "figures": [("samples.png", f"Samples per schedule; rows are the classes {', '.join(names)} "
+            "intro": (f"Classifier-free guidance with the weight schedules of Wang et al. (2024), every schedule on the "
+                      f"same noise, drawn live by the shipped {cfg.dataset} denoiser and measured against the "
+                      f"feature statistics of {ref['n_real']} test images with the shipped feature network (no data "
+                      "package needed). The real-vs-real FID is what a perfect model would reach at this sample size."),
+            "figures": [("class_grid.png", f"{grid_spec} schedule, CFG at mean scale {DEMO_SCALE:g}: one row per class "
+                                           f"({', '.join(names)}), {cfg.per_class} samples each."),
+                        ("samples.png", f"Samples per schedule on the same noise; rows are the classes "
                                         f"(first {shown} of each)."),
                         ("weights.png", "The per-step guidance scale of each schedule over sampling progress "
                                         "(0 = pure noise, 1 = data); all have the same mean.")],
-            "header": header, "rows": rows,
-            "summary": f"best adherence {best['adherence']:.3f} ({best['schedule']})",
-            "metrics": {"settings": results, "real_vs_real": floor, "n_fake": int(labels.shape[0]),
-                        "n_real": ref["n_real"]}}
+            "header": header, "rows": rows, "note": settings,
+            "summary": f"best adherence {best['adherence']:.3f} ({best['schedule']}) at n = {n}, {cfg.steps} DDIM steps",
+            "metrics": {"dataset": cfg.dataset, "class_names": list(names), "settings": results, "real_vs_real": floor,
+                        "n_fake": n, "n_real": ref["n_real"], "steps": cfg.steps, "batch_size": DEMO_BATCH}}
+
+
+def study_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
+    """The shipped Fashion-MNIST schedule study: its table and the trade-off plots redrawn from its numbers."""
+    import json
+
+    from storylab.images.study.study import SHIPPED_STUDY, STUDY_HEADER, plot_tradeoffs, study_rows
+
+    title = "The schedule study on Fashion-MNIST (shipped results)"
+    if not SHIPPED_STUDY.exists():
+        return {"title": title, "intro": "", "figures": [], "header": list(STUDY_HEADER), "rows": [],
+                "note": f"no shipped study at {SHIPPED_STUDY}", "summary": "not shipped", "metrics": {}}
+    result = json.loads(SHIPPED_STUDY.read_text())
+    keep = [i for i, h in enumerate(STUDY_HEADER) if h not in ("pairwise", "NFE", "s")]  # fits a terminal
+    plot_tradeoffs(result["cells"], result["real_vs_real"], out)
+    best = result["ranking"][0]
+    const = {c["scale"]: c for c in result["cells"] if c["schedule"] == "constant"}
+    trend = " -> ".join(f"{const[s]['adherence']:.3f}" for s in sorted(const))
+    vendi = " -> ".join(f"{const[s]['vendi']:.2f}" for s in sorted(const))
+    scales = " / ".join(f"{s:g}" for s in sorted(const))
+    return {"title": title,
+            "intro": (f"`storylab evaluate fashion-mnist` run once on the shipped models and stored with storylab: "
+                      f"{len(result['cells'])} cells, {result['n_fake']} samples each ({result['per_class']} per class), "
+                      f"{result['steps']} DDIM steps, {result['guidance']} guidance, seed {result['seed']}; FID against "
+                      f"{result['n_real']} test images, the real-vs-real floor over class-balanced train subsets of the "
+                      "same n. 'mean scale' is the mean of the per-step scales a schedule really applied."),
+            "figures": [("fid_vs_adherence.png", "FID against adherence, one curve per schedule (markers = nominal "
+                                                 "scale); the dotted line and grey band are the real-vs-real floor."),
+                        ("diversity_vs_adherence.png", "Within-class diversity (Vendi) against adherence.")],
+            "header": [STUDY_HEADER[i] for i in keep], "rows": [[row[i] for i in keep] for row in study_rows(result)],
+            "note": (f"Constant CFG at scales {scales}: adherence {trend}, within-class Vendi {vendi}. Best schedule "
+                     f"by mean FID rank: {best['schedule']} (mean FID {best['mean_fid']:.1f}, mean adherence "
+                     f"{best['mean_adherence']:.3f})."),
+            "summary": f"best by FID rank: {best['schedule']} (n = {result['n_fake']} per cell)",
+            "metrics": {"file": SHIPPED_STUDY.name, "ranking": result["ranking"]}}
 
 
 def control_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
     """The images wing's ControlNet panel (held-out conditions, with and without the class)."""
-    section = controlnet_section(out, seed, per_condition=cfg.control_per_condition, steps=cfg.steps)
+    section = controlnet_section(out, seed, per_condition=cfg.control_per_condition, steps=cfg.control_steps)
     title, _, settings = section["title"].partition(" (")
     section["title"] = title.replace("ControlNet: spatial control of the digit model", "ControlNet: spatial control")
     section["intro"] = (f"Settings: {settings.rstrip(')')}. " if settings else "") + ("ControlNet (Zhang et al. 2023) adds spatial control to the frozen digit model: a condition "
@@ -250,6 +306,7 @@ def videoqa_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
 
 SECTIONS: tuple[Section, ...] = (
     Section("guidance", guidance_section),
+    Section("study", study_section),
     Section("controlnet", control_section, panel=controlnet_section),
     Section("zoo", zoo_section),
     Section("camera", camera_section),
@@ -259,7 +316,7 @@ SECTIONS: tuple[Section, ...] = (
 
 
 def _panel_figure(grids: list[tuple[str, Any]], path: Path, per_row: int, names: tuple[str, ...] | list[str]) -> None:
-    """One figure with a titled grid per schedule; rows are the classes, labelled on the first panel."""
+    """One figure with a titled grid per schedule; rows are the classes, named on the first panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -268,21 +325,25 @@ def _panel_figure(grids: list[tuple[str, Any]], path: Path, per_row: int, names:
     from storylab.images.study.grid import grid_array
     from storylab.io import atomic_savefig
 
-    upscale, pad = 4, 2
-    fig, axes = plt.subplots(1, len(grids), figsize=(max(3.0, 0.45 * per_row + 0.6) * len(grids), 4.4), dpi=110,
-                             squeeze=False)
+    side = int(grids[0][1].shape[-1])
+    upscale, pad, dpi = (4 if side <= 8 else 2), 2, 110
+    first = grid_array(grids[0][1], nrow=per_row, upscale=upscale)
+    label_in = 0.09 * max(len(n) for n in names) + 0.2  # room for the longest class name on the first panel
+    panel_w, panel_h = first.shape[1] / dpi + 0.15, first.shape[0] / dpi + 0.45
+    fig, axes = plt.subplots(1, len(grids), figsize=(panel_w * len(grids) + label_in, panel_h), dpi=dpi, squeeze=False,
+                             gridspec_kw={"wspace": 0.05})
     for k, (ax, (title, images)) in enumerate(zip(axes[0], grids)):
         grid = grid_array(images, nrow=per_row, upscale=upscale)
-        ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(title, fontsize=9)
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
         ax.set_xticks([])
-        cell = 8 * upscale + pad
+        cell = side * upscale + pad
         ax.set_yticks([pad + cell * i + cell / 2 for i in range(len(names))])
         ax.set_yticklabels(list(names) if k == 0 else [], fontsize=7)
         ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)
-    fig.tight_layout()
+    fig.subplots_adjust(left=label_in / fig.get_figwidth(), right=0.995, top=1 - 0.35 / panel_h, bottom=0.02)
     atomic_savefig(fig, path)
     plt.close(fig)
 
@@ -401,12 +462,13 @@ def run_demo(out: Path, seed: int = 0, cfg: DemoConfig | None = None) -> list[di
 @app.command("demo")
 def demo(out: Path = typer.Option(Path("storylab-demo"), "--out", help="Folder for report.html, metrics.json and the figures."),
          seed: int = typer.Option(0, "--seed", help="Random seed (same noise for every setting)."),
-         dataset: str = typer.Option("digits", "--dataset", help="Image data set of the guidance section."),
+         dataset: str = typer.Option("fashion-mnist", "--dataset", help="Image data set of the live guidance section "
+                                     "(fashion-mnist or digits)."),
          sections: str = typer.Option(",".join(s.name for s in SECTIONS), "--sections",
                                       help="Comma list of the sections to run."),
          tiny: bool = typer.Option(False, "--tiny", help="Smallest sizes (a quick look, or a smoke test)."),
          ) -> None:
-    """The main job: a tour of every wing (guidance, ControlNet, zoo, camera, humor, video QA) as an HTML report."""
+    """The main job: a tour of every wing (guidance, the Fashion-MNIST study, ControlNet, zoo, camera, humor, video QA) as an HTML report."""
     import torch
     from rich.console import Console
     from rich.table import Table

@@ -63,8 +63,8 @@ def test_tiny_demo_report_has_every_section_with_its_figures_and_tables(tiny_dem
     for image in report.images:  # every figure the page shows exists and is a real PNG
         data = (out / image).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, image
-    expected = {"samples.png", "weights.png", "controlnet.png", "zoo_samples.png",
-                "camera_1.png", "camera_2.png", "camera_3.png"}
+    expected = {"class_grid.png", "samples.png", "weights.png", "fid_vs_adherence.png", "diversity_vs_adherence.png",
+                "controlnet.png", "zoo_samples.png", "camera_1.png", "camera_2.png", "camera_3.png"}
     assert expected <= set(report.images)
     for title in titles:  # the printed summary tables name every section
         assert title in result.stdout
@@ -99,6 +99,43 @@ def test_tiny_demo_sections_hold_what_they_claim(tiny_demo):
         assert all(0.5 <= m["score"] <= 1 for m in humor["moments"])
 
 
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"]
+
+
+def test_tiny_demo_draws_fashion_mnist_with_class_names_and_the_shipped_study(tiny_demo):
+    import numpy as np
+    from PIL import Image
+
+    out, _ = tiny_demo
+    cfg = demo.DemoConfig.tiny()
+    sections = json.loads((out / "metrics.json").read_text())["sections"]
+    assert sections["guidance"]["dataset"] == "fashion-mnist" and sections["guidance"]["class_names"] == FASHION_NAMES
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert all(name in page for name in ("T-shirt/top", "Ankle boot", "Pullover", "Sneaker"))
+    assert f"{cfg.steps} DDIM steps" in page  # the live part says what settings it used
+    # the class grid: 10 rows of 28x28 tiles zoomed 2x with 2-pixel gaps, per_class columns, names in a left margin
+    grid = np.asarray(Image.open(out / "class_grid.png").convert("L"))
+    tile = 28 * 2 + 2
+    assert grid.shape[0] == 10 * tile + 2
+    margin = grid.shape[1] - (cfg.per_class * tile + 2)
+    assert margin > 40  # wide enough for "Ankle boot"
+    assert (grid[:, :margin] < 100).sum() > 200  # the names are written there (dark text on white)
+    report = _Report()
+    report.feed(page)
+    study = next(t for t in report.tables if t and t[0][:3] == ["schedule", "scale", "mean scale"])
+    shipped = json.loads(demo_study_path().read_text())
+    assert len(study) == 2 + len(shipped["cells"])  # header, the real-vs-real floor, one row per cell
+    assert shipped["n_fake"] >= 320 and shipped["fid_warning"] is None  # the shipped study is at a meaningful n
+    assert {c["schedule"] for c in shipped["cells"]} >= {"constant", "linear", "cosine", "invlinear"}
+
+
+def demo_study_path() -> Path:
+    from storylab.images.study.study import SHIPPED_STUDY
+
+    return SHIPPED_STUDY
+
+
 def test_demo_without_espeak_says_how_to_enable_the_humor_part(tmp_path, monkeypatch):
     import storylab.humor.panel as humor_panel
 
@@ -111,8 +148,8 @@ def test_demo_without_espeak_says_how_to_enable_the_humor_part(tmp_path, monkeyp
 def test_demo_bad_input_is_one_line(tmp_path):
     r = run_cli("demo", "--sections", "guidance,nope", "--out", str(tmp_path / "x"))
     assert r.returncode == 2
-    assert r.stderr.strip() == ("error: unknown demo section(s) nope (choose from guidance, controlnet, zoo, camera, "
-                                "humor, videoqa)")
+    assert r.stderr.strip() == ("error: unknown demo section(s) nope (choose from guidance, study, controlnet, zoo, "
+                                "camera, humor, videoqa)")
     (tmp_path / "file").write_text("")
     r = run_cli("demo", "--out", str(tmp_path / "file"))
     assert r.returncode == 2 and r.stderr.strip() == (f"error: cannot write --out {tmp_path / 'file'}: it is an existing "

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from storylab.errors import StorylabError
-from storylab.images.assets import ASSETS, DENOISER
+from storylab.images.assets import ASSETS, DENOISER, shipped
 
-# data set name -> (denoiser checkpoint, class names). A data set whose checkpoint lands later adds one row.
-DATASETS: dict[str, tuple[Path, tuple[str, ...]]] = {
-    "digits": (DENOISER, tuple(str(i) for i in range(10))),
+# data set name -> its shipped denoiser checkpoint (class names come from storylab.images.data.datasets,
+# imported only when a panel runs, so that importing the panels stays free of torch).
+DATASETS: dict[str, Path] = {
+    "digits": DENOISER,
+    "fashion-mnist": shipped("fashion-mnist", "denoiser"),
 }
 CONTROL_KINDS = ("canny", "scribble")
 
@@ -29,7 +31,9 @@ def check_dataset(dataset: str) -> tuple[Path, tuple[str, ...]]:
     """The checkpoint and class names of a data set, or one clear line naming the choices."""
     if dataset not in DATASETS:
         raise StorylabError(f"unknown data set '{dataset}' (choose from {', '.join(DATASETS)})")
-    path, names = DATASETS[dataset]
+    from storylab.images.data.datasets import resolve
+
+    path, names = DATASETS[dataset], resolve(dataset).class_names
     if not path.exists():
         raise StorylabError(f"no shipped denoiser for '{dataset}' at {path}")
     return path, names
@@ -94,7 +98,7 @@ def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0
         images, guided = sample_digits(model, labels, rule, float(scale), schedule, sampler, int(steps), int(seed),
                                        return_model=True)
     seconds = time.perf_counter() - t0
-    grid = grid_array(images, nrow=int(per_class), upscale=6)
+    grid = grid_array(images, nrow=int(per_class), upscale=max(1, round(48 / images.shape[-1])))  # 48 px tiles
     pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()
     return GridResult(grid, list(names), int(per_class), int(guided.nfe), seconds, schedule, weights, pixels)
 

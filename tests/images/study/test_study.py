@@ -85,3 +85,14 @@ def test_sample_cell_batch_k_draws_the_noise_of_seed_plus_k():
                           sample_digits(model, labels[4:5], "cfg", 3.0, "linear", "ddim", 2, 9)])
     assert parts.shape == (5, 1, 8, 8) and torch.equal(parts, expected)
     assert not torch.equal(parts, one)  # different batches draw different noise
+
+
+def test_guidance_panel_draws_fashion_mnist_from_the_shipped_model_with_its_class_names():
+    from storylab.images.commands.panel import DATASETS, guidance_grid
+
+    assert list(DATASETS) == ["digits", "fashion-mnist"]
+    r = guidance_grid("fashion-mnist", steps=1, per_class=1)
+    assert r.class_names == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                             "Bag", "Ankle boot"]
+    # 10 rows of 28x28 tiles zoomed to 56 px (48 px target) with 2 px gaps, one column
+    assert r.image.shape == (10 * (56 + 2) + 2, 56 + 2 + 2) and r.samples.shape == (10, 28, 28)
