@@ -397,7 +397,7 @@ def _control_figure(panels: list[tuple], path: Path) -> None:
                              gridspec_kw={"width_ratios": [1, 4, 4]}, squeeze=False)
     for row, (kind, mode, cond, controlled, plain) in zip(axes, panels):
         row[0].imshow(cond[0].numpy(), cmap="gray", vmin=0, vmax=1)
-        row[0].set_title(f"{kind} (class {mode})", fontsize=8)
+        row[0].set_title(f"{kind}\n(class {mode})", fontsize=8)
         row[1].imshow(grid_array(controlled, nrow=controlled.shape[0], upscale=4), cmap="gray", vmin=0, vmax=255)
         row[1].set_title("ControlNet samples", fontsize=8)
         row[2].imshow(grid_array(plain, nrow=plain.shape[0], upscale=4), cmap="gray", vmin=0, vmax=255)
