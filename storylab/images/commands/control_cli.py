@@ -145,8 +145,8 @@ def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HEL
                 out: Path = typer.Option(Path("condition.png"), "--out", help="Condition map to write (PNG)."),
                 size: Optional[int] = typer.Option(None, "--size", show_default=f"that of --data's ControlNets: {COND_SIZE_HELP}",
                                                    help="Condition resolution."),
-                data: str = typer.Option("digits", "--data", help="Data set whose ControlNets will read the map (sets the "
-                                                                  "default --size): " + DATA_HELP + "."),
+                data: str = typer.Option("digits", "--data", help=DATA_HELP + " (whose ControlNets will read the map: "
+                                                                  "it sets the default --size)."),
                 seed: int = typer.Option(0, "--seed", help="Random seed of the scribble jitter."),
                 l2_gradient: bool = typer.Option(False, "--l2-gradient/--l1-gradient",
                                                  help="Canny only: L2 gradient magnitude instead of OpenCV's default L1 (the ControlNet annotator's)."),
