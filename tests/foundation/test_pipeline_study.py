@@ -215,3 +215,24 @@ def test_control_on_a_pipeline_without_controlnet_is_an_error(controlnets, tmp_p
     res = _control_study(controlnets, tmp_path / "o", "--control", f"canny={_photo()}", model="sd")
     assert res.returncode != 0
     assert res.stderr.strip() == "error: --control given, but StableDiffusionPipeline has no ControlNet"
+
+
+def test_study_runs_sdxl_and_its_constant_cell_is_the_plain_pipeline_at_that_scale(tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+
+    from tests.foundation.tiny_pipelines import tiny_sdxl
+
+    tiny_sdxl(tmp_path / "build").save_pretrained(tmp_path / "xl")
+    (tmp_path / "p.txt").write_text("a b\n")
+    res = run_cli("evaluate", "pipeline", "--model", tmp_path / "xl", "--prompts", tmp_path / "p.txt", "--schedules",
+                  "constant;linear", "--scales", "3", "--n", "2", "--steps", "3", "--out", tmp_path / "o", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    study = json.loads((tmp_path / "o" / "study.json").read_text())
+    constant = tmp_path / "o" / study["cells"][0]["folder"]
+    pipe = StableDiffusionXLPipeline.from_pretrained(tmp_path / "xl")
+    pipe.set_progress_bar_config(disable=True)
+    plain = pipe("a b", negative_prompt="", guidance_scale=3.0, num_inference_steps=3, num_images_per_prompt=2,
+                 generator=[torch.Generator().manual_seed(j) for j in range(2)]).images  # seed 0 + 1000 * 0 + j
+    for j, image in enumerate(plain):
+        assert np.array_equal(_pixels(constant / f"p000_{j:02d}.png"), np.asarray(image.convert("RGB")))
+    assert study["cells"][1]["nfe_per_image"] == 1 + 2 + 2
