@@ -22,10 +22,10 @@ from storylab.guidance.names import SPEC_HELP, parse_scales
 # the front door never breaks because one wing is still being written.
 COMMAND_MODULES = (
     "storylab.guidance.cli",
-    "storylab.images.cli",
-    "storylab.images.features_cli",
-    "storylab.images.control_cli",
-    "storylab.images.zoo_cli",
+    "storylab.images.commands.cli",
+    "storylab.images.commands.features_cli",
+    "storylab.images.commands.control_cli",
+    "storylab.images.commands.zoo_cli",
     "storylab.camera.cli",
     "storylab.humor.cli",
     "storylab.videoqa.cli",
@@ -83,7 +83,7 @@ def evaluate_pipeline(
 
     from storylab.guidance.pipeline_study import (PipelineControl, PipelineStudyConfig, pipeline_resolution,
                                                   run_pipeline_study, summary_rows)
-    from storylab.images.control_cli import pipeline_control  # the images wing's extractors, in one import
+    from storylab.images.commands.control_cli import pipeline_control  # the images wing's extractors, in one import
 
     if control and control_image:
         raise StorylabError("--control and --control-image together: give every ControlNet's condition with one of "

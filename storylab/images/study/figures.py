@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from storylab.images.grid import grid_array
+from storylab.images.study.grid import grid_array
 
 TILE_PX = 56  # target tile side in canvas pixels (8x8 digits x7, 28x28 images x2)
 

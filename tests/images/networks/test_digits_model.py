@@ -6,11 +6,11 @@ import torch
 
 from storylab.errors import StorylabError
 from storylab.guidance import make_rule
-from storylab.images.denoiser import (DigitDiffusion, DigitDiffusionConfig, load_digit_model, sample_digits,
+from storylab.images.networks.denoiser import (DigitDiffusion, DigitDiffusionConfig, load_digit_model, sample_digits,
                                       save_digit_model, train_digit_model)
-from storylab.images.digits import load_digits_split
-from storylab.images.noisy_classifier import ClassifierConfig, NoisyDigitClassifier, load_classifier, save_classifier
-from storylab.images.unet import DigitUNet, UNetConfig
+from storylab.images.data.digits import load_digits_split
+from storylab.images.networks.noisy_classifier import ClassifierConfig, NoisyDigitClassifier, load_classifier, save_classifier
+from storylab.images.networks.unet import DigitUNet, UNetConfig
 from storylab.training import TrainConfig, save_checkpoint
 from tests.cli_runner import run_cli
 

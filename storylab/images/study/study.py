@@ -23,7 +23,7 @@ from storylab.errors import StorylabError
 from storylab.guidance.plots import plot_weights
 from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.schedules import parse_schedule
-from storylab.images.sampling import build_rule
+from storylab.images.study.sampling import build_rule
 from storylab.io import atomic_savefig, atomic_write_json
 from storylab.metrics import adherence, distribution_report, extract_features, mean_pairwise_distance, vendi_score
 from storylab.metrics.floor import balanced_floor, balanced_subset, fid_warning
@@ -86,7 +86,7 @@ def real_reference(feature_net: Any, n_fake: int, seed: int = 0, repeats: int = 
     ``floor`` (every metric of one class-balanced train subset of the sample's size, with the FID
     averaged over ``repeats`` such subsets and its spread ``fid_std``), ``n_real``, ``n_floor``.
     """
-    from storylab.images.reference import load_reference
+    from storylab.images.data.reference import load_reference
 
     ref = load_reference(data, feature_net, feature_net_path)
     num_classes = int(ref.pool_labels.max()) + 1
@@ -118,9 +118,9 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
               per_class: int, steps: int, seed: int, classifier_path: str | Path,
               features: str | Path | None = None, floor_repeats: int = 10) -> dict[str, Any]:
     """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results."""
-    from storylab.images.datasets import resolve
-    from storylab.images.denoiser import load_digit_model, sample_digits
-    from storylab.images.feature_training import load_digit_feature_net
+    from storylab.images.data.datasets import resolve
+    from storylab.images.networks.denoiser import load_digit_model, sample_digits
+    from storylab.images.networks.feature_training import load_digit_feature_net
 
     out = Path(out)
     model = load_digit_model(checkpoint)

@@ -24,7 +24,7 @@ KIND_HELP = "canny (= edges), sobel, scribble, mask, distance (= depth)"
 
 def shipped_controlnet(kind: str) -> Path:
     """Path of the shipped ControlNet for a condition kind (it may not exist)."""
-    from storylab.images.conditions import check_kind
+    from storylab.images.control.conditions import check_kind
 
     return ASSETS / f"controlnet_{check_kind(kind)}.safetensors"
 
@@ -52,7 +52,7 @@ class ControlSpec:
 
 def parse_control(text: str) -> ControlSpec:
     """Parse ``KIND=PATH[:scale[:start:end]]``; KIND is a condition kind or a ControlNet ``.safetensors`` path."""
-    from storylab.images.controlnet import check_window
+    from storylab.images.control.controlnet import check_window
 
     usage = f"--control must look like KIND=PATH[:scale[:start:end]], got '{text}'"
     if "=" not in text:
@@ -78,11 +78,11 @@ def parse_control(text: str) -> ControlSpec:
 def load_controls(specs: list[ControlSpec], base: Any, polarity: str = "auto") -> list[Any]:
     """Load each spec's ControlNet (checking it fits ``base``) and condition map into :class:`Control` objects.
 
-    ``polarity`` is :func:`~storylab.images.conditions.load_condition`'s; a map drawn as dark strokes
+    ``polarity`` is :func:`~storylab.images.control.conditions.load_condition`'s; a map drawn as dark strokes
     on white paper is inverted under ``auto`` with a note on stderr.
     """
-    from storylab.images.conditions import check_kind, load_condition
-    from storylab.images.controlnet import Control, load_controlnet
+    from storylab.images.control.conditions import check_kind, load_condition
+    from storylab.images.control.controlnet import Control, load_controlnet
 
     controls = []
     for spec in specs:
@@ -112,7 +112,7 @@ def pipeline_control(text: str, size: int) -> tuple[ControlSpec, Any, dict[str, 
     L1 gradient) and the extractor's settings. A diffusers pipeline brings its own ControlNets, so
     KIND must be a condition kind, not a checkpoint.
     """
-    from storylab.images.conditions import condition_image, extract_file
+    from storylab.images.control.conditions import condition_image, extract_file
 
     spec = parse_control(text)
     if spec.net.endswith(".safetensors"):
@@ -132,7 +132,7 @@ def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HEL
                                                  help="Canny only: L2 gradient magnitude instead of OpenCV's default L1 (the ControlNet annotator's)."),
                 ) -> None:
     """Extract a ControlNet condition (edges, scribble, mask, distance map) from an image."""
-    from storylab.images.conditions import check_kind, extract_file, save_condition
+    from storylab.images.control.conditions import check_kind, extract_file, save_condition
 
     kind = check_kind(kind)
     if out.suffix.lower() != ".png":
@@ -167,8 +167,8 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
     import torch
     from rich.table import Table
 
-    from storylab.images.conditions import check_kind
-    from storylab.images.control_training import ControlTrainingConfig, plot_convergence, train_controlnet
+    from storylab.images.control.conditions import check_kind
+    from storylab.images.control.control_training import ControlTrainingConfig, plot_convergence, train_controlnet
     from storylab.training import read_metadata
 
     kind = check_kind(condition)
@@ -218,7 +218,7 @@ def evaluate_controlnet_cmd(out: Path = typer.Option(Path("controlnet-eval"), "-
     """Condition fidelity, FID and class adherence by condition kind and scale, with the base model as reference."""
     from rich.table import Table
 
-    from storylab.images.control_training import evaluate_controlnets, plot_convergence
+    from storylab.images.control.control_training import evaluate_controlnets, plot_convergence
     from storylab.io import atomic_write_json
     from storylab.training import load_checkpoint
 
@@ -261,10 +261,10 @@ def evaluate_controlnet_cmd(out: Path = typer.Option(Path("controlnet-eval"), "-
 def controlnet_section(out: Path, seed: int, per_condition: int = 8, steps: int = 15) -> dict[str, Any]:
     """Demo panel: a held-out digit's condition, controlled samples without and with its class, the fidelity."""
 
-    from storylab.images.conditions import condition_fidelity
-    from storylab.images.control_training import controlled_samples, eval_conditions
-    from storylab.images.controlnet import load_controlnet
-    from storylab.images.denoiser import load_digit_model
+    from storylab.images.control.conditions import condition_fidelity
+    from storylab.images.control.control_training import controlled_samples, eval_conditions
+    from storylab.images.control.controlnet import load_controlnet
+    from storylab.images.networks.denoiser import load_digit_model
 
     kinds = [k for k in ("canny", "scribble") if shipped_controlnet(k).exists()]
     title = "ControlNet: spatial control of the digit model (edges and scribbles)"
@@ -303,7 +303,7 @@ def _control_figure(panels: list[tuple], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from storylab.images.grid import grid_array
+    from storylab.images.study.grid import grid_array
     from storylab.io import atomic_savefig
 
     fig, axes = plt.subplots(len(panels), 3, figsize=(9.5, 1.5 * len(panels)), dpi=110,

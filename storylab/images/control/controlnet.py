@@ -40,9 +40,9 @@ from torch import nn
 from storylab.diffusion import diffusion_loss
 from storylab.diffusion.contract import StepContext
 from storylab.errors import StorylabError
-from storylab.images.conditions import COND_SIZE, check_kind
-from storylab.images.denoiser import DigitDiffusion
-from storylab.images.unet import DigitUNet
+from storylab.images.control.conditions import COND_SIZE, check_kind
+from storylab.images.networks.denoiser import DigitDiffusion
+from storylab.images.networks.unet import DigitUNet
 from storylab.training import load_checkpoint, save_checkpoint
 
 KIND = "digits-controlnet"

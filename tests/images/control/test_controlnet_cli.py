@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from storylab.cli import main
-from storylab.images.denoiser import DigitDiffusion, DigitDiffusionConfig, save_digit_model
-from storylab.images.unet import UNetConfig
+from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, save_digit_model
+from storylab.images.networks.unet import UNetConfig
 from storylab.training import load_checkpoint
 
 TINY = DigitDiffusionConfig(unet=UNetConfig(channels=8, emb_dim=16, groups=4), num_timesteps=100)
@@ -141,7 +141,7 @@ def test_evaluate_prints_table_and_writes_results(setup, trained, monkeypatch, c
 
 
 def test_within_class_diversity_without_two_samples_of_a_class_is_nan_without_warning():
-    from storylab.images.study import _cell, within_class_diversity
+    from storylab.images.study.study import _cell, within_class_diversity
 
     feats = torch.randn(6, 5)
     with warnings.catch_warnings():

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from storylab.diffusion import alphas_cumprod, beta_schedule, q_sample
 from storylab.errors import StorylabError
-from storylab.images.unet import ResBlock, timestep_embedding
+from storylab.images.networks.unet import ResBlock, timestep_embedding
 from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
 
 KIND = "digits-noisy-classifier"
@@ -89,7 +89,7 @@ def load_classifier(path: str | Path, num_classes: int | None = None) -> NoisyDi
 def noisy_accuracy(model: NoisyDigitClassifier, t_values: tuple[int, ...] = (0, 250, 500, 750), seed: int = 0,
                    limit: int = 2000) -> dict[int, float]:
     """Test-split accuracy of the classifier at fixed noise levels t (on the first ``limit`` test images)."""
-    from storylab.images.datasets import load_split
+    from storylab.images.data.datasets import load_split
 
     full = load_split(model.cfg.data, "test")
     data = type(full)(images=full.images[:limit], labels=full.labels[:limit])
@@ -106,7 +106,7 @@ def noisy_accuracy(model: NoisyDigitClassifier, t_values: tuple[int, ...] = (0, 
 def train_classifier(out: str | Path, cfg: ClassifierConfig, train_config: TrainConfig, batch_size: int = 128,
                      resume: bool = True, extra: dict | None = None) -> tuple[NoisyDigitClassifier, dict]:
     """Train the noise-aware classifier with the shared loop; returns the model and its noisy accuracies."""
-    from storylab.images.denoiser import digits_loader
+    from storylab.images.networks.denoiser import digits_loader
 
     out = Path(out)
     state_path = state_path_for(out)

@@ -15,8 +15,8 @@ from storylab.cli_groups import evaluate_app, sample_app, train_app
 from storylab.errors import StorylabError
 from storylab.guidance.names import RULES, SPEC_HELP, parse_scales
 from storylab.images.assets import CLASSIFIER, DENOISER, shipped
-from storylab.images.data_commands import register
-from storylab.images.datasets import DATA_HELP, class_names_of
+from storylab.images.commands.data_commands import register
+from storylab.images.data.datasets import DATA_HELP, class_names_of
 from storylab.io import next_free, run_path, use_hint
 
 
@@ -69,9 +69,9 @@ def train_denoiser_cmd(out: Path = typer.Option(run_path("digits_denoiser.safete
                        ) -> None:
     """Train the class-conditional diffusion model on a data set's train split (Accelerate)."""
     from storylab.diffusion import BETA_SCHEDULES, PREDICTIONS
-    from storylab.images.datasets import resolve
-    from storylab.images.denoiser import DigitDiffusionConfig, train_digit_model
-    from storylab.images.unet import UNetConfig
+    from storylab.images.data.datasets import resolve
+    from storylab.images.networks.denoiser import DigitDiffusionConfig, train_digit_model
+    from storylab.images.networks.unet import UNetConfig
     from storylab.training import TrainConfig
 
     _positive(steps, "--steps"), _positive(batch_size, "--batch-size"), _positive(channels, "--channels")
@@ -117,8 +117,8 @@ def train_classifier_cmd(out: Path = typer.Option(run_path("digits_classifier.sa
                          data: str = typer.Option("digits", "--data", help=DATA_HELP + "."),
                          ) -> None:
     """Train the noise-aware classifier p(y | x_t, t) used by classifier guidance."""
-    from storylab.images.datasets import resolve
-    from storylab.images.noisy_classifier import ClassifierConfig, train_classifier
+    from storylab.images.data.datasets import resolve
+    from storylab.images.networks.noisy_classifier import ClassifierConfig, train_classifier
     from storylab.training import TrainConfig
 
     _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
@@ -175,10 +175,10 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
     import torch
 
 
-    from storylab.images.denoiser import sample_digits
-    from storylab.images.grid import save_grid
-    from storylab.images.conditions import POLARITIES
-    from storylab.images.sampling import build_rule, parse_sweep
+    from storylab.images.networks.denoiser import sample_digits
+    from storylab.images.study.grid import save_grid
+    from storylab.images.control.conditions import POLARITIES
+    from storylab.images.study.sampling import build_rule, parse_sweep
 
     _positive(steps, "--steps"), _positive(per_class, "--per-class")
     out = out if out is not None else next_free(run_path("samples.png"))
@@ -204,8 +204,8 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
     rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum)
     hooks = {}
     if control:
-        from storylab.images.control_cli import load_controls, parse_control
-        from storylab.images.controlnet import ControlledDenoiser
+        from storylab.images.commands.control_cli import load_controls, parse_control
+        from storylab.images.control.controlnet import ControlledDenoiser
 
         controlled = ControlledDenoiser(model, load_controls([parse_control(c) for c in control], model, control_polarity))
         hooks = {"denoiser": controlled, "on_step": controlled.observe,
@@ -228,14 +228,14 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
     names = list(class_names) + ["no class"]
     data = model.config.data
     if sweep is not None:
-        from storylab.images.feature_training import load_digit_feature_net
+        from storylab.images.networks.feature_training import load_digit_feature_net
 
         _sweep_figure(draw, sweep, labels, names, load_digit_feature_net(data=data), out, setting, progress)
         return
     images = draw(scale, show=True)
     if nearest:
-        from storylab.images.datasets import load_split
-        from storylab.images.feature_training import load_digit_feature_net
+        from storylab.images.data.datasets import load_split
+        from storylab.images.networks.feature_training import load_digit_feature_net
 
         train, test = load_split(data, "train"), load_split(data, "test")
         _nearest_figure(images, labels, names, train.images, test.images, load_digit_feature_net(data=data), nearest,
@@ -258,8 +258,8 @@ def _sweep_figure(draw, scales: list[float], labels, class_names: list[str], fea
     from rich.console import Console
     from rich.table import Table
 
-    from storylab.images.figures import plot_scale_sweep
-    from storylab.images.sampling import column_change, scale_sweep
+    from storylab.images.study.figures import plot_scale_sweep
+    from storylab.images.study.sampling import column_change, scale_sweep
     from storylab.metrics import adherence
     from storylab.training.progress import progress_bar
 
@@ -288,8 +288,8 @@ def _nearest_figure(images, labels, class_names: list[str], train_images, held_o
     from rich.console import Console
     from rich.table import Table
 
-    from storylab.images.figures import plot_nearest
-    from storylab.images.nearest import memorisation_check
+    from storylab.images.study.figures import plot_nearest
+    from storylab.images.study.nearest import memorisation_check
 
     check = memorisation_check(images, train_images, feature_net, k, held_out)
     nb = check.neighbours
@@ -323,7 +323,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         features: Optional[Path] = typer.Option(None, "--features", help="Feature network for FID/precision/recall/adherence (from `storylab train features`); default: the shipped one."),
                         ) -> None:
     """The schedule study of Wang et al. 2024: FID, precision, recall, density, coverage, diversity, adherence."""
-    from storylab.images.study import parse_list, run_study
+    from storylab.images.study.study import parse_list, run_study
 
     spec_list = parse_list(schedules)
     scale_list = parse_scales(scales)
@@ -337,7 +337,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
 
 def _load_denoiser(checkpoint: Path):
     """Load a denoiser checkpoint; a missing shipped one says how to train it."""
-    from storylab.images.denoiser import load_digit_model
+    from storylab.images.networks.denoiser import load_digit_model
 
     if not Path(checkpoint).exists():
         for data in ("fashion-mnist", "mnist"):
@@ -373,9 +373,9 @@ def reference_cmd(data: str = typer.Option("fashion-mnist", "--data", help=DATA_
                   seed: int = typer.Option(0, "--seed", help="Seed of the balanced subsets."),
                   ) -> None:
     """Write a data set's metric reference (test-split feature statistics + balanced feature subsets), so metrics run without the data."""
-    from storylab.images.datasets import resolve
-    from storylab.images.feature_training import load_digit_feature_net
-    from storylab.images.reference import build_reference, save_reference
+    from storylab.images.data.datasets import resolve
+    from storylab.images.networks.feature_training import load_digit_feature_net
+    from storylab.images.data.reference import build_reference, save_reference
 
     _positive(test_per_class, "--test-per-class"), _positive(pool_per_class, "--pool-per-class")
     ds = resolve(data)

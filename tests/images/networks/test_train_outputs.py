@@ -7,10 +7,10 @@ import torch
 import typer
 
 from storylab.images.assets import ASSETS, CLASSIFIER, DENOISER
-from storylab.images.controlnet import load_controlnet
-from storylab.images.denoiser import DigitDiffusion, DigitDiffusionConfig, load_digit_model, save_digit_model
-from storylab.images.noisy_classifier import load_classifier
-from storylab.images.unet import UNetConfig
+from storylab.images.control.controlnet import load_controlnet
+from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, load_digit_model, save_digit_model
+from storylab.images.networks.noisy_classifier import load_classifier
+from storylab.images.networks.unet import UNetConfig
 from storylab.images.zoo import load_zoo_model
 from tests.cli_runner import run_cli
 

@@ -25,7 +25,7 @@ def train_features(
     """Train the feature/adherence network of the metrics on a data set's train split; report its test accuracy."""
     import torch
 
-    from storylab.images.feature_training import FeatureTrainingConfig, current_command, train_feature_net
+    from storylab.images.networks.feature_training import FeatureTrainingConfig, current_command, train_feature_net
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     config = FeatureTrainingConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, max_shift=max_shift,

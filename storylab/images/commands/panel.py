@@ -37,14 +37,14 @@ def check_dataset(dataset: str) -> tuple[Path, tuple[str, ...]]:
 
 @lru_cache(maxsize=4)
 def _denoiser(path: str) -> Any:
-    from storylab.images.denoiser import load_digit_model
+    from storylab.images.networks.denoiser import load_digit_model
 
     return load_digit_model(path)
 
 
 @lru_cache(maxsize=4)
 def _controlnet(kind: str, base_path: str) -> Any:
-    from storylab.images.controlnet import load_controlnet
+    from storylab.images.control.controlnet import load_controlnet
 
     path = ASSETS / f"controlnet_{kind}.safetensors"
     if not path.exists():
@@ -76,8 +76,8 @@ def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0
     import torch
 
     from storylab.guidance.schedules import parse_schedule
-    from storylab.images.denoiser import sample_digits
-    from storylab.images.grid import grid_array
+    from storylab.images.networks.denoiser import sample_digits
+    from storylab.images.study.grid import grid_array
 
     if not 1 <= int(steps) <= 1000:
         raise StorylabError(f"steps must be between 1 and 1000, got {steps}")
@@ -151,10 +151,10 @@ def control_samples(image: Any, kind: str = "scribble", control_scale: float = 1
     """
     import torch
 
-    from storylab.images.conditions import check_kind, condition_fidelity, extract
-    from storylab.images.controlnet import Control, ControlledDenoiser
-    from storylab.images.denoiser import sample_digits
-    from storylab.images.grid import grid_array
+    from storylab.images.control.conditions import check_kind, condition_fidelity, extract
+    from storylab.images.control.controlnet import Control, ControlledDenoiser
+    from storylab.images.networks.denoiser import sample_digits
+    from storylab.images.study.grid import grid_array
 
     kind = check_kind(kind)
     if kind not in CONTROL_KINDS:
@@ -183,7 +183,7 @@ def zoo_samples(families: tuple[str, ...] | None = None, per_class: int = 4, see
     """Samples of every shipped zoo model (rows = classes for conditional ones), with sizes and timings."""
     import torch
 
-    from storylab.images.grid import grid_array
+    from storylab.images.study.grid import grid_array
     from storylab.images.zoo import FAMILIES, load_zoo_model
     from storylab.images.zoo.common import shipped_path
 

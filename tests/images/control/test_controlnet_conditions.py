@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from storylab.errors import StorylabError
-from storylab.images.conditions import (KINDS, check_kind, condition_fidelity, extract, extract_batch, load_condition,
+from storylab.images.control.conditions import (KINDS, check_kind, condition_fidelity, extract, extract_batch, load_condition,
                                         load_gray_image, save_condition, tolerant_f1, zhang_suen_thinning)
-from storylab.images.digits import load_digits_split
+from storylab.images.data.digits import load_digits_split
 
 
 def digit_rgb(index: int = 0, size: int = 40, dark_on_light: bool = False) -> np.ndarray:
@@ -130,7 +130,7 @@ def test_canny_is_the_controlnet_annotator_call_with_l2_as_an_option():
 
     gray = extract("mask", digit_rgb(3), size=32) * 0.6 + 0.2  # any 32x32 grey image
     u8 = np.round(gray * 255).astype(np.uint8)
-    from storylab.images.conditions import canny_edges
+    from storylab.images.control.conditions import canny_edges
 
     annotator = cv2.Canny(u8, 100, 200) > 0  # annotator/canny: cv2.Canny(img, low, high), OpenCV's L1 default
     np.testing.assert_array_equal(canny_edges(gray) > 0, annotator)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from storylab.images.denoiser import DigitDiffusion, DigitDiffusionConfig, save_digit_model
-from storylab.images.study import actual_mean_scale
-from storylab.images.unet import UNetConfig
+from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, save_digit_model
+from storylab.images.study.study import actual_mean_scale
+from storylab.images.networks.unet import UNetConfig
 from storylab.guidance import Guided, make_rule
 from tests.cli_runner import run_cli
 
@@ -51,9 +51,9 @@ def test_shipped_fashion_mnist_reference_scores_without_the_data(monkeypatch, tm
     import torch
 
     from storylab.images.assets import shipped
-    from storylab.images.feature_training import load_digit_feature_net
-    from storylab.images.reference import read_reference
-    from storylab.images.study import real_reference, score_samples
+    from storylab.images.networks.feature_training import load_digit_feature_net
+    from storylab.images.data.reference import read_reference
+    from storylab.images.study.study import real_reference, score_samples
 
     monkeypatch.setenv("STORYLAB_FASHION_MNIST", str(tmp_path / "absent"))
     ref = read_reference(shipped("fashion-mnist", "reference"))

@@ -8,10 +8,10 @@ from PIL import Image
 
 from storylab.errors import StorylabError
 from storylab.guidance import make_rule
-from storylab.images.denoiser import DigitDiffusion, DigitDiffusionConfig, sample_digits
-from storylab.images.nearest import memorisation_check, nearest_neighbours
-from storylab.images.sampling import parse_sweep, scale_sweep
-from storylab.images.unet import UNetConfig
+from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, sample_digits
+from storylab.images.study.nearest import memorisation_check, nearest_neighbours
+from storylab.images.study.sampling import parse_sweep, scale_sweep
+from storylab.images.networks.unet import UNetConfig
 from storylab.metrics.feature_net import FeatureNetConfig, SmallImageClassifier
 from tests.cli_runner import run_cli
 

@@ -85,7 +85,7 @@ def train_feature_net(config: FeatureTrainingConfig,
     """
     from torch.utils.data import DataLoader, TensorDataset
 
-    from storylab.images.datasets import load_split, resolve
+    from storylab.images.data.datasets import load_split, resolve
     from storylab.training import TrainConfig, state_path_for, train
 
     ds = resolve(config.data)

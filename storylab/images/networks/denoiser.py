@@ -1,6 +1,6 @@
 """The class-conditional digit diffusion model: training, loading and sampling with any guidance.
 
-DDPM training (Ho et al. 2020) of :class:`~storylab.images.unet.DigitUNet` on the digits train
+DDPM training (Ho et al. 2020) of :class:`~storylab.images.networks.unet.DigitUNet` on the digits train
 split, with the class label dropped to the null class with probability ``p_uncond`` so that one
 network gives both eps(x_t, t, y) and eps(x_t, t) for classifier-free guidance (Ho & Salimans
 2022). Sampling goes through the foundation's samplers and guidance rules; this module only adapts
@@ -19,7 +19,7 @@ from torch import nn
 from storylab.diffusion import alphas_cumprod, beta_schedule, ddim_sample, ddpm_sample, diffusion_loss, edm_heun_sample
 from storylab.errors import StorylabError
 from storylab.guidance import Guided, GuidanceRule, make_rule
-from storylab.images.unet import DigitUNet, UNetConfig
+from storylab.images.networks.unet import DigitUNet, UNetConfig
 from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
 
 KIND = "digits-denoiser"
@@ -106,7 +106,7 @@ def load_digit_model(path: str | Path, num_classes: int | None = None) -> DigitD
 def digits_loader(batch_size: int, seed: int = 0, augment: bool = False, data: str = "digits"
                   ) -> torch.utils.data.DataLoader:
     """Shuffled DataLoader over the train split of ``data`` (a data-set name or IDX folder; images in [-1, 1], labels)."""
-    from storylab.images.datasets import load_split
+    from storylab.images.data.datasets import load_split
 
     data = load_split(data, "train")
     dataset = torch.utils.data.TensorDataset(data.images, data.labels)

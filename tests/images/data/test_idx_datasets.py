@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from storylab.errors import StorylabError
-from storylab.images import datasets
-from storylab.images.datasets import balanced_indices, load_split, resolve
-from storylab.images.idx import find_idx, read_idx, read_idx_pair
+from storylab.images.data import datasets
+from storylab.images.data.datasets import balanced_indices, load_split, resolve
+from storylab.images.data.idx import find_idx, read_idx, read_idx_pair
 from tests.cli_runner import run_cli
 
 

@@ -26,7 +26,7 @@ def build_rule(guidance: str, labels: torch.Tensor, classifier_path: str | Path,
     from storylab.guidance import make_rule
 
     if guidance == "classifier":
-        from storylab.images.noisy_classifier import load_classifier
+        from storylab.images.networks.noisy_classifier import load_classifier
 
         clf = load_classifier(Path(classifier_path), num_classes=num_classes)
         return make_rule("classifier", classifier=clf, labels=labels)

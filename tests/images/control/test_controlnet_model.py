@@ -5,10 +5,10 @@ import torch
 
 from storylab.errors import StorylabError
 from storylab.guidance import make_rule
-from storylab.images.controlnet import (Control, ControlledDenoiser, ControlNet, ControlNetConfig, ControlNetTraining,
+from storylab.images.control.controlnet import (Control, ControlledDenoiser, ControlNet, ControlNetConfig, ControlNetTraining,
                                         active_in_window, guess_mode_scales, load_controlnet, save_controlnet)
-from storylab.images.denoiser import DigitDiffusion, DigitDiffusionConfig, sample_digits
-from storylab.images.unet import UNetConfig
+from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, sample_digits
+from storylab.images.networks.unet import UNetConfig
 
 TINY = DigitDiffusionConfig(unet=UNetConfig(channels=8, emb_dim=16, groups=4), num_timesteps=100)
 HINT = (4, 8, 8)

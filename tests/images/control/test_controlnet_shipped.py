@@ -4,9 +4,9 @@ import torch
 
 from storylab import demo
 from storylab.images.assets import DENOISER
-from storylab.images.control_cli import controlnet_section, shipped_controlnet
-from storylab.images.controlnet import load_controlnet
-from storylab.images.denoiser import load_digit_model
+from storylab.images.commands.control_cli import controlnet_section, shipped_controlnet
+from storylab.images.control.controlnet import load_controlnet
+from storylab.images.networks.denoiser import load_digit_model
 
 
 def test_shipped_controlnets_fit_the_shipped_base_and_record_their_training():

@@ -52,7 +52,7 @@ class Reference:
 
 
 def _balanced(labels: torch.Tensor, per_class: int | None, seed: int) -> torch.Tensor:
-    from storylab.images.datasets import balanced_indices
+    from storylab.images.data.datasets import balanced_indices
 
     if per_class is None:
         return torch.arange(labels.shape[0])
@@ -65,7 +65,7 @@ def build_reference(data: str, feature_net: Any, feature_net_name: str, test_per
 
     ``None`` for a per-class size takes the whole split (the digits, whose splits are small).
     """
-    from storylab.images.datasets import load_split
+    from storylab.images.data.datasets import load_split
 
     test, train = load_split(data, "test"), load_split(data, "train")
     test_all = extract_features(feature_net, test.images)

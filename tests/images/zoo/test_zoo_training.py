@@ -95,7 +95,7 @@ def test_latent_diffusion_trains_on_unit_variance_vae_latents(tmp_path):
     info = train_latent_diffusion(out, vae_path, config, tc(10), batch_size=64)
     assert info["history"][-1]["loss"] < info["history"][0]["loss"]
     model = load_zoo_model(out, "ldm")
-    from storylab.images.digits import load_digits_split
+    from storylab.images.data.digits import load_digits_split
 
     latents = model.encode(load_digits_split("train").images)
     assert latents.std().item() == pytest.approx(1.0, rel=1e-3)
