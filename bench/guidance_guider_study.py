@@ -6,8 +6,8 @@ Every schedule x scale cell draws ``n`` images per prompt from the same seeds tw
 markdown table: UNet evaluations per image (counted by a spy on the UNet, not computed from the
 schedule), seconds per cell of each adapter and their ratio, the largest pixel difference between
 the two adapters' images (same seeds: they should sample the same pictures), and CLIP score and
-Vendi diversity of the guider's images on a CLIP's image embeddings. Cells run interleaved
-(guider, callback, next cell) so that the machine's load hits both alike.
+Vendi diversity of the guider's images on a CLIP's image embeddings. Each cell runs ``--repeats``
+times, guider and callback interleaved so that the machine's load hits both alike; times are medians.
 
 Default pipeline and CLIP: the tiny random SDXL and CLIP of the tests (built from configs, nothing
 downloaded), so the metrics only show the machinery; ``--model DIR --clip DIR`` for real ones.
@@ -19,6 +19,7 @@ Single thread, as on the shared 2-core box.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--n", type=int, default=4, help="Images per prompt.")
     parser.add_argument("--prompts", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="Timed runs per cell and adapter (median).")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -98,31 +100,35 @@ def main() -> None:
     rows = []
     for spec in specs:
         for scale in scales:
-            batches: list[int] = []
-            original = count_unet(modular, batches)
-            t0 = time.perf_counter()
-            guided = []
-            for p, prompt in enumerate(prompts):
-                modular.update_components(guider=ScheduledCFG(spec, guidance_scale=scale))
-                guided += modular(prompt=prompt, negative_prompt="", num_inference_steps=args.steps, height=side,
-                                  width=side, num_images_per_prompt=args.n, generator=seeds(p), output="images")
-            t_guider = time.perf_counter() - t0
-            modular.unet.forward = original
-            nfe = sum(batches) / (len(prompts) * args.n)
-            t0 = time.perf_counter()
-            called = []
-            for p, emb in enumerate(embeds):
-                cb = ScheduledGuidance(spec, scale=scale, num_steps=args.steps, **emb)
-                called += classic(**cb.pipeline_kwargs(), num_inference_steps=args.steps, height=side, width=side,
-                                  num_images_per_prompt=args.n, generator=seeds(p), output_type="pil").images
-            t_callback = time.perf_counter() - t0
+            t_guider, t_callback = [], []
+            for _ in range(args.repeats):
+                batches: list[int] = []
+                original = count_unet(modular, batches)
+                t0 = time.perf_counter()
+                guided = []
+                for p, prompt in enumerate(prompts):
+                    modular.update_components(guider=ScheduledCFG(spec, guidance_scale=scale))
+                    guided += modular(prompt=prompt, negative_prompt="", num_inference_steps=args.steps, height=side,
+                                      width=side, num_images_per_prompt=args.n, generator=seeds(p), output="images")
+                t_guider.append(time.perf_counter() - t0)
+                modular.unet.forward = original
+                nfe = sum(batches) / (len(prompts) * args.n)
+                t0 = time.perf_counter()
+                called = []
+                for p, emb in enumerate(embeds):
+                    cb = ScheduledGuidance(spec, scale=scale, num_steps=args.steps, **emb)
+                    called += classic(**cb.pipeline_kwargs(), num_inference_steps=args.steps, height=side, width=side,
+                                      num_images_per_prompt=args.n, generator=seeds(p), output_type="pil").images
+                t_callback.append(time.perf_counter() - t0)
             diff = max(int(np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max())
                        for a, b in zip(guided, called))
             feats = clip.image_features(guided)
-            rows.append((spec, scale, nfe, t_guider, t_callback, diff, clip_score(feats, text), vendi_score(feats.numpy())))
+            rows.append((spec, scale, nfe, statistics.median(t_guider), statistics.median(t_callback), diff,
+                         clip_score(feats, text), vendi_score(feats.numpy())))
 
     print(f"cell = {len(prompts)} prompts x {args.n} images, {args.steps} steps, {side}x{side} px, "
-          f"{args.threads} thread(s); model {args.model or 'tiny random SDXL'}, CLIP {args.clip or 'tiny random CLIP'}")
+          f"median of {args.repeats}, {args.threads} thread(s); model {args.model or 'tiny random SDXL'}, "
+          f"CLIP {args.clip or 'tiny random CLIP'}")
     print("| schedule | scale | UNet evals/image | guider s/cell | callback s/cell | guider/callback | "
           "max pixel diff (0-255) | CLIP score | Vendi |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -236,3 +236,24 @@ def test_study_runs_sdxl_and_its_constant_cell_is_the_plain_pipeline_at_that_sca
     for j, image in enumerate(plain):
         assert np.array_equal(_pixels(constant / f"p000_{j:02d}.png"), np.asarray(image.convert("RGB")))
     assert study["cells"][1]["nfe_per_image"] == 1 + 2 + 2
+
+
+def test_plain_condition_arrays_become_the_images_the_pipeline_gets():
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from storylab.guidance.pipeline_study import PipelineControl, _control_images, _control_kwargs
+
+    unit = np.array([[0.0, 0.5], [1.0, 0.25]])  # a map in [0, 1] -> 8 bits as save_condition rounds it
+    rgb = np.zeros((2, 2, 3), dtype=np.uint8)
+    rgb[0, 0] = (10, 20, 30)
+    controls = [PipelineControl(unit), PipelineControl(Image.fromarray(rgb), scale=0.5, start=0.1, end=0.6)]
+    pipe = SimpleNamespace(controlnet=SimpleNamespace(nets=[object(), object()]))
+    images = _control_images(pipe, controls)
+    assert np.array_equal(np.asarray(images[0]), [[0, 128], [255, 64]])
+    kwargs = _control_kwargs(controls, images)
+    assert [np.asarray(i).shape for i in kwargs["image"]] == [(2, 2, 3), (2, 2, 3)]
+    assert np.array_equal(np.asarray(kwargs["image"][1]), rgb)
+    assert (kwargs["controlnet_conditioning_scale"], kwargs["control_guidance_start"], kwargs["control_guidance_end"]) == \
+        ([1.0, 0.5], [0.0, 0.1], [1.0, 0.6])
