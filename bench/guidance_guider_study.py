@@ -44,6 +44,14 @@ def count_unet(pipe, record: list[int]):
     return original
 
 
+def quiet(block) -> None:
+    """Disable the progress bars of every nested modular block (the pipeline's setter reaches only the top level)."""
+    if hasattr(block, "set_progress_bar_config") and hasattr(block, "progress_bar"):
+        block.set_progress_bar_config(disable=True)
+    for sub in getattr(block, "sub_blocks", {}).values():
+        quiet(sub)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="A saved SDXL pipeline (default: the tiny test SDXL).")
@@ -69,7 +77,6 @@ def main() -> None:
     from storylab.metrics.distribution import vendi_score
 
     diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()  # the modular blocks keep their own bars otherwise
     tmp = Path(tempfile.mkdtemp())
     if args.model:
         classic = load_text_to_image(args.model)
@@ -86,6 +93,7 @@ def main() -> None:
     clip = ClipEmbedder(clip_dir)
     modular = StableDiffusionXLAutoBlocks().init_pipeline()
     modular.update_components(**{k: getattr(classic, k) for k in COMPONENTS})
+    quiet(modular._blocks)
     side = classic.unet.config.sample_size * classic.vae_scale_factor
 
     prompts = ["a b", "b a c", "c c a", "a a b"][: args.prompts]
