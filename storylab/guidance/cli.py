@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import typer
 
@@ -30,8 +31,13 @@ def weights(schedule: str = typer.Option("constant", "--schedule", help=f"Schedu
                             "'guidance weights' prints step-based schedules only")
     values = parsed.scales(steps, scale).tolist()
     progress = sampling_progress(steps, parsed.grid).tolist()
+    below_one = [i for i, v in enumerate(values) if v < 1.0 - 1e-12]
+    note = (f"note: {len(below_one)} step(s) below scale 1: classic diffusers pipelines guide only above 1, so "
+            "ScheduledGuidance rejects this schedule there; storylab's samplers and ScheduledCFG apply it")
     if as_json:
         print(json.dumps([round(v, 10) for v in values]))
+        if below_one:
+            print(note, file=sys.stderr)
         return
     from rich.console import Console
     from rich.table import Table
@@ -43,3 +49,5 @@ def weights(schedule: str = typer.Option("constant", "--schedule", help=f"Schedu
     for i, v in enumerate(values):
         table.add_row(str(i), f"{progress[i]:.3f}", f"{v:.4f}")
     Console().print(table)
+    if below_one:
+        print(note)
