@@ -108,6 +108,10 @@ def evaluate_pipeline(
         table.add_row(*row)
     console = Console()
     console.print(table)
+    for c in result["controls"]:
+        made = f"{c['extractor']} of {c['input']} ({c['size']} px)" if "extractor" in c else c.get("control_image", "")
+        console.print(f"ControlNet {c['controlnet']}: {made}, scale {c['scale']:g}, window {c['start']:g}-{c['end']:g} of sampling "
+                      f"-> {out / c['condition']}", soft_wrap=True)
     console.print(f"wrote {out / 'study.json'}" + ("" if not result["features"] else " and the trade-off plots"))
 
 

@@ -154,6 +154,7 @@ def test_control_kind_is_extracted_in_the_same_command_exactly_as_control_extrac
         assert made.returncode == 0, made.stderr
     one = _control_study(root, tmp_path / "one", "--control", f"canny={photo}", "--control", f"scribble={photo}:0.7:0:0.9")
     assert one.returncode == 0, one.stderr
+    assert f"ControlNet 1: scribble of {photo} ({side} px), scale 0.7, window 0-0.9 of sampling" in one.stdout.replace("\n", " ")
     study = json.loads((tmp_path / "one" / "study.json").read_text())
     for i in range(2):  # the pipeline got exactly what `control extract` writes
         assert np.array_equal(_pixels(tmp_path / "one" / "conditions" / f"control{i}.png"), _pixels(tmp_path / f"c{i}.png"))
