@@ -205,10 +205,14 @@ def test_control_kind_is_extracted_in_the_same_command_exactly_as_control_extrac
     (("--control", "canny={photo}:1:0.5:0.5", "--control", "canny={photo}"),
      "a ControlNet pipeline's control window needs 0 <= start < end <= 1, got 0.5:0.5"),
     (("--control", "canny=/nonexistent/photo.png", "--control", "canny={photo}"), "image not found: /nonexistent/photo.png"),
+    (("--control", "cn.safetensors={photo}", "--control", "canny={photo}"),
+     "--control cn.safetensors={photo}: a diffusers pipeline brings its own ControlNets; give a condition kind "
+     "(canny (= edges), sobel, scribble, mask, distance (= depth)) before '='"),
+    (("--control", "canny", "--control", "canny={photo}"), "--control must look like KIND=PATH[:scale[:start:end]], got 'canny'"),
 ])
 def test_bad_control_input_is_one_error_line(controlnets, tmp_path, extra, message):
     res = _control_study(controlnets, tmp_path / "o", *[x.format(photo=_photo()) for x in extra])
-    assert res.returncode != 0 and res.stderr.strip() == f"error: {message}", res.stderr
+    assert res.returncode != 0 and res.stderr.strip() == f"error: {message.format(photo=_photo())}", res.stderr
     assert not (tmp_path / "o" / "study.json").exists()
 
 
