@@ -263,7 +263,7 @@ def _control_images(pipe: Any, controls: list[PipelineControl] | None) -> list[A
     controls = controls or []
     if nets is None:
         if controls:
-            raise StorylabError(f"--control given, but {type(pipe).__name__} has no ControlNet")
+            raise StorylabError(f"--control / --control-image given, but {type(pipe).__name__} has no ControlNet")
         return []
     count = len(getattr(nets, "nets", [nets]))
     if len(controls) != count:

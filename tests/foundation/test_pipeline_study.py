@@ -219,7 +219,7 @@ def test_bad_control_input_is_one_error_line(controlnets, tmp_path, extra, messa
 def test_control_on_a_pipeline_without_controlnet_is_an_error(controlnets, tmp_path):
     res = _control_study(controlnets, tmp_path / "o", "--control", f"canny={_photo()}", model="sd")
     assert res.returncode != 0
-    assert res.stderr.strip() == "error: --control given, but StableDiffusionPipeline has no ControlNet"
+    assert res.stderr.strip() == "error: --control / --control-image given, but StableDiffusionPipeline has no ControlNet"
 
 
 def test_study_runs_sdxl_and_its_constant_cell_is_the_plain_pipeline_at_that_scale(tmp_path):
