@@ -139,6 +139,24 @@ def load_controls(specs: list[ControlSpec], base: Any, polarity: str = "auto") -
     return controls
 
 
+def pipeline_control(text: str, size: int) -> tuple[ControlSpec, Any, dict[str, Any]]:
+    """Resolve one ``--control KIND=PATH[:scale[:start:end]]`` of ``evaluate pipeline`` for a diffusers ControlNet.
+
+    Returns the parsed spec, the condition as an 8-bit grayscale PIL image (pixel for pixel what
+    ``storylab control extract KIND PATH --size SIZE`` writes: same extractor, default seed and
+    L1 gradient) and the extractor's settings. A diffusers pipeline brings its own ControlNets, so
+    KIND must be a condition kind, not a checkpoint.
+    """
+    from storylab.images.control.conditions import condition_image, extract_file
+
+    spec = parse_control(text)
+    if spec.net.endswith(".safetensors"):
+        raise StorylabError(f"--control {text}: a diffusers pipeline brings its own ControlNets; give a condition "
+                            f"kind ({KIND_HELP}) before '='")
+    cond, settings = extract_file(spec.net, spec.path, size=size)
+    return spec, condition_image(cond), settings
+
+
 @control_app.command("extract")
 def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HELP}."),
                 image: Path = typer.Argument(..., help="Any grayscale or RGB image (PNG, JPEG, ...)."),
@@ -152,7 +170,7 @@ def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HEL
                                                  help="Canny only: L2 gradient magnitude instead of OpenCV's default L1 (the ControlNet annotator's)."),
                 ) -> None:
     """Extract a ControlNet condition (edges, scribble, mask, distance map) from an image."""
-    from storylab.images.control.conditions import check_kind, extract, load_gray_image, save_condition
+    from storylab.images.control.conditions import check_kind, extract_file, save_condition
 
     kind = check_kind(kind)
     if out.suffix.lower() != ".png":
@@ -160,8 +178,7 @@ def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HEL
     size = condition_size(data) if size is None else size
     if not 8 <= size <= 1024:
         raise StorylabError(f"--size must be between 8 and 1024, got {size}")
-    gray = load_gray_image(image)
-    cond = extract(kind, gray, size=size, seed=seed, l2_gradient=l2_gradient)
+    cond, _ = extract_file(kind, image, size=size, seed=seed, l2_gradient=l2_gradient)
     save_condition(cond, out)
     print(f"wrote {out}  ({kind}, {size}x{size}, {100 * float((cond > 0.5).mean()):.1f}% of pixels on)")
 
