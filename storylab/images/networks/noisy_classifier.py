@@ -108,8 +108,10 @@ def load_classifier(path: str | Path, num_classes: int | None = None, data: str 
     """
     path = Path(path)
     if not path.exists() and path.parent == ASSETS:
+        named = data or "DATA"
         raise StorylabError(f"no noise-aware classifier is shipped for this data set ({path.name}); train one with "
-                            "`storylab train classifier --data DATA` and pass --classifier runs/<data>_classifier.safetensors")
+                            f"`storylab train classifier --data {named}` and pass --classifier "
+                            f"runs/{named.replace('-', '_').lower()}_classifier.safetensors")
     ckpt = load_checkpoint(path, KIND)
     cfg = ClassifierConfig(**{k: v for k, v in ckpt.config.items() if k in ClassifierConfig.__dataclass_fields__})
     if data is not None and cfg.data != data:

@@ -96,3 +96,11 @@ def test_classifier_guidance_raises_the_target_log_probability(no_fashion_data):
         log_p[gamma] = float(logits.log_softmax(-1).gather(1, labels[:, None]).mean())
     assert log_p[5.0] > log_p[0.0] + 0.5, log_p
     assert judged[5.0] > judged[0.0], judged
+
+
+def test_a_data_set_without_a_shipped_classifier_says_how_to_train_one():
+    with pytest.raises(StorylabError) as err:
+        load_classifier(shipped("mnist", "classifier"), num_classes=10, data="mnist", image_size=28)
+    assert str(err.value) == ("no noise-aware classifier is shipped for this data set (mnist_classifier.safetensors); "
+                              "train one with `storylab train classifier --data mnist` and pass "
+                              "--classifier runs/mnist_classifier.safetensors")
