@@ -106,3 +106,20 @@ def test_fashion_panel_renders_without_the_data_package(no_fashion_data, tmp_pat
     names = {r[1] for r in section["rows"]} - {"none"}
     assert names <= {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                      "Ankle boot"} and len(names) == 1
+
+
+def test_train_controlnet_refuses_a_base_of_another_data_set(tmp_path):
+    result = run_cli("train", "controlnet", "--data", "fashion-mnist", "--base", DENOISER, "--steps", "1",
+                     "--out", tmp_path / "cn.safetensors", "--no-progress")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: --base {DENOISER} is a 'digits' denoiser, but --data names 'fashion-mnist' "
+        "(a ControlNet trains on its base's data set)"]
+    assert not (tmp_path / "cn.safetensors").exists()
+
+
+def test_evaluate_controlnet_on_a_data_set_without_a_shipped_base_is_one_line(tmp_path):
+    result = run_cli("evaluate", "controlnet", "--data", "mnist", "--out", tmp_path / "eval", "--no-progress")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "error: no shipped denoiser for data set 'mnist': train one (`storylab train mnist`) and pass it as --base"]
