@@ -9,7 +9,7 @@ from storylab.errors import StorylabError
 from storylab.images.assets import DENOISER, shipped
 from storylab.images.commands.control_cli import condition_size, controlnet_section, shipped_controlnet
 from storylab.images.control.controlnet import (ControlNet, ControlNetConfig, ControlNetTraining, base_identity,
-                                                hint_channels_for, load_controlnet, save_controlnet)
+                                                hint_channels_for, save_controlnet)
 from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, load_digit_model
 from storylab.images.networks.unet import UNetConfig
 from tests.cli_runner import run_cli
