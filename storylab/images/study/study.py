@@ -132,7 +132,8 @@ def sample_cell(model: Any, labels: torch.Tensor, guidance: str, scale: float, s
     parts, mean_scale, nfe = [], float(scale), 0.0
     for k, start in enumerate(range(0, labels.shape[0], batch_size)):
         chunk = labels[start:start + batch_size]
-        rule = build_rule(guidance, chunk, Path(classifier_path or ""), model.num_classes, 0.0, 0.0, 0.0, 0.0)
+        rule = build_rule(guidance, chunk, Path(classifier_path or ""), model.num_classes, 0.0, 0.0, 0.0, 0.0,
+                          data=model.config.data, image_size=model.config.image_size)
         images, guided = sample_digits(model, chunk, rule, scale, spec, "ddim", steps, seed + k, return_model=True)
         parts.append(images)
         mean_scale, nfe = actual_mean_scale(guided, steps), float(guided.nfe)
