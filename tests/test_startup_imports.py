@@ -22,7 +22,7 @@ import storylab
 
 ROOT = Path(storylab.__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "torch._dynamo", "sentence_transformers", "matplotlib", "scipy", "sklearn",
-         "accelerate", "diffusers", "cv2")
+         "accelerate", "diffusers", "cv2", "sympy")
 PROBE = """
 import json, runpy, sys
 heavy = json.loads(sys.argv[2])
@@ -67,9 +67,10 @@ def test_control_extract_imports_opencv_but_not_torch(tmp_path):
 
 
 def test_camera_generate_runs_on_torch_alone(tmp_path):
-    """The shipped DIRECTOR and the bundled MiniLM need torch, neither transformers nor a plotting library."""
+    """The shipped DIRECTOR and the bundled MiniLM need torch, neither transformers nor a plotting library
+    (nor sympy, which torch's MultiheadAttention imports on its first key-padding check)."""
     loaded = loaded_by("camera", "generate", "the camera pushes in", "--frames", "40", "--steps", "2",
                        "--out", str(tmp_path / "traj.txt"), cwd=tmp_path)
     assert "torch" in loaded
-    assert loaded.isdisjoint({"transformers", "torch._dynamo", "sentence_transformers", "matplotlib", "sklearn"}), loaded
+    assert loaded.isdisjoint({"transformers", "torch._dynamo", "sentence_transformers", "matplotlib", "sklearn", "sympy"}), loaded
     assert len((tmp_path / "traj.txt").read_text().splitlines()) == 40
