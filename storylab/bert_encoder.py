@@ -14,6 +14,7 @@ states.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -118,8 +119,13 @@ class BertTokenizer:
     def __init__(self, folder: Path) -> None:
         from tokenizers import Tokenizer
 
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        settings = json.loads((folder / "tokenizer_config.json").read_text()) if (folder / "tokenizer_config.json").is_file() else {}
+        try:
+            self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception on a broken file
+            raise StorylabError(f"{folder / 'tokenizer.json'} is not a tokenizers file ({exc})") from None
+        self._lock = threading.Lock()
+        settings_file = folder / "tokenizer_config.json"
+        settings = json.loads(settings_file.read_text(encoding="utf-8")) if settings_file.is_file() else {}
         self.pad_token = settings.get("pad_token", "[PAD]")
         if isinstance(self.pad_token, dict):  # an AddedToken written out
             self.pad_token = self.pad_token.get("content", "[PAD]")
@@ -135,13 +141,14 @@ class BertTokenizer:
         if return_tensors != "pt":
             raise ValueError("only return_tensors='pt' is supported")
         tok = self._tokenizer
-        if truncation and max_length is not None:
-            tok.enable_truncation(max_length)
-        else:
-            tok.no_truncation()
-        length = max_length if padding == "max_length" else None
-        tok.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token, length=length)
-        encodings = tok.encode_batch(list(texts))
+        with self._lock:  # padding and truncation are settings of the shared tokenizer (the web app has threads)
+            if truncation and max_length is not None:
+                tok.enable_truncation(max_length)
+            else:
+                tok.no_truncation()
+            length = max_length if padding == "max_length" else None
+            tok.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token, length=length)
+            encodings = tok.encode_batch(list(texts))
         return _Batch(input_ids=torch.tensor([e.ids for e in encodings], dtype=torch.long).reshape(len(encodings), -1),
                       attention_mask=torch.tensor([e.attention_mask for e in encodings],
                                                   dtype=torch.long).reshape(len(encodings), -1))

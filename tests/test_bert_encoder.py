@@ -77,3 +77,10 @@ def test_a_state_without_bert_weights_is_one_clear_error():
 def test_unknown_backend_is_refused():
     with pytest.raises(StorylabError, match="unknown text encoder backend 'onnx' \\(auto or transformers\\)"):
         SentenceEncoder(backend="onnx")
+
+
+def test_a_broken_tokenizer_file_is_one_clear_error(tmp_path):
+    folder = tiny_bert_folder(tmp_path / "bert")
+    (folder / "tokenizer.json").write_text("{not json")
+    with pytest.raises(StorylabError, match="tokenizer.json is not a tokenizers file"):
+        SentenceEncoder(folder)
