@@ -24,9 +24,10 @@ input condition: F1 with a small pixel tolerance for the binary kinds, RMSE for 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
@@ -34,6 +35,7 @@ from storylab.errors import StorylabError
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made: `control extract` is pure OpenCV and starts fast
     import torch
+    from PIL import Image
 
 COND_SIZE = 32
 BINARY_KINDS = ("canny", "scribble", "mask")
@@ -216,6 +218,34 @@ def extract(kind: str, image: np.ndarray | torch.Tensor, size: int = COND_SIZE, 
     return EXTRACTORS[kind](gray)
 
 
+def extractor_settings(kind: str, size: int = COND_SIZE, seed: int | None = 0,
+                       l2_gradient: bool = False) -> dict[str, Any]:
+    """Every setting :func:`extract` uses for ``kind`` (its extractor's defaults included), for study records."""
+    def defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+        return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+
+    kind = check_kind(kind)
+    settings = {"canny": lambda: {**defaults(canny_edges), "l2_gradient": l2_gradient},
+                "sobel": lambda: {"ksize": 3, "divisor": 4.0},
+                "scribble": lambda: {**defaults(scribble), "seed": seed, "jitter": 1.0 if seed is not None else 0.0},
+                "mask": lambda: defaults(ink_mask),
+                "distance": lambda: {**defaults(ink_mask), **defaults(distance_map)}}[kind]()
+    return {"extractor": kind, "size": size, "prepare": "grayscale; inverted if the border is brighter than the "
+            "mean (bright ink on dark); resized to size x size (area down, bilinear up)", **settings}
+
+
+def extract_file(kind: str, path: str | Path, size: int = COND_SIZE, seed: int | None = 0,
+                 l2_gradient: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read an image file and :func:`extract` its ``kind`` condition; returns the map and its settings.
+
+    This is what ``storylab control extract`` writes (through :func:`condition_image`) and what
+    ``storylab evaluate pipeline --control KIND=PATH`` hands to a ControlNet pipeline.
+    """
+    kind = check_kind(kind)
+    cond = extract(kind, load_gray_image(path), size=size, seed=seed, l2_gradient=l2_gradient)
+    return cond, {**extractor_settings(kind, size, seed, l2_gradient), "input": str(path)}
+
+
 def extract_batch(kind: str, images: torch.Tensor, size: int = COND_SIZE, seed: int | None = 0) -> torch.Tensor:
     """Conditions of model-range images ``(N, 1, h, w)`` in [-1, 1] -> ``(N, 1, size, size)`` in [0, 1].
 
@@ -281,16 +311,20 @@ def load_condition(path: str | Path, kind: str, size: int = COND_SIZE, polarity:
     return torch.from_numpy(cond.astype(np.float32))[None, None]
 
 
-def save_condition(cond: np.ndarray | torch.Tensor, path: str | Path) -> Path:
-    """Write a condition map ``(H, W)`` in [0, 1] as an 8-bit grayscale PNG, atomically."""
+def condition_image(cond: np.ndarray | torch.Tensor) -> Image.Image:
+    """A condition map ``(H, W)`` in [0, 1] as the 8-bit grayscale image :func:`save_condition` writes."""
     from PIL import Image
 
+    arr = cond.detach().cpu().numpy() if hasattr(cond, "detach") else np.asarray(cond)
+    return Image.fromarray(np.round(np.clip(np.squeeze(arr), 0, 1) * 255).astype(np.uint8))  # 2-D uint8: mode L
+
+
+def save_condition(cond: np.ndarray | torch.Tensor, path: str | Path) -> Path:
+    """Write a condition map ``(H, W)`` in [0, 1] as an 8-bit grayscale PNG, atomically."""
     from storylab.io import atomic_path
 
-    arr = cond.detach().cpu().numpy() if hasattr(cond, "detach") else np.asarray(cond)
-    arr = np.squeeze(arr)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8), mode="L").save(tmp, format="PNG")
+        condition_image(cond).save(tmp, format="PNG")
     return Path(path)
 
 
