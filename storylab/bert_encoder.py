@@ -109,7 +109,7 @@ class BertEncoder(nn.Module):
 class _Batch(dict):
     """Tokenizer output (``input_ids``, ``attention_mask`` tensors) that moves to a device like transformers' BatchEncoding."""
 
-    def to(self, device: str | torch.device) -> "_Batch":
+    def to(self, device: str | torch.device) -> _Batch:
         return _Batch({k: v.to(device) for k, v in self.items()})
 
 
