@@ -191,7 +191,8 @@ def evaluate_zoo(out: str | Path, rows: Sequence[str], paths: dict[str, Path], p
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
-    if value is None:
+    """A table cell; ``None`` and NaN (not defined for this row, e.g. the floor's adherence) are "-"."""
+    if value is None or value != value:
         return "-"
     return format(value, spec)
 
@@ -207,7 +208,7 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = [[f"real vs real (floor, n = {n_floor})", "-", f"{floor['fid']:.3f} ± {floor['fid_std']:.3f}",
              _fmt(floor["precision"]), _fmt(floor["recall"]), _fmt(floor.get("density")), _fmt(floor.get("coverage")),
              _fmt(floor.get("vendi"), ".2f"), _fmt(floor["adherence"]), "-", "-",
-             "class-balanced train subsets vs test split (FID mean ± std over 10)"]]
+             "balanced train subsets vs test (FID: mean ± std of 10)"]]
     for r in report["rows"]:
         notes = []
         if "active_units" in r:
