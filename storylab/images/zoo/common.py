@@ -194,7 +194,7 @@ def load_zoo_model(path: str | Path, family: str | None = None, data: str | None
 
 def load_data_split(data: str, split: str = "train") -> Any:
     """``split`` of data set ``data`` (images ``(N, 1, s, s)`` in [-1, 1], labels ``(N,)``) via the wing's data sets."""
-    from storylab.images.datasets import load_split
+    from storylab.images.data.datasets import load_split
 
     return load_split(data, split)
 

@@ -2,7 +2,7 @@
 
 Each row draws ``per_class`` samples for each of the ten classes (unconditional models draw the same
 number, ignoring the labels) with one seed and is scored on the shipped digit feature network
-against the *test* split, exactly like the foundation's schedule study (:mod:`storylab.images.study`):
+against the *test* split, exactly like the foundation's schedule study (:mod:`storylab.images.study.study`):
 
 * reconstruction error: mean squared error per pixel in [-1, 1] of decode(encode(x)) on the test
   split (models with an encoder; the LDM row is its VAE's);
@@ -76,7 +76,7 @@ def draw(row: str, model: Any, labels: torch.Tensor, seed: int, cfg_scale: float
     """Samples of one row (the diffusion rows with DDIM and CFG at ``cfg_scale``)."""
     generator = torch.Generator().manual_seed(seed)
     if row == "diffusion":
-        from storylab.images.denoiser import sample_digits
+        from storylab.images.networks.denoiser import sample_digits
 
         return sample_digits(model, labels, "cfg", cfg_scale, "constant", "ddim", steps, seed)
     if row == "ldm":
@@ -116,10 +116,10 @@ def evaluate_row(row: str, path: Path, labels: torch.Tensor, feature_net: Any, r
                  cfg_scale: float, steps: int, data: str = DEFAULT_DATA, stats: Any = None, test: Any = None
                  ) -> tuple[dict[str, Any], torch.Tensor]:
     """Load (checking the data set), sample, time and score one row; returns (row dict, samples)."""
-    from storylab.images.study import score_samples
+    from storylab.images.study.study import score_samples
 
     if row == "diffusion":
-        from storylab.images.denoiser import load_digit_model
+        from storylab.images.networks.denoiser import load_digit_model
 
         model: Any = load_digit_model(path)
         check_data_matches(path, str(getattr(model.config, "data", DEFAULT_DATA)), data)
@@ -154,8 +154,8 @@ def evaluate_zoo(out: str | Path, rows: Sequence[str], paths: dict[str, Path], p
     features (the shipped reference where there is one, so no images are needed); the floor is the
     same metrics for class-balanced train subsets of the sample's size, FID as mean ± std over 10.
     """
-    from storylab.images.feature_training import load_digit_feature_net
-    from storylab.images.study import real_reference
+    from storylab.images.networks.feature_training import load_digit_feature_net
+    from storylab.images.study.study import real_reference
     from storylab.metrics.floor import fid_warning
 
     out = Path(out)
@@ -269,7 +269,7 @@ def plot_grids(grids: dict[str, torch.Tensor], results: list[dict[str, Any]], pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from storylab.images.grid import grid_array
+    from storylab.images.study.grid import grid_array
     from storylab.images.zoo.figures import test_examples
 
     try:

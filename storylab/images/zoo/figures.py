@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from storylab.errors import StorylabError
-from storylab.images.grid import save_grid
+from storylab.images.study.grid import save_grid
 from storylab.images.zoo.common import DEFAULT_DATA, ZooModel, load_data_split
 
 NUM_CLASSES = 10  # every data set of the wing has ten classes; class_names() reads the real count
@@ -15,7 +15,7 @@ NUM_CLASSES = 10  # every data set of the wing has ten classes; class_names() re
 
 def class_names(data: str = DEFAULT_DATA, num_classes: int = NUM_CLASSES) -> tuple[str, ...]:
     """Class names of data set ``data`` (``T-shirt/top``, ... for Fashion-MNIST; ``0``..``9`` for the digits)."""
-    from storylab.images.datasets import class_names_of
+    from storylab.images.data.datasets import class_names_of
 
     return class_names_of(data, num_classes)
 

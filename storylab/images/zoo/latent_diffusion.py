@@ -32,8 +32,8 @@ from torch import nn
 from storylab.diffusion import BETA_SCHEDULES, PREDICTIONS, alphas_cumprod, beta_schedule, ddim_sample, diffusion_loss
 from storylab.errors import StorylabError
 from storylab.guidance import Guided, make_rule
-from storylab.images.digits import NUM_CLASSES
-from storylab.images.unet import timestep_embedding
+from storylab.images.data.digits import NUM_CLASSES
+from storylab.images.networks.unet import timestep_embedding
 from storylab.images.zoo.common import ZooModel, batched, check_positive, fit, tensor_loader
 from storylab.images.zoo.vae import VAE, VAEConfig
 from storylab.training import TrainConfig

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from storylab.errors import StorylabError
-from storylab.images.digits import to_unit
+from storylab.images.data.digits import to_unit
 from storylab.images.zoo.common import DEFAULT_DATA, ZooModel, batched, check_image_spec, check_positive, fit, load_data_split
 from storylab.images.zoo.nets import ConvDecoder, ConvEncoder, label_maps, one_hot
 from storylab.training import TrainConfig
