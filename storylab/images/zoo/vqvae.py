@@ -1,7 +1,8 @@
 """The VQ-VAE (van den Oord et al. 2017, "Neural Discrete Representation Learning") with an autoregressive prior.
 
 The encoder maps an image to a g x g grid (4x4 for the 8x8 digits, 7x7 at 28x28) of D-dimensional
-vectors z_e(x); each is replaced by its nearest codebook entry e_k (eq. 1-2), and the decoder reconstructs from the quantised grid z_q(x).
+vectors z_e(x); each is replaced by its nearest codebook entry e_k (eq. 1-2), and the decoder
+reconstructs from the quantised grid z_q(x).
 The loss is eq. 3 of the paper::
 
     L = ||x - D(z_q(x))||^2 + ||sg[z_e(x)] - e||^2 + beta_c * ||z_e(x) - sg[e]||^2
@@ -18,8 +19,8 @@ which keeps usage high without changing the objective.
 
 Sampling: a VQ-VAE has no usable prior of its own (the paper fixes a uniform prior during
 training). Like the paper (which uses a PixelCNN), we fit an *autoregressive* prior over the g * g
-codes of an image in raster order (16 for the digits, 49 at 28x28) after the VQ-VAE is trained: a small causal Transformer
-(:class:`CodePrior`, 2 layers, width 64), and decode the codes it draws. It is stored in the same
+codes of an image in raster order (16 for the digits, 49 at 28x28) after the VQ-VAE is trained: a
+small causal Transformer (:class:`CodePrior`, 2 layers, width 64), and decode the codes it draws. It is stored in the same
 checkpoint.
 
 Why not diffusers' ``VQModel``: its quantiser implements the same eq. 3 but without dead-code
