@@ -5,6 +5,9 @@ in a fresh interpreter, the import time ``python -X importtime`` reports for tha
 the top-level imports), the compute time (the command's own work, timed in this process after its
 imports, or as the command reports it), and the ratio command / compute. Targets of issue #20 on a
 quiet machine: ``guidance weights`` and ``control extract`` under 1 s, ``camera generate`` under 3 s.
+A second table gives the floors those figures stand on, each in a fresh interpreter: Python itself,
+``import torch``, transformers' BERT import (what the text encoder paid before it ran MiniLM on
+torch alone), and loading the text encoder each way.
 
     python bench/startup.py [--repeats 3]
 """
@@ -59,11 +62,40 @@ def import_seconds(args: list[str]) -> float:
     return total / 1e6
 
 
+def python_seconds(code: str, repeats: int) -> tuple[float, float]:
+    """Best wall and CPU time of ``python -c CODE`` in a fresh interpreter."""
+    import resource
+
+    best, best_cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+        best = min(best, time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best_cpu = min(best_cpu, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return best, best_cpu
+
+
+FLOORS = [
+    ("python -c pass", "pass"),
+    ("import storylab.cli", "import storylab.cli"),
+    ("import torch", "import torch"),
+    ("import torch + transformers BertModel", "import torch\nfrom transformers import AutoTokenizer, BertModel"),
+    ("MiniLM on torch (import + load)", "from storylab.text_encoder import SentenceEncoder\nSentenceEncoder()"),
+    ("MiniLM on transformers (import + load)",
+     "from storylab.text_encoder import SentenceEncoder\nSentenceEncoder(backend='transformers')"),
+    ("DIRECTOR crossattn (import + load)",
+     "from storylab.camera.generate import shipped_checkpoint\nfrom storylab.camera.training import load_director\n"
+     "load_director(shipped_checkpoint('crossattn'))"),
+]
+
+
 def compute_guidance() -> float:
     from storylab.guidance.schedules import parse_schedule
 
     t0 = time.perf_counter()
-    parse_schedule("cosine").scales(50, 3.0)
+    parse_schedule("cosine").scales_array(50, 3.0)  # what the command computes (numpy, no torch)
     return time.perf_counter() - t0
 
 
@@ -89,9 +121,9 @@ def main() -> None:
 
     def row(name: str, argv: list[str], compute: float | None, target: float) -> None:
         wall, cpu, out = wall_seconds(argv, args.repeats)
-        if compute is None:  # camera generate reports its own sampling time
-            match = re.search(r"sample ([\d.]+) s", out)
-            compute = float(match.group(1)) if match else float("nan")
+        if compute is None:  # camera generate reports its own times: compute = caption encoding + sampling
+            match = re.search(r"encode ([\d.]+) s, sample ([\d.]+) s", out)
+            compute = float(match.group(1)) + float(match.group(2)) if match else float("nan")
         rows.append((name, wall, cpu, import_seconds(argv), compute, target))
 
     row("--help", ["--help"], float("nan"), 1.0)
@@ -105,6 +137,10 @@ def main() -> None:
         ratio = wall / compute if compute and compute == compute else float("nan")
         print(f"{name:<18} {wall:8.2f} {cpu:7.2f} {imports:9.2f} {compute:10.4f} {ratio:13.0f} {target:9.1f}"
               f"{'' if wall <= target else '  (over)'}")
+    print(f"\n{'floor (fresh interpreter)':<40} {'wall s':>8} {'cpu s':>7}")
+    for name, code in FLOORS:
+        wall, cpu = python_seconds(code, args.repeats)
+        print(f"{name:<40} {wall:8.2f} {cpu:7.2f}")
     print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: figures on a busy machine are upper bounds)")
 
 

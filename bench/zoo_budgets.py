@@ -7,7 +7,8 @@
    by the command and stored in the checkpoint), plus the test-split usage and perplexity.
 
 The machine's 1-minute load average is printed before and after each run: on a shared machine the
-wall times scale with it. Usage: python bench/zoo_budgets.py [--families ae,vae,...] [--threads N]
+wall times scale with it. ``--data fashion-mnist`` measures the 28x28 networks the same way.
+Usage: python bench/zoo_budgets.py [--families ae,vae,...] [--threads N] [--data digits|fashion-mnist|mnist|FOLDER]
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ USAGE_BUDGET = 0.5
 ORDER = ("ae", "vae", "cvae", "vqvae", "gan", "ldm")
 
 
-def train(family: str, folder: Path, threads: int) -> tuple[float, str, float, float]:
+def train(family: str, folder: Path, threads: int, data: str = "digits") -> tuple[float, str, float, float]:
     """Run the default training command; return (wall seconds, last output line, load before, load after)."""
-    cmd = [sys.executable, "-m", "storylab.cli", "train", family, "digits", "--out", str(folder / f"{family}.safetensors"),
+    cmd = [sys.executable, "-m", "storylab.cli", "train", family, data, "--out", str(folder / f"{family}.safetensors"),
            "--no-progress", "--no-resume"]
     if family == "ldm":
         cmd += ["--vae", str(folder / "vae.safetensors")]
@@ -43,12 +44,13 @@ def train(family: str, folder: Path, threads: int) -> tuple[float, str, float, f
 
 def vq_usage(path: Path) -> tuple[float, float, float]:
     """(train usage stored by the command, test usage, test perplexity) of a VQ-VAE checkpoint."""
-    from storylab.images.data.digits import load_digits_split
     from storylab.images.zoo import load_zoo_model
+    from storylab.images.zoo.common import load_data_split
     from storylab.images.zoo.vqvae import codebook_usage, dataset_codes
 
     model = load_zoo_model(path, "vqvae")
-    usage, ppl = codebook_usage(dataset_codes(model, load_digits_split("test").images), model.config.codebook_size)
+    test = load_data_split(model.data, "test").images
+    usage, ppl = codebook_usage(dataset_codes(model, test), model.config.codebook_size)
     return float(model.extra["usage"]), usage, ppl
 
 
@@ -56,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(ORDER))
     parser.add_argument("--threads", type=int, default=2, help="OMP threads per training process (2 cores).")
+    parser.add_argument("--data", default="digits", help="Data set of the training commands (default: digits).")
     args = parser.parse_args()
     families = [f for f in args.families.split(",") if f]
     if "ldm" in families and "vae" not in families:
@@ -65,7 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for family in families:
-            seconds, line, l0, l1 = train(family, folder, args.threads)
+            seconds, line, l0, l1 = train(family, folder, args.threads, args.data)
             rows.append((family, seconds, l0, l1))
             print(f"{family:6s} {seconds:7.1f} s  ({seconds / BUDGET_S:.2f} of the 5-min budget)  load {l0:.1f} -> {l1:.1f}  | {line}")
             if family == "vqvae":

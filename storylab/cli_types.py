@@ -107,7 +107,7 @@ RULES: dict[str, Bound] = {
     "--depth": count(1, 64), "--codebook-size": count(1, 65_536), "--code-dim": count(1, 4096),
     "--dim": count(1, 8192), "--tokens": count(1, 4096), "--audio-channels": count(1, 1024),
     "--audio-dim": count(1, 8192), "--frame-size": count(8, 1024), "--text-tokens": count(1, 4096),
-    "--patch": count(1, 1024), "--max-shift": count(0, 8),
+    "--patch": count(1, 1024), "--max-shift": count(0, 8), "--hidden": count(1, 8192),
     # losses and model weights
     "--beta": Bound(0, 1000), "--commitment": Bound(0, 100), "--restart-after": count(0, 10 * MILLION),
     "--aux-weight": Bound(0, 100), "--modality-dropout": FRACTION_OPEN, "--p-mean": Bound(-20, 20),

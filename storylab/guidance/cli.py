@@ -21,7 +21,7 @@ def weights(schedule: str = typer.Option("constant", "--schedule", help=f"Schedu
             as_json: bool = typer.Option(False, "--json", help="Print a JSON list of numbers (first = noisiest step)."),
             ) -> None:
     """Per-step guidance scales s_i = 1 + w_i in sampling order (first = noisiest)."""
-    from storylab.guidance.schedules import parse_schedule, sampling_progress
+    from storylab.guidance.schedules import parse_schedule, progress_array  # numpy only: answers without torch
 
     parsed = parse_schedule(schedule, grid=grid)
     if parsed.needs_sigma:
@@ -29,8 +29,8 @@ def weights(schedule: str = typer.Option("constant", "--schedule", help=f"Schedu
 
         raise StorylabError(f"schedule '{schedule}' depends on each step's noise level, which the sampler sets; "
                             "'guidance weights' prints step-based schedules only")
-    values = parsed.scales(steps, scale).tolist()
-    progress = sampling_progress(steps, parsed.grid).tolist()
+    values = parsed.scales_array(steps, scale).tolist()
+    progress = progress_array(steps, parsed.grid).tolist()
     below_one = [i for i, v in enumerate(values) if v < 1.0 - 1e-12]
     note = (f"note: {len(below_one)} step(s) below scale 1: classic diffusers pipelines guide only above 1, so "
             "ScheduledGuidance rejects this schedule there; storylab's samplers and ScheduledCFG apply it")

@@ -31,6 +31,10 @@ Conventions (fixed, used everywhere in storylab):
   sqrt((1 - alpha-bar) / alpha-bar) for DDPM/DDIM, sigma for EDM). Outside it w = 0 and the sampler
   skips the unconditional pass.
 
+The values are computed in float64 numpy (``*_array`` methods), so that ``storylab guidance weights``
+answers without importing torch (about 2 s); the tensor methods (:meth:`WeightSchedule.strengths`,
+:meth:`WeightSchedule.scales`, :func:`sampling_progress`) convert at the boundary to the samplers.
+
 Schedules may be added, but never changed: saved studies depend on these definitions. When a
 definition does change, :data:`SCHEDULE_VERSION` is bumped and studies record it (README changelog).
 """
@@ -39,47 +43,70 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import torch
+import numpy as np
 
 from storylab.errors import StorylabError
 from storylab.guidance.names import GRIDS, SCHEDULE_VERSION, SPEC_HELP
 
-SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "constant": lambda p: torch.ones_like(p),
+if TYPE_CHECKING:
+    import torch
+
+# Shapes of progress p (a float64 numpy array), before mean normalisation.
+SHAPES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "constant": lambda p: np.ones_like(p),
     "linear": lambda p: p,
     "invlinear": lambda p: 1 - p,
-    "cosine": lambda p: 1 - torch.cos(math.pi * p),
-    "sine": lambda p: 1 + torch.cos(math.pi * p),
-    "v-shape": lambda p: torch.maximum(p, 1 - p),
-    "lambda-shape": lambda p: torch.minimum(p, 1 - p),
+    "cosine": lambda p: 1 - np.cos(math.pi * p),
+    "sine": lambda p: 1 + np.cos(math.pi * p),
+    "v-shape": lambda p: np.maximum(p, 1 - p),
+    "lambda-shape": lambda p: np.minimum(p, 1 - p),
 }
 ALIASES = {"v": "v-shape", "vshape": "v-shape", "lambda": "lambda-shape", "Λ-shape": "lambda-shape",
            "λ-shape": "lambda-shape", "λ": "lambda-shape", "Λ": "lambda-shape", "lambdashape": "lambda-shape",
            "static": "constant"}
 
 __all__ = ["GRIDS", "SCHEDULE_VERSION", "SHAPES", "WeightSchedule", "check_scale", "parse_schedule",
-           "sampling_progress"]
+           "progress_array", "sampling_progress"]
 
 
-def sampling_progress(num_steps: int, grid: str = "endpoints") -> torch.Tensor:
+def _tensor(values: np.ndarray) -> torch.Tensor:
+    """The float64 tensor of a schedule's values (torch is imported here, not with this module)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+
+
+def _float64_array(values: Any) -> np.ndarray:
+    """A flat float64 array of step sigmas given as a list, an array or a (any-device) tensor."""
+    if hasattr(values, "detach"):  # a torch tensor, possibly on an accelerator or requiring grad
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def progress_array(num_steps: int, grid: str = "endpoints") -> np.ndarray:
     """Progress p_i of each sampling step: i / (N - 1) (``endpoints``; ``[1.0]`` for one step) or (i + 1) / N (``paper``)."""
     if num_steps < 1:
         raise StorylabError(f"steps must be >= 1, got {num_steps}")
     if grid == "paper":
-        return torch.arange(1, num_steps + 1, dtype=torch.float64) / num_steps
+        return np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
     if grid != "endpoints":
         raise StorylabError(f"unknown step grid '{grid}' (choose from {', '.join(GRIDS)})")
     if num_steps == 1:
-        return torch.ones(1, dtype=torch.float64)
-    return torch.linspace(0, 1, num_steps, dtype=torch.float64)
+        return np.ones(1, dtype=np.float64)
+    return np.linspace(0, 1, num_steps, dtype=np.float64)
 
 
-def _continuous_mean(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def sampling_progress(num_steps: int, grid: str = "endpoints") -> torch.Tensor:
+    """:func:`progress_array` as a float64 tensor."""
+    return _tensor(progress_array(num_steps, grid))
+
+
+def _continuous_mean(fn: Callable[[np.ndarray], np.ndarray]) -> float:
     # Midpoint rule on 2^16 cells: exact to ~1e-10 for these smooth (or piecewise-linear) shapes.
     n = 1 << 16
-    return fn((torch.arange(n, dtype=torch.float64) + 0.5) / n).mean()
+    return float(fn((np.arange(n, dtype=np.float64) + 0.5) / n).mean())
 
 
 @dataclass(frozen=True)
@@ -100,30 +127,34 @@ class WeightSchedule:
         """True when the weight depends on the noise level of the step (a sigma interval)."""
         return self.sigma_interval is not None
 
-    def _shape_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _shape_fn(self) -> Callable[[np.ndarray], np.ndarray]:
         if self.shape in ("pcs", "pcs-mean"):
             s = self.exponent
-            return lambda p: (1 - torch.cos(math.pi * p ** s)) / 2
+            return lambda p: (1 - np.cos(math.pi * p ** s)) / 2
         return SHAPES[self.shape]
 
     def shape_values(self, num_steps: int) -> torch.Tensor:
         """The shape over ``num_steps`` steps in sampling order (mean-normalised unless pcs or an interval)."""
-        p = sampling_progress(num_steps, self.grid)
+        return _tensor(self.shape_array(num_steps))
+
+    def shape_array(self, num_steps: int) -> np.ndarray:
+        """:meth:`shape_values` as a float64 numpy array."""
+        p = progress_array(num_steps, self.grid)
         if self.sigma_interval is not None:
             raise StorylabError(f"schedule '{self.spec}' depends on the noise level: call strengths(..., sigmas=...)")
         if self.interval is not None:
             start, stop = self.interval
             if self.interval_convention == "diffusers":
-                i = torch.arange(num_steps)
-                return ((i >= int(start * num_steps)) & (i < int(stop * num_steps))).to(torch.float64)
-            return ((p >= start - 1e-12) & (p <= stop + 1e-12)).to(torch.float64)
+                i = np.arange(num_steps)
+                return ((i >= int(start * num_steps)) & (i < int(stop * num_steps))).astype(np.float64)
+            return ((p >= start - 1e-12) & (p <= stop + 1e-12)).astype(np.float64)
         fn = self._shape_fn()
         values = fn(p)
         if self.shape == "pcs":
             return values  # the lecture's formula, literally: value 1 (times w) at p = 1
         mean = values.mean() if self.grid == "endpoints" else _continuous_mean(fn)
-        if values.abs().max() <= 1e-12 or mean <= 1e-12:
-            return torch.ones_like(p)
+        if np.abs(values).max() <= 1e-12 or mean <= 1e-12:
+            return np.ones_like(p)
         return values / mean
 
     def strengths(self, num_steps: int, strength: float, sigmas: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
@@ -131,20 +162,25 @@ class WeightSchedule:
 
         ``sigmas`` (the noise level sigma_i = s_i / a_i of each step) is needed by sigma intervals only.
         """
+        return _tensor(self.strengths_array(num_steps, strength, sigmas))
+
+    def strengths_array(self, num_steps: int, strength: float,
+                        sigmas: Sequence[float] | torch.Tensor | None = None) -> np.ndarray:
+        """:meth:`strengths` as a float64 numpy array."""
         if self.floor is not None and strength < 0:
             raise StorylabError(f"schedule '{self.spec}': clamp floors a guidance weight w >= 0 (scale >= 1), "
                                 f"but this scale gives w = {strength:g}; use a scale >= 1 or drop the clamp")
         if self.sigma_interval is not None:
             if sigmas is None:
                 raise StorylabError(f"schedule '{self.spec}' depends on the noise level: pass the step sigmas")
-            sig = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
-            if sig.numel() != num_steps:
-                raise StorylabError(f"schedule '{self.spec}': got {sig.numel()} sigmas for {num_steps} steps")
+            sig = _float64_array(sigmas)
+            if sig.size != num_steps:
+                raise StorylabError(f"schedule '{self.spec}': got {sig.size} sigmas for {num_steps} steps")
             lo, hi = self.sigma_interval
-            return strength * ((sig > lo) & (sig <= hi)).to(torch.float64)
-        w = strength * self.shape_values(num_steps)
+            return strength * ((sig > lo) & (sig <= hi)).astype(np.float64)
+        w = strength * self.shape_array(num_steps)
         if self.floor is not None:
-            w = w.clamp(min=self.floor)
+            w = np.maximum(w, self.floor)
         return w
 
     def strength_at(self, step: int, num_steps: int, strength: float, sigma: float | None = None) -> float:
@@ -154,12 +190,17 @@ class WeightSchedule:
                 raise StorylabError(f"schedule '{self.spec}' depends on the noise level: pass the step's sigma")
             lo, hi = self.sigma_interval
             return strength if lo < sigma <= hi else 0.0
-        return float(self.strengths(num_steps, strength)[step])
+        return float(self.strengths_array(num_steps, strength)[step])
 
     def scales(self, num_steps: int, scale: float, sigmas: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
         """Per-step diffusers-convention scales s_i = 1 + w_i in sampling order (first = noisiest)."""
+        return _tensor(self.scales_array(num_steps, scale, sigmas))
+
+    def scales_array(self, num_steps: int, scale: float,
+                     sigmas: Sequence[float] | torch.Tensor | None = None) -> np.ndarray:
+        """:meth:`scales` as a float64 numpy array."""
         check_scale(scale)
-        return 1.0 + self.strengths(num_steps, scale - 1.0, sigmas)
+        return 1.0 + self.strengths_array(num_steps, scale - 1.0, sigmas)
 
 
 def check_scale(scale: float) -> None:

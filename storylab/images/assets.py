@@ -29,3 +29,9 @@ def shipped(data: str, role: str) -> Path:
     if data == "digits" and role.startswith("controlnet_"):
         return ASSETS / f"{role}.safetensors"
     return ASSETS / f"{data.replace('-', '_').replace(':', '_').replace('/', '_')}_{role}.safetensors"
+
+
+def zoo_checkpoint(family: str, data: str = "digits") -> Path:
+    """The shipped model-zoo checkpoint of ``family``: ``zoo_<family>.safetensors`` for the digits, else
+    ``<data>_zoo_<family>.safetensors`` (``fashion_mnist_zoo_vae.safetensors``); the path may not exist."""
+    return ASSETS / f"zoo_{family}.safetensors" if data == "digits" else shipped(data, f"zoo_{family}")

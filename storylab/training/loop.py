@@ -187,13 +187,16 @@ def train(model: nn.Module,
           callbacks: list[Callable[[TrainState], None]] | None = None,
           parameters: Iterable[nn.Parameter] | None = None,
           description: str = "training",
-          accelerator: Any | None = None) -> TrainState:
+          accelerator: Any | None = None,
+          resume_state: dict[str, Any] | None = None) -> TrainState:
     """Optimise ``loss_fn(model, batch)`` for ``config.steps`` steps and return the final state.
 
     ``save_fn(model, ema_model, step)`` writes the user-facing checkpoint (safetensors); the loop
     writes the resume state to ``state_path`` right after it, so both always describe the same step.
     ``parameters`` restricts optimisation (e.g. a ControlNet's trainable copy); by default all
-    parameters that require gradients are trained. A run whose ``state_path`` exists resumes.
+    parameters that require gradients are trained. A run whose ``state_path`` exists resumes;
+    ``resume_state`` is that file as the caller already read it with :func:`load_resume_state` (to refuse
+    a foreign state before a costly set-up), so it is not read twice.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -208,7 +211,7 @@ def train(model: nn.Module,
     ema = make_ema(model, config.ema_decay) if config.ema_decay else None
 
     start = 0
-    resume = load_resume_state(state_path) if state_path else None
+    resume = resume_state if resume_state is not None else load_resume_state(state_path) if state_path else None
     if resume is not None:
         saved_step = check_resume_state(resume, state_path, model, config, description)
         start = restore_resume_state(resume, model, {"optimizer": optimizer, "scheduler": scheduler}, ema)

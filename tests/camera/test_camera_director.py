@@ -47,7 +47,7 @@ def test_patched_tokens_shorten_the_sequence():
     net = tiny("crossattn", patch=4)
     assert net.input.in_features == 36 and net.output.out_features == 36 and net.char_token.in_features == 12
     seen = []
-    net.blocks[0].attn.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    net.blocks[0].norm_self.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
     net(torch.randn(1, 13, 9), torch.zeros(1), {k: v[:1, :13] if v.ndim > 1 and v.shape[1] == 13 else v[:1]
                                                 for k, v in condition(t=13).items()})
     assert seen == [4]  # ceil(13 / 4) tokens

@@ -74,6 +74,18 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     assert not torch.equal(second.weight, nn.Linear(3, 1).weight)
 
 
+def test_a_state_the_caller_already_read_is_resumed_without_reading_the_file_again(tmp_path):
+    out = tmp_path / "m.safetensors"
+    save = lambda raw, ema, step: save_checkpoint(out, raw.state_dict(), "toy", {})  # noqa: E731
+    torch.manual_seed(0)
+    train(nn.Linear(3, 1), _mse, _regression_loader(), _config(20), save_fn=save, state_path=state_path_for(out))
+    saved = load_resume_state(state_path_for(out))
+    state_path_for(out).unlink()  # the loop must take the state it is given, not look for the file
+    state = train(nn.Linear(3, 1), _mse, _regression_loader(), _config(30), save_fn=save,
+                  state_path=state_path_for(out), resume_state=saved)
+    assert state.history[0]["step"] == 25 and load_resume_state(state_path_for(out))["step"] == 30
+
+
 def test_a_callback_that_stops_the_run_keeps_the_checkpoint_of_its_step(tmp_path):
     out = tmp_path / "m.safetensors"
 

@@ -43,7 +43,7 @@ def shipped_kinds(data: str = "digits") -> list[str]:
 
 def condition_size(data: str) -> int:
     """Side of the condition maps of ``data``'s ControlNets: its image side times 2 per hint stage after the first."""
-    from storylab.images.control.controlnet import hint_channels_for
+    from storylab.images.control.conditions import hint_channels_for  # torch-free: control extract needs no torch
     from storylab.images.data.datasets import resolve
 
     side = resolve(data).image_size

@@ -38,6 +38,17 @@ if TYPE_CHECKING:  # torch is imported where a tensor is made: `control extract`
     from PIL import Image
 
 COND_SIZE = 32
+# Hint encoder widths by the base's image side: the condition is 4x the image side for the 8x8 digits (8x8 edges
+# would be a blob) and 2x for the 28x28 sets (the paper goes 512 -> 64, 8x, for a 64x64 latent). Kept here,
+# torch-free, because `control extract` sizes its default map with it.
+HINT_CHANNELS = {8: (8, 16, 32), 28: (16, 32)}
+
+
+def hint_channels_for(image_size: int) -> tuple[int, ...]:
+    """The ControlNet hint encoder widths for a base of side ``image_size`` (:data:`HINT_CHANNELS`; the 28x28 ones otherwise)."""
+    return HINT_CHANNELS.get(image_size, HINT_CHANNELS[28])
+
+
 BINARY_KINDS = ("canny", "scribble", "mask")
 CONTINUOUS_KINDS = ("sobel", "distance")
 KINDS = ("canny", "sobel", "scribble", "mask", "distance")

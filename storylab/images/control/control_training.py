@@ -160,10 +160,10 @@ def train_controlnet(out: str | Path, base_path: str | Path, cfg: ControlTrainin
     state_path = state_path_for(out)
     if not resume and state_path.exists():
         state_path.unlink()
-    if resume:
-        load_resume_state(state_path)  # a foreign or planted state is refused before the baseline evaluation
+    # a foreign or planted state is refused before the baseline evaluation; the loop gets the state read here
+    saved_state = load_resume_state(state_path) if resume else None
     curve: list[dict[str, float]] = []
-    if resume and state_path.exists() and out.exists():
+    if saved_state is not None and out.exists():
         curve = list(load_checkpoint(out).extra.get("fidelity", []))
     if not curve:
         curve.append({"step": 0, "fidelity": fidelity(None), "loss": float("nan")})
@@ -186,7 +186,8 @@ def train_controlnet(out: str | Path, base_path: str | Path, cfg: ControlTrainin
                      checkpoint_every=max(cfg.eval_every, 250), log_every=min(cfg.eval_every, 50), seed=cfg.seed,
                      progress=progress)
     state = train(model, lambda m, b: m.loss(b[0], b[1], b[2]), loader, tc, save_fn=save, state_path=state_path,
-                  callbacks=[on_log], parameters=net.parameters(), description=f"train controlnet ({cfg.kind})")
+                  callbacks=[on_log], parameters=net.parameters(), description=f"train controlnet ({cfg.kind})",
+                  resume_state=saved_state)
     final = load_controlnet(out, base)
     return final, {"seconds": state.losses.get("seconds", 0.0), "loss": state.losses.get("loss", float("nan")),
                    "history": state.history, "fidelity": curve, "base_fidelity": base_fidelity}

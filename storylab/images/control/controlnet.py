@@ -40,22 +40,12 @@ from torch import nn
 from storylab.diffusion import diffusion_loss
 from storylab.diffusion.contract import StepContext
 from storylab.errors import StorylabError
-from storylab.images.control.conditions import COND_SIZE, check_kind
+from storylab.images.control.conditions import COND_SIZE, HINT_CHANNELS, check_kind, hint_channels_for
 from storylab.images.networks.denoiser import DigitDiffusion
 from storylab.images.networks.unet import DigitUNet
 from storylab.training import load_checkpoint, save_checkpoint
 
 KIND = "digits-controlnet"
-
-
-# Hint encoder widths by the base's image side: the condition is 4x the image side for the 8x8 digits (8x8 edges
-# would be a blob) and 2x for the 28x28 sets (the paper goes 512 -> 64, 8x, for a 64x64 latent).
-HINT_CHANNELS = {8: (8, 16, 32), 28: (16, 32)}
-
-
-def hint_channels_for(image_size: int) -> tuple[int, ...]:
-    """The hint encoder widths for a base of side ``image_size`` (:data:`HINT_CHANNELS`; the 28x28 ones otherwise)."""
-    return HINT_CHANNELS.get(image_size, HINT_CHANNELS[28])
 
 
 @dataclass

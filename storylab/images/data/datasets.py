@@ -17,12 +17,16 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from storylab.errors import StorylabError
-from storylab.images.data.digits import DigitsSplit, load_digits_split
+
+if TYPE_CHECKING:  # torch is imported where images are loaded: the CLI reads DATA_HELP without it
+    import torch
+
+    from storylab.images.data.digits import DigitsSplit
 
 NAMES = ("digits", "fashion-mnist", "mnist")
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -142,11 +146,17 @@ def _fashion(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _to_model_range(grey: np.ndarray) -> torch.Tensor:
     """uint8 grey levels 0..255 ``(N, H, W)`` -> float ``(N, 1, H, W)`` in [-1, 1]."""
+    import torch
+
     return (torch.from_numpy(np.array(grey, copy=True)).float() / 127.5 - 1).unsqueeze(1)
 
 
 def load_split(data: str | Path | DataSet, split: str = "train") -> DigitsSplit:
     """The ``train`` or ``test`` split of ``data``: images ``(N, 1, H, W)`` in [-1, 1], labels ``(N,)``."""
+    import torch
+
+    from storylab.images.data.digits import DigitsSplit, load_digits_split
+
     ds = data if isinstance(data, DataSet) else resolve(data)
     if split not in ("train", "test"):
         raise StorylabError(f"unknown split '{split}' (train or test)")
@@ -170,6 +180,8 @@ def balanced_indices(labels: torch.Tensor, per_class: int, seed: int = 0, num_cl
     than ``per_class`` items is an error, since a floor or reference that silently lacks a class
     would be biased.
     """
+    import torch
+
     labels = torch.as_tensor(labels, dtype=torch.long)
     k = int(labels.max()) + 1 if num_classes is None else num_classes
     gen = torch.Generator().manual_seed(seed)

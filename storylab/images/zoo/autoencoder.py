@@ -17,22 +17,25 @@ from typing import Any
 
 import torch
 
-from storylab.images.zoo.common import ZooModel, check_positive, fit
+from storylab.images.zoo.common import DEFAULT_DATA, ZooModel, batched, check_image_spec, check_positive, fit, load_data_split
 from storylab.images.zoo.nets import ConvDecoder, ConvEncoder
 from storylab.training import TrainConfig
 
 
 @dataclass
 class AEConfig:
-    """Autoencoder size (defaults: the CLI's; tests use ``width=8, hidden=32``)."""
+    """Autoencoder size and data set (defaults: the CLI's for the digits; tests use ``width=8, hidden=32``)."""
 
     latent_dim: int = 8
     width: int = 16
     hidden: int = 128
+    data: str = DEFAULT_DATA
+    image_size: int = 8
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "width", "hidden"):
             check_positive(getattr(self, name), name.replace("_", " "))
+        check_image_spec(self)
 
 
 class AutoEncoder(ZooModel):
@@ -44,8 +47,8 @@ class AutoEncoder(ZooModel):
     def __init__(self, config: AEConfig | None = None) -> None:
         super().__init__(config or AEConfig())
         c = self.config
-        self.encoder = ConvEncoder(1, c.width, c.latent_dim, hidden=c.hidden)
-        self.decoder = ConvDecoder(c.latent_dim, c.width, hidden=c.hidden)
+        self.encoder = ConvEncoder(1, c.width, c.latent_dim, hidden=c.hidden, image_size=c.image_size)
+        self.decoder = ConvDecoder(c.latent_dim, c.width, hidden=c.hidden, image_size=c.image_size)
         # the naive prior: per-dimension mean / std of the training codes (fitted after training)
         self.register_buffer("code_mean", torch.zeros(c.latent_dim))
         self.register_buffer("code_std", torch.ones(c.latent_dim))
@@ -54,7 +57,7 @@ class AutoEncoder(ZooModel):
         return self.encoder(images)  # (B, latent_dim)
 
     def decode(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.tanh(self.decoder(latent))  # (B, 1, 8, 8)
+        return torch.tanh(self.decoder(latent))  # (B, 1, s, s)
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean squared reconstruction error per pixel."""
@@ -65,7 +68,7 @@ class AutoEncoder(ZooModel):
     def fit_code_prior(self, images: torch.Tensor) -> None:
         """Set the naive Gaussian prior to the per-dimension mean / std of the codes of ``images``."""
         self.eval()
-        codes = self.encode(images)
+        codes = batched(self.encode, images)
         self.code_mean.copy_(codes.mean(0))
         self.code_std.copy_(codes.std(0).clamp_min(1e-6))
 
@@ -79,12 +82,11 @@ class AutoEncoder(ZooModel):
 def train_autoencoder(out: str | Path, config: AEConfig, train_config: TrainConfig, batch_size: int = 128,
                       resume: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the AE with the shared loop, then fit its naive code prior on the train split and re-save."""
-    from storylab.images.data.digits import load_digits_split
     from storylab.images.zoo.common import save_zoo_model
 
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     info = fit(AutoEncoder(config), out, train_config, batch_size, resume, extra)
     model: AutoEncoder = info["model"]
-    model.fit_code_prior(load_digits_split("train").images)
+    model.fit_code_prior(load_data_split(config.data, "train").images)
     save_zoo_model(out, model, {**(extra or {}), "step": train_config.steps})
     return info

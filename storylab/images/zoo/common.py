@@ -5,13 +5,15 @@ command and ``storylab evaluate zoo`` treat them alike:
 
 * ``loss(images, labels) -> (loss, logs)`` - the family's objective (one optimiser; the GAN has its
   own two-optimiser loop in :mod:`storylab.images.zoo.gan`);
-* ``sample(labels, generator)`` - new digits ``(B, 1, 8, 8)`` in [-1, 1] (unconditional models ignore
-  the labels but draw one sample per entry);
+* ``sample(labels, generator)`` - new images ``(B, 1, s, s)`` in [-1, 1] (unconditional models ignore
+  the labels but draw one sample per entry); s is the data set's image size (8 for the digits, 28
+  for Fashion-MNIST / MNIST), recorded with the data set's name in every family's config;
 * ``reconstruct(images, labels)`` - decode(encode(x)), or ``None`` where the model has no encoder;
 * ``encode`` / ``decode`` - the latent used by the interpolation grids.
 
 Checkpoints are storylab safetensors files of kind ``zoo-<family>`` whose config records the
-family's dataclass, so a VAE checkpoint handed to ``storylab sample gan`` fails with one clear line.
+family's dataclass (with ``data`` and ``image_size``), so a VAE checkpoint handed to ``storylab sample gan``,
+or a digits checkpoint handed to a Fashion-MNIST command, fails with one clear line.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ import torch
 from torch import nn
 
 from storylab.errors import StorylabError
-from storylab.images.data.digits import load_digits_split
 from storylab.images.zoo.registry import family_classes
 from storylab.training import TrainConfig, load_checkpoint, read_metadata, save_checkpoint, state_path_for, train
 
 KIND_PREFIX = "zoo-"
+DEFAULT_DATA = "digits"  # what a checkpoint without a ``data`` field (every one before data sets) was trained on
 
 
 def kind_for(family: str) -> str:
@@ -43,6 +45,15 @@ def check_positive(value: float, name: str, integer: bool = True) -> None:
         raise StorylabError(f"{name} must be a positive integer, got {value}")
     if not integer and not (math.isfinite(value) and value > 0):
         raise StorylabError(f"{name} must be a positive number, got {value}")
+
+
+def check_image_spec(config: Any) -> None:
+    """A family config's ``data`` must be a non-empty name and its ``image_size`` one the conv nets can halve."""
+    from storylab.images.zoo.nets import down_stages
+
+    if not isinstance(config.data, str) or not config.data:
+        raise StorylabError(f"data must be a data set name, got {config.data!r}")
+    down_stages(config.image_size)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -71,6 +82,16 @@ class ZooModel(nn.Module):
         return int(getattr(self.config, "num_classes", 0))
 
     @property
+    def data(self) -> str:
+        """The data set the model was trained on (``digits``, ``fashion-mnist``, ``mnist`` or ``idx:<folder>``)."""
+        return str(getattr(self.config, "data", DEFAULT_DATA))
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the model reads and draws (8 for the digits, 28 for Fashion-MNIST)."""
+        return int(getattr(self.config, "image_size", 8))
+
+    @property
     def conditional(self) -> bool:
         """Whether samples are drawn for requested classes (adherence is then meaningful)."""
         return self.num_classes > 0
@@ -96,7 +117,7 @@ class ZooModel(nn.Module):
                     steps: int) -> torch.Tensor:
         """Decode ``steps`` points on the straight line between the latents of real digits ``a`` and ``b``.
 
-        ``a``, ``b``: ``(P, 1, 8, 8)`` pairs; returns ``(P * steps, 1, 8, 8)``, one row per pair.
+        ``a``, ``b``: ``(P, 1, s, s)`` pairs; returns ``(P * steps, 1, s, s)``, one row per pair.
         Conditional models interpolate the one-hot label too (a soft label in the middle).
         """
         za, zb = self.encode(a, label_a), self.encode(b, label_b)
@@ -139,8 +160,15 @@ def checkpoint_family(path: str | Path) -> str:
     return kind[len(KIND_PREFIX):]
 
 
-def load_zoo_model(path: str | Path, family: str | None = None) -> ZooModel:
-    """Load a zoo checkpoint (of ``family`` if given) in eval mode; mismatches are one clear line."""
+def check_data_matches(path: str | Path, found: str, expected: str) -> None:
+    """One clear line when a checkpoint trained on data set ``found`` is used for ``expected``."""
+    if found != expected:
+        raise StorylabError(f"{path} was trained on '{found}', not '{expected}' (pass a checkpoint trained on "
+                            f"'{expected}', or choose the data set '{found}')")
+
+
+def load_zoo_model(path: str | Path, family: str | None = None, data: str | None = None) -> ZooModel:
+    """Load a zoo checkpoint (of ``family`` and data set ``data`` if given) in eval mode; mismatches are one clear line."""
     classes = family_classes()
     if family is not None and family not in classes:
         raise StorylabError(f"unknown model family '{family}' (choose from {', '.join(classes)})")
@@ -151,7 +179,10 @@ def load_zoo_model(path: str | Path, family: str | None = None) -> ZooModel:
         raise StorylabError(f"{path} holds unknown family '{found}'")
     cls = classes[found]
     ckpt = load_checkpoint(path, kind_for(found))
-    model = cls(config_from_dict(cls.config_cls, ckpt.config))
+    config = config_from_dict(cls.config_cls, ckpt.config)
+    if data is not None:
+        check_data_matches(path, str(getattr(config, "data", DEFAULT_DATA)), data)
+    model = cls(config)
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as exc:
@@ -161,10 +192,17 @@ def load_zoo_model(path: str | Path, family: str | None = None) -> ZooModel:
     return model.eval()
 
 
-def digits_data_loader(batch_size: int, seed: int = 0, split: str = "train") -> torch.utils.data.DataLoader:
-    """Shuffled DataLoader of ``(images, labels)`` over the fixed digits split."""
-    data = load_digits_split(split)
-    return tensor_loader((data.images, data.labels), batch_size, seed)
+def load_data_split(data: str, split: str = "train") -> Any:
+    """``split`` of data set ``data`` (images ``(N, 1, s, s)`` in [-1, 1], labels ``(N,)``) via the wing's data sets."""
+    from storylab.images.data.datasets import load_split
+
+    return load_split(data, split)
+
+
+def data_loader(data: str, batch_size: int, seed: int = 0, split: str = "train") -> torch.utils.data.DataLoader:
+    """Shuffled DataLoader of ``(images, labels)`` over a fixed split of data set ``data``."""
+    part = load_data_split(data, split)
+    return tensor_loader((part.images, part.labels), batch_size, seed)
 
 
 def tensor_loader(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int = 0) -> torch.utils.data.DataLoader:
@@ -197,12 +235,21 @@ def fit(model: ZooModel, out: str | Path, train_config: TrainConfig, batch_size:
         saved["model"] = target
 
     loss_fn = loss_fn or (lambda m, batch: m.loss(batch[0], batch[1]))
-    state = train(model, loss_fn, loader or digits_data_loader(batch_size, train_config.seed), train_config,
+    state = train(model, loss_fn, loader or data_loader(model.data, batch_size, train_config.seed), train_config,
                   save_fn=save, state_path=state_path, parameters=parameters,
                   description=description or f"train {model.family}")
     final = saved.get("model", model)
     return {"seconds": state.losses.get("seconds", 0.0), "loss": state.losses.get("loss", float("nan")),
             "history": state.history, "model": final.eval()}
+
+
+@torch.no_grad()
+def batched(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor | None, batch_size: int = 512) -> torch.Tensor:
+    """``fn`` applied to slices of ``batch_size`` rows of ``tensors`` (``None`` passes through), concatenated:
+    the same result as one call, without holding the activations of a whole split (60,000 images) at once."""
+    n = next(t for t in tensors if t is not None).shape[0]
+    return torch.cat([fn(*(t[i:i + batch_size] if t is not None else None for t in tensors))
+                      for i in range(0, n, batch_size)])
 
 
 @torch.no_grad()
@@ -219,8 +266,8 @@ def reconstruction_error(model: ZooModel, images: torch.Tensor, labels: torch.Te
     return total / count
 
 
-def shipped_path(family: str) -> Path:
-    """Where the shipped checkpoint of ``family`` lives: ``storylab/assets/images/zoo_<family>.safetensors``."""
-    from storylab.images.assets import ASSETS
+def shipped_path(family: str, data: str = DEFAULT_DATA) -> Path:
+    """The shipped checkpoint of ``family`` for ``data``: ``zoo_<family>`` (digits), ``<data>_zoo_<family>`` otherwise."""
+    from storylab.images.assets import zoo_checkpoint
 
-    return ASSETS / f"zoo_{family}.safetensors"
+    return zoo_checkpoint(family, data)

@@ -8,8 +8,10 @@ For G, the paper's own remedy is used by default: early in training log(1 - D(G(
 - the non-saturating loss of section 3 (:func:`generator_loss`; ``saturating=True`` gives the
 min-max form for comparison). At the optimum D = 1/2 everywhere, where -V = 2 log 2.
 
-Networks follow DCGAN (Radford et al. 2016) at 8x8: G = linear -> 4x4 -> transposed conv -> 8x8 with
-BatchNorm + ReLU and a tanh output; D = strided conv with LeakyReLU(0.2), no BatchNorm; Adam with
+Networks follow DCGAN (Radford et al. 2016), with one stride-2 stage per halving of the image
+(:func:`~storylab.images.zoo.nets.down_stages`: 8x8 digits 4 -> 8, 28x28 Fashion-MNIST 7 -> 14 -> 28):
+G = linear -> g x g -> transposed convs with BatchNorm + ReLU and a tanh output; D = strided convs
+with LeakyReLU(0.2), no BatchNorm; Adam with
 lr 2e-4, beta_1 = 0.5. ``num_classes > 0`` gives the conditional GAN of Mirza & Osindero 2014: the
 one-hot label is appended to z and to D's input channels. No further stabilisers (no spectral norm,
 no gradient penalty) are added: the lecture's failure modes - unstable training and mode collapse -
@@ -36,8 +38,8 @@ import torch
 from torch import nn
 
 from storylab.errors import StorylabError
-from storylab.images.zoo.common import ZooModel, check_positive, digits_data_loader, save_zoo_model
-from storylab.images.zoo.nets import GRID, label_maps, one_hot
+from storylab.images.zoo.common import DEFAULT_DATA, ZooModel, check_image_spec, check_positive, data_loader, save_zoo_model
+from storylab.images.zoo.nets import down_stages, grid_size, label_maps, one_hot
 from storylab.training import (TrainConfig, load_resume_state, make_ema, restore_resume_state, save_resume_state,
                                state_path_for)
 from storylab.training.progress import progress_bar
@@ -50,10 +52,13 @@ class GANConfig:
     latent_dim: int = 32
     width: int = 32
     num_classes: int = 0
+    data: str = DEFAULT_DATA
+    image_size: int = 8
 
     def __post_init__(self) -> None:
         check_positive(self.latent_dim, "latent dim")
         check_positive(self.width, "width")
+        check_image_spec(self)
         if self.num_classes < 0 or self.num_classes == 1:
             raise StorylabError(f"num_classes must be 0 (unconditional) or >= 2, got {self.num_classes}")
 
@@ -73,33 +78,44 @@ def generator_loss(fake_logits: torch.Tensor, saturating: bool = False) -> torch
 
 
 class Generator(nn.Module):
-    """z ``(B, latent[+C])`` -> linear -> (B, 2w, 4, 4) -> transposed conv -> (B, w, 8, 8) -> (B, 1, 8, 8) in [-1, 1]."""
+    """z ``(B, latent[+C])`` -> linear -> (B, 2w, g, g) -> [transposed conv 2w -> 2w per further stage]
+    -> transposed conv -> (B, w, s, s) -> (B, 1, s, s) in [-1, 1] (digits: g = 4, s = 8; 28x28: g = 7)."""
 
     def __init__(self, config: GANConfig) -> None:
         super().__init__()
         w = config.width
-        self.width = w
-        self.stem = nn.Sequential(nn.Linear(config.latent_dim + config.num_classes, 2 * w * GRID * GRID),
-                                  nn.BatchNorm1d(2 * w * GRID * GRID), nn.ReLU())
+        self.width, self.side = w, grid_size(config.image_size)
+        g = self.side
+        self.stem = nn.Sequential(nn.Linear(config.latent_dim + config.num_classes, 2 * w * g * g),
+                                  nn.BatchNorm1d(2 * w * g * g), nn.ReLU())
+        extra: list[nn.Module] = []
+        for _ in range(down_stages(config.image_size) - 1):
+            extra += [nn.ConvTranspose2d(2 * w, 2 * w, 4, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU()]
         self.body = nn.Sequential(
-            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(),  # (B, w, 8, 8)
-            nn.Conv2d(w, 1, 3, padding=1), nn.Tanh(),  # (B, 1, 8, 8)
+            *extra,  # (B, 2w, s/2, s/2)
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(),  # (B, w, s, s)
+            nn.Conv2d(w, 1, 3, padding=1), nn.Tanh(),  # (B, 1, s, s)
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(self.stem(z).reshape(z.shape[0], 2 * self.width, GRID, GRID))
+        return self.body(self.stem(z).reshape(z.shape[0], 2 * self.width, self.side, self.side))
 
 
 class Discriminator(nn.Module):
-    """Image ``(B, 1[+C], 8, 8)`` -> strided conv -> (B, w, 4, 4) -> conv -> (B, 2w, 4, 4) -> logit ``(B,)``."""
+    """Image ``(B, 1[+C], s, s)`` -> strided conv -> (B, w, s/2, s/2) -> [strided conv w -> w per further stage]
+    -> conv -> (B, 2w, g, g) -> logit ``(B,)``."""
 
     def __init__(self, config: GANConfig) -> None:
         super().__init__()
-        w = config.width
+        w, g = config.width, grid_size(config.image_size)
+        extra: list[nn.Module] = []
+        for _ in range(down_stages(config.image_size) - 1):
+            extra += [nn.Conv2d(w, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(
-            nn.Conv2d(1 + config.num_classes, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, w, 4, 4)
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.LeakyReLU(0.2),  # (B, 2w, 4, 4)
-            nn.Flatten(), nn.Linear(2 * w * GRID * GRID, 1),  # (B, 1)
+            nn.Conv2d(1 + config.num_classes, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, w, s/2, s/2)
+            *extra,  # (B, w, g, g)
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.LeakyReLU(0.2),  # (B, 2w, g, g)
+            nn.Flatten(), nn.Linear(2 * w * g * g, 1),  # (B, 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +137,7 @@ class GAN(ZooModel):
         return torch.cat([z, one_hot(labels, self.num_classes)], 1) if self.conditional else z
 
     def discriminator_input(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.cat([images, label_maps(labels, self.num_classes)], 1) if self.conditional else images
+        return torch.cat([images, label_maps(labels, self.num_classes, images.shape[-1])], 1) if self.conditional else images
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor, generator: nn.Module | None = None) -> torch.Tensor:
         return (generator or self.generator)(self.generator_input(z, labels))
@@ -138,7 +154,7 @@ class GAN(ZooModel):
         return fake, discriminator_loss(real_logits, self.critic(fake.detach(), labels)), real_logits
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        raise StorylabError("a GAN has two opposed losses; train it with train_gan (storylab train gan digits)")
+        raise StorylabError("a GAN has two opposed losses; train it with train_gan (storylab train gan DATASET)")
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -206,7 +222,7 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
     if saved is not None:
         start = restore_resume_state(saved, model, {"opt_g": opt_g, "opt_d": opt_d}, ema)
         print(f"resuming train gan from step {start} ({state_path})")
-    loader = digits_data_loader(batch_size, tc.seed)
+    loader = data_loader(config.data, batch_size, tc.seed)
     model, opt_g, opt_d, loader = accelerator.prepare(model, opt_g, opt_d, loader)
     raw: GAN = accelerator.unwrap_model(model)
 

@@ -34,7 +34,7 @@ from storylab.errors import StorylabError
 from storylab.guidance import Guided, make_rule
 from storylab.images.data.digits import NUM_CLASSES
 from storylab.images.networks.unet import timestep_embedding
-from storylab.images.zoo.common import ZooModel, check_positive, fit, tensor_loader
+from storylab.images.zoo.common import ZooModel, batched, check_positive, fit, tensor_loader
 from storylab.images.zoo.vae import VAE, VAEConfig
 from storylab.training import TrainConfig
 
@@ -70,6 +70,15 @@ class LDMConfig:
     @property
     def vae_config(self) -> VAEConfig:
         return VAEConfig(**self.vae)
+
+    @property
+    def data(self) -> str:
+        """The data set of the frozen VAE (and so of the LDM)."""
+        return self.vae_config.data
+
+    @property
+    def image_size(self) -> int:
+        return self.vae_config.image_size
 
 
 class AdaLNBlock(nn.Module):
@@ -172,26 +181,26 @@ class LatentDiffusion(ZooModel):
 def fit_latent_scale(model: LatentDiffusion, images: torch.Tensor) -> torch.Tensor:
     """Set ``latent_scale`` = 1 / std of the VAE latents of ``images``; return the scaled latents ``(N, d)``."""
     model.latent_scale.fill_(1.0)
-    raw = model.vae.eval().encode(images)
+    raw = batched(model.vae.eval().encode, images)
     model.latent_scale.fill_(1.0 / float(raw.std().clamp_min(1e-6)))
     return raw * model.latent_scale
 
 
 def train_latent_diffusion(out: str | Path, vae_path: str | Path, config: LDMConfig, train_config: TrainConfig,
-                           batch_size: int = 128, resume: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load the VAE at ``vae_path`` (kind ``zoo-vae``), encode the train split, train the latent denoiser."""
-    from storylab.images.data.digits import load_digits_split
-    from storylab.images.zoo.common import load_zoo_model
+                           batch_size: int = 128, resume: bool = True, extra: dict[str, Any] | None = None,
+                           data: str | None = None) -> dict[str, Any]:
+    """Load the VAE at ``vae_path`` (kind ``zoo-vae``; trained on ``data`` if given), encode its train split, train the latent denoiser."""
+    from storylab.images.zoo.common import load_data_split, load_zoo_model
 
-    vae = load_zoo_model(vae_path, "vae")
+    vae = load_zoo_model(vae_path, "vae", data=data)
     config.vae = dict(vars(vae.config))
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     model = LatentDiffusion(config)
     model.vae.load_state_dict(vae.state_dict())
-    data = load_digits_split("train")
-    latents = fit_latent_scale(model, data.images)
+    train_split = load_data_split(config.data, "train")
+    latents = fit_latent_scale(model, train_split.images)
     info = fit(model, out, train_config, batch_size, resume, {**(extra or {}), "vae": str(vae_path)},
                loss_fn=lambda m, batch: m.latent_loss(batch[0], batch[1]),
-               loader=tensor_loader((latents, data.labels), batch_size, train_config.seed),
+               loader=tensor_loader((latents, train_split.labels), batch_size, train_config.seed),
                parameters=list(model.net.parameters()), description="train ldm")
     return info

@@ -34,7 +34,7 @@ from torch import nn
 
 from storylab.errors import StorylabError
 from storylab.images.data.digits import to_unit
-from storylab.images.zoo.common import ZooModel, check_positive, fit
+from storylab.images.zoo.common import DEFAULT_DATA, ZooModel, batched, check_image_spec, check_positive, fit, load_data_split
 from storylab.images.zoo.nets import ConvDecoder, ConvEncoder, label_maps, one_hot
 from storylab.training import TrainConfig
 
@@ -54,11 +54,14 @@ class VAEConfig:
     hidden: int = 128
     beta: float = 1.0
     num_classes: int = 0
+    data: str = DEFAULT_DATA
+    image_size: int = 8
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "width", "hidden"):
             check_positive(getattr(self, name), name.replace("_", " "))
         check_beta(self.beta)
+        check_image_spec(self)
         if self.num_classes < 0:
             raise StorylabError(f"num_classes must be >= 0, got {self.num_classes}")
 
@@ -90,14 +93,15 @@ class VAE(ZooModel):
     def __init__(self, config: VAEConfig | None = None) -> None:
         super().__init__(config or self.config_cls())
         c = self.config
-        self.encoder = ConvEncoder(1 + c.num_classes, c.width, 2 * c.latent_dim, hidden=c.hidden)  # -> (mu, logvar)
-        self.decoder = ConvDecoder(c.latent_dim + c.num_classes, c.width, hidden=c.hidden)
+        self.encoder = ConvEncoder(1 + c.num_classes, c.width, 2 * c.latent_dim, hidden=c.hidden,
+                                   image_size=c.image_size)  # -> (mu, logvar)
+        self.decoder = ConvDecoder(c.latent_dim + c.num_classes, c.width, hidden=c.hidden, image_size=c.image_size)
 
     # conditioning: the CVAE feeds c to both networks (label maps into q, one-hot beside z into p)
     def _encoder_input(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if not self.conditional:
             return images
-        return torch.cat([images, label_maps(labels, self.num_classes, images.shape[-1])], dim=1)  # (B, 1+C, 8, 8)
+        return torch.cat([images, label_maps(labels, self.num_classes, images.shape[-1])], dim=1)  # (B, 1+C, s, s)
 
     def _decoder_input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if not self.conditional:
@@ -110,7 +114,7 @@ class VAE(ZooModel):
         return mu, logvar.clamp(-10.0, 10.0)
 
     def decoder_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Bernoulli logits ``(B, 1, 8, 8)`` of p(x | z[, c])."""
+        """Bernoulli logits ``(B, 1, s, s)`` of p(x | z[, c])."""
         return self.decoder(self._decoder_input(z, labels))
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -144,19 +148,19 @@ class VAE(ZooModel):
 @torch.no_grad()
 def active_units(model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None, threshold: float = 0.01) -> int:
     """Latent dimensions u with Cov_x(E_q[z_u | x]) > threshold (Burda et al. 2016); collapsed ones are not."""
-    mu = model.eval().posterior(images, labels)[0]
+    model.eval()
+    mu = batched(lambda x, y: model.posterior(x, y)[0], images, labels)
     return int((mu.var(0) > threshold).sum())
 
 
 def train_vae(out: str | Path, config: VAEConfig, train_config: TrainConfig, batch_size: int = 128,
               resume: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the (conditional) VAE with the shared loop; reports active units of the saved model."""
-    from storylab.images.data.digits import load_digits_split
     from storylab.images.zoo.registry import family_class
 
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     model = family_class("cvae")(config) if config.num_classes else VAE(config)  # cvae.py builds on this file
     info = fit(model, out, train_config, batch_size, resume, extra)
-    data = load_digits_split("train")
+    data = load_data_split(config.data, "train")
     info["active_units"] = active_units(info["model"], data.images, data.labels if config.num_classes else None)
     return info

@@ -1,7 +1,8 @@
 """The VQ-VAE (van den Oord et al. 2017, "Neural Discrete Representation Learning") with an autoregressive prior.
 
-The encoder maps a digit to a 4x4 grid of D-dimensional vectors z_e(x); each is replaced by its
-nearest codebook entry e_k (eq. 1-2), and the decoder reconstructs from the quantised grid z_q(x).
+The encoder maps an image to a g x g grid (4x4 for the 8x8 digits, 7x7 at 28x28) of D-dimensional
+vectors z_e(x); each is replaced by its nearest codebook entry e_k (eq. 1-2), and the decoder
+reconstructs from the quantised grid z_q(x).
 The loss is eq. 3 of the paper::
 
     L = ||x - D(z_q(x))||^2 + ||sg[z_e(x)] - e||^2 + beta_c * ||z_e(x) - sg[e]||^2
@@ -17,9 +18,9 @@ output of the current batch (the restart heuristic of Dhariwal et al. 2020, Juke
 which keeps usage high without changing the objective.
 
 Sampling: a VQ-VAE has no usable prior of its own (the paper fixes a uniform prior during
-training). Like the paper (which uses a PixelCNN), we fit an *autoregressive* prior over the 16
-codes of a digit in raster order after the VQ-VAE is trained: a small causal Transformer
-(:class:`CodePrior`, 2 layers, width 64), and decode the codes it draws. It is stored in the same
+training). Like the paper (which uses a PixelCNN), we fit an *autoregressive* prior over the g * g
+codes of an image in raster order (16 for the digits, 49 at 28x28) after the VQ-VAE is trained: a
+small causal Transformer (:class:`CodePrior`, 2 layers, width 64), and decode the codes it draws. It is stored in the same
 checkpoint.
 
 Why not diffusers' ``VQModel``: its quantiser implements the same eq. 3 but without dead-code
@@ -39,8 +40,9 @@ import torch
 from torch import nn
 
 from storylab.errors import StorylabError
-from storylab.images.zoo.common import ZooModel, check_positive, fit, tensor_loader
-from storylab.images.zoo.nets import GRID, ConvDecoder, ConvEncoder
+from storylab.images.zoo.common import (DEFAULT_DATA, ZooModel, check_image_spec, check_positive, fit, load_data_split,
+                                        tensor_loader)
+from storylab.images.zoo.nets import ConvDecoder, ConvEncoder, grid_size
 from storylab.training import TrainConfig
 
 
@@ -56,8 +58,11 @@ class VQVAEConfig:
     prior_width: int = 64
     prior_layers: int = 2
     prior_heads: int = 4
+    data: str = DEFAULT_DATA
+    image_size: int = 8
 
     def __post_init__(self) -> None:
+        check_image_spec(self)
         if not (int(self.codebook_size) == self.codebook_size and self.codebook_size >= 2):
             raise StorylabError(f"codebook size must be an integer >= 2, got {self.codebook_size}")
         for name in ("code_dim", "width", "prior_width", "prior_layers", "prior_heads"):
@@ -172,7 +177,7 @@ class CodePrior(nn.Module):
 
 
 class VQVAE(ZooModel):
-    """Conv encoder -> 4x4 grid of ``code_dim`` vectors -> codebook -> conv decoder (tanh output)."""
+    """Conv encoder -> g x g grid of ``code_dim`` vectors -> codebook -> conv decoder (tanh output)."""
 
     family = "vqvae"
     config_cls = VQVAEConfig
@@ -180,21 +185,22 @@ class VQVAE(ZooModel):
     def __init__(self, config: VQVAEConfig | None = None) -> None:
         super().__init__(config or VQVAEConfig())
         c = self.config
-        self.encoder = ConvEncoder(1, c.width, c.code_dim, grid=True)
+        self.side = g = grid_size(c.image_size)  # 4 for the 8x8 digits, 7 for 28x28 images
+        self.encoder = ConvEncoder(1, c.width, c.code_dim, grid=True, image_size=c.image_size)
         self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, c.commitment, c.restart_after)
-        self.decoder = ConvDecoder(c.code_dim, c.width, grid=True)
-        self.prior = CodePrior(c.codebook_size, GRID * GRID, c.prior_width, c.prior_layers, c.prior_heads)
+        self.decoder = ConvDecoder(c.code_dim, c.width, grid=True, image_size=c.image_size)
+        self.prior = CodePrior(c.codebook_size, g * g, c.prior_width, c.prior_layers, c.prior_heads)
 
     def autoencoder_parameters(self) -> list[nn.Parameter]:
         """Everything but the prior (trained in stage 1)."""
         return [p for name, p in self.named_parameters() if not name.startswith("prior.")]
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The continuous encoder output z_e ``(B, D, 4, 4)`` (interpolation happens *before* quantisation)."""
+        """The continuous encoder output z_e ``(B, D, g, g)`` (interpolation happens *before* quantisation)."""
         return self.encoder(images)
 
     def codes(self, images: torch.Tensor) -> torch.Tensor:
-        """Code indices ``(B, 4, 4)`` of ``images``."""
+        """Code indices ``(B, g, g)`` of ``images``."""
         return self.quantizer(self.encoder(images))[1]
 
     def decode(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -217,13 +223,13 @@ class VQVAE(ZooModel):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Codes drawn from the autoregressive prior, decoded; one sample per entry of ``labels`` (ignored)."""
-        codes = self.prior.generate(labels.shape[0], generator).reshape(-1, GRID, GRID)
+        codes = self.prior.generate(labels.shape[0], generator).reshape(-1, self.side, self.side)
         return self.decode_codes(codes)
 
 
 @torch.no_grad()
 def dataset_codes(model: VQVAE, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Code indices ``(N, 4, 4)`` of ``images`` in eval mode (no restarts)."""
+    """Code indices ``(N, g, g)`` of ``images`` in eval mode (no restarts)."""
     model.eval()
     return torch.cat([model.codes(images[i:i + batch_size]) for i in range(0, images.shape[0], batch_size)])
 
@@ -236,15 +242,13 @@ def train_vqvae(out: str | Path, config: VQVAEConfig, train_config: TrainConfig,
     Each stage has its own resume state (``<out>.state.safetensors``, ``<out>.prior.state.safetensors``); the
     checkpoint after stage 2 holds both. Returns timing, losses and the final codebook usage.
     """
-    from storylab.images.data.digits import load_digits_split
-
     out = Path(out)
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     model = VQVAE(config)
     info = fit(model, out, train_config, batch_size, resume, extra, parameters=model.autoencoder_parameters())
     trained: VQVAE = info["model"]
-    images = load_digits_split("train").images
-    codes = dataset_codes(trained, images).reshape(images.shape[0], -1)  # (N, 16)
+    images = load_data_split(config.data, "train").images
+    codes = dataset_codes(trained, images).reshape(images.shape[0], -1)  # (N, g * g)
     info["usage"], info["perplexity"] = codebook_usage(codes, config.codebook_size)
     prior_tc = prior_config or train_config
     prior_state = out.with_name(out.stem + ".prior.state.safetensors")

@@ -97,12 +97,23 @@ def _param(path: tuple[str, ...], name: str):
     (("train", "digits"), "runs/digits_denoiser.safetensors"),
     (("train", "classifier"), "runs/digits_classifier.safetensors"),
     (("train", "features"), "runs/digit_features.safetensors"),
-    *[(("train", f), f"runs/zoo_{f}.safetensors") for f in ("ae", "vae", "cvae", "vqvae", "gan", "ldm")],
 ])
 def test_every_trainer_defaults_out_to_runs(path, default):
     option = _param(path, "out")
     assert str(option.default) == default and option.show_default is not False  # --help prints [default: runs/...]
     assert not str(option.default).startswith(str(ASSETS))
+
+
+@pytest.mark.parametrize("family", ["ae", "vae", "cvae", "vqvae", "gan", "ldm"])
+def test_zoo_trainers_default_out_to_runs_per_data_set(family):
+    from storylab.images.commands.zoo_cli import _dataset, _default_out
+
+    option = _param(("train", family), "out")  # the data set picks the file, so --help states both names
+    assert option.default is None
+    assert option.show_default == (f"runs/zoo_{family}.safetensors for digits, "
+                                   f"runs/<data>_zoo_{family}.safetensors otherwise")
+    assert str(_default_out(family, _dataset("digits"), None)) == f"runs/zoo_{family}.safetensors"
+    assert str(_default_out(family, _dataset("fashion-mnist"), None)) == f"runs/fashion_mnist_zoo_{family}.safetensors"
 
 
 def test_controlnet_out_help_states_the_default():
@@ -113,10 +124,18 @@ def test_controlnet_out_help_states_the_default():
 @pytest.mark.parametrize("path, name, shipped", [
     (("sample", "digits"), "checkpoint", DENOISER), (("sample", "digits"), "classifier", CLASSIFIER),
     (("evaluate", "digits"), "checkpoint", DENOISER),
-    (("train", "ldm"), "vae", ASSETS / "zoo_vae.safetensors"),
 ])
 def test_reading_options_still_default_to_the_shipped_models(path, name, shipped):
     assert _param(path, name).default == shipped
+
+
+def test_train_ldm_reads_the_shipped_vae_of_its_data_set():
+    from storylab.images.zoo.common import shipped_path
+
+    option = _param(("train", "ldm"), "vae")
+    assert option.default is None and option.show_default == "the shipped VAE of DATASET"
+    assert shipped_path("vae") == ASSETS / "zoo_vae.safetensors"
+    assert shipped_path("vae", "fashion-mnist") == ASSETS / "fashion_mnist_zoo_vae.safetensors"
 
 
 @pytest.mark.parametrize("path", [("train", "controlnet"), ("evaluate", "controlnet")])

@@ -29,7 +29,7 @@ def one_line_error(result, text):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["train", "vae", "mnist"], "unknown dataset 'mnist'"),
+    (["train", "vae", "cifar"], "unknown data set 'cifar'"),
     (["train", "vae", "digits", "--beta", "-1"], "Invalid value for '--beta': must be 0<=x<=1000"),
     (["train", "cvae", "digits", "--beta", "nan"], "Invalid value for '--beta': must be a finite number"),
     (["train", "vqvae", "digits", "--codebook-size", "1"], "codebook size must be an integer >= 2"),
