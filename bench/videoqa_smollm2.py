@@ -6,6 +6,10 @@ then the same SmolLM2 answers fetched over the OpenAI protocol from `transformer
 127.0.0.1 (the GGUF exported to a safetensors folder first), and SmolLM2 as the OEQA judge of the
 retrieval baseline's answers. A 135M model is a floor, not a figure comparable with the paper's LLMs.
 
+``--part camera`` captions three trajectories (E.T.'s outline -> caption) with ``camera caption
+--endpoint openai://127.0.0.1:PORT/MODEL`` against the same ``transformers serve`` and with
+``camera caption --endpoint hf:smollm2`` offline, both greedy (``--temperature 0``), and compares
+the two captions of each input; seconds per caption are given with and without the CLI start.
 ``--part compare`` runs only SmolLM2 through ``hf:`` and through ``transformers serve`` under the storylab
 and longva styles and prints the two replies and parsed letters question by question (agreement,
 accuracy, unparsed, seconds per question). ``--model-dir DIR`` keeps the safetensors export there
@@ -89,6 +93,96 @@ def serve_eval(port: int, folder: Path, style: str, out: Path) -> tuple[dict, fl
         raise SystemExit(f"videoqa eval over transformers serve failed: {res.stderr[-500:]}")
     s = json.loads((out / "summary.json").read_text())
     return s, (time.perf_counter() - t0) / s["n"]
+
+
+def camera_inputs(root: Path) -> list[tuple[Path, Path | None]]:
+    """Three E.T.-format inputs: trucking right; pushing in; trucking left then booming down (+y, OpenCV axes), character moving right."""
+    import numpy as np
+
+    from storylab.camera.et_format import save_npy, write_kitti_poses
+
+    inputs = []
+    for name, steps in (("truck_right", [(120, (0.8, 0, 0))]), ("push_in", [(100, (0, 0, 0.8))]),
+                        ("truck_left_boom_down", [(80, (-0.8, 0, 0)), (80, (0, 0.8, 0))])):
+        velocity = np.concatenate([np.tile(np.array(v) / 25, (n, 1)) for n, v in steps])
+        poses = np.tile(np.eye(4), (len(velocity), 1, 1))
+        poses[:, :3, 3] = np.cumsum(velocity, axis=0) - velocity[0]
+        traj = write_kitti_poses(root / f"{name}.txt", poses)
+        char = None
+        if len(steps) > 1:
+            positions = np.zeros((len(poses), 3), np.float32)
+            positions[:, 0] = np.arange(len(poses)) * 1.0 / 25
+            positions[:, 2] = 3.0
+            char = root / f"{name}_char.npy"
+            save_npy(char, positions)
+        inputs.append((traj, char))
+    return inputs
+
+
+def caption_cli(traj: Path, char: Path | None, endpoint: str) -> tuple[str, str, float]:
+    """``camera caption --outline --temperature 0`` in a fresh process: (outline, caption, wall seconds)."""
+    cmd = [sys.executable, "-m", "storylab.cli", "camera", "caption", str(traj), "--endpoint", endpoint,
+           "--temperature", "0", "--outline"] + (["--char", str(char)] if char else [])
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    seconds = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"camera caption --endpoint {endpoint} failed: {res.stderr[-500:]}")
+    lines = res.stdout.strip().splitlines()
+    return "\n".join(lines[:-1]), lines[-1], seconds
+
+
+def camera(model_dir: Path | None) -> None:
+    """camera caption through transformers serve and through hf:smollm2, greedy, input by input."""
+    import torch
+
+    from storylab.camera.captions import ChatCaptioner, LocalCaptioner
+    from storylab.camera.et_format import read_char, read_kitti_poses
+    from storylab.camera.tagging import tag_camera, tag_character
+
+    torch.set_num_threads(1)
+    root = Path(tempfile.mkdtemp(prefix="camera_smollm2_"))
+    inputs = camera_inputs(root)
+    folder = exported(model_dir, root)
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = serve(folder, port, root / "serve.log")
+    print(f"transformers serve up on 127.0.0.1:{port} after {time.perf_counter() - t0:.1f} s", flush=True)
+    served, served_s = [], []
+    try:
+        for traj, char in inputs:
+            outline_text, text, seconds = caption_cli(traj, char, f"openai://127.0.0.1:{port}/{folder}")
+            served.append(text)
+            print(f"--- {traj.name}\n{outline_text}\nserve ({seconds:.1f} s, CLI start included): {text}", flush=True)
+        chat = ChatCaptioner(base_url=f"http://127.0.0.1:{port}/v1", model=str(folder), temperature=0.0, timeout=600)
+        for traj, char in inputs:
+            poses = read_kitti_poses(traj)
+            tags = (tag_camera(poses), tag_character(read_char(char, len(poses))) if char else None)
+            t0 = time.perf_counter()
+            chat.caption(*tags)
+            served_s.append(time.perf_counter() - t0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    traj, char = inputs[0]
+    _, first, cli_seconds = caption_cli(traj, char, "hf:smollm2")
+    print(f"hf:smollm2 CLI on {traj.name}: {cli_seconds:.1f} s (CLI start and GGUF load included)", flush=True)
+    local = LocalCaptioner("hf:smollm2", temperature=0.0)
+    t0 = time.perf_counter()
+    local.lm
+    print(f"hf:smollm2 load in-process: {time.perf_counter() - t0:.1f} s", flush=True)
+    offline, offline_s = [], []
+    for traj, char in inputs:
+        poses = read_kitti_poses(traj)
+        tags = (tag_camera(poses), tag_character(read_char(char, len(poses))) if char else None)
+        t0 = time.perf_counter()
+        offline.append(local.caption(*tags))
+        offline_s.append(time.perf_counter() - t0)
+    assert offline[0] == first, "the CLI and the in-process hf:smollm2 captions differ"
+    print("\n| input | serve caption | hf:smollm2 caption | identical | s/caption serve | s/caption hf: |\n|---|---|---|---|---|---|")
+    for (traj, _), a, b, sa, sb in zip(inputs, served, offline, served_s, offline_s):
+        print(f"| {traj.stem} | {a} | {b} | {'yes' if a == b else 'no'} | {sa:.2f} | {sb:.2f} |")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def compare(model_dir: Path | None) -> None:
@@ -226,12 +320,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("all", "compare"), default="all",
-                        help="all: the whole table (default); compare: hf: against serve question by question")
+    parser.add_argument("--part", choices=("all", "compare", "camera"), default="all",
+                        help="all: the whole table (default); compare: hf: against serve question by question; "
+                             "camera: camera caption through serve and hf:smollm2")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="keep the safetensors export here and reuse it when it exists (default: a temp folder)")
     args = parser.parse_args()
     if args.part == "compare":
         compare(args.model_dir)
+    elif args.part == "camera":
+        camera(args.model_dir)
     else:
         main()
