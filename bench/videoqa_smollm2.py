@@ -169,7 +169,7 @@ def camera(model_dir: Path | None) -> None:
     print(f"hf:smollm2 CLI on {traj.name}: {cli_seconds:.1f} s (CLI start and GGUF load included)", flush=True)
     local = LocalCaptioner("hf:smollm2", temperature=0.0)
     t0 = time.perf_counter()
-    local.lm
+    local.lm  # loads the model
     print(f"hf:smollm2 load in-process: {time.perf_counter() - t0:.1f} s", flush=True)
     offline, offline_s = [], []
     for traj, char in inputs:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
-import json
 
 import numpy as np
 import pytest

@@ -22,7 +22,7 @@ from storylab.errors import StorylabError
 from storylab.videoqa.backends.base import QAItem, Reply
 from storylab.videoqa.cache import ResponseCache, request_key
 
-__all__ = ["HFBackend", "PRESETS", "ModelSource", "export_safetensors", "resolve_model"]
+__all__ = ["PRESETS", "HFBackend", "ModelSource", "export_safetensors", "resolve_model"]
 
 
 class HFBackend:
