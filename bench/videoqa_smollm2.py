@@ -10,6 +10,9 @@ retrieval baseline's answers. A 135M model is a floor, not a figure comparable w
 --endpoint openai://127.0.0.1:PORT/MODEL`` against the same ``transformers serve`` and with
 ``camera caption --endpoint hf:smollm2`` offline, both greedy (``--temperature 0``), and compares
 the two captions of each input; seconds per caption are given with and without the CLI start.
+``--part load`` times the SmolLM2 GGUF load both ways, alternately: transformers' plain
+``from_pretrained`` of config, tokenizer and model, and storylab's ``load_causal_lm`` (the config
+handed to the model, gguf's tensor-name map built once), and checks the weights are identical.
 ``--part compare`` runs only SmolLM2 through ``hf:`` and through ``transformers serve`` under the storylab
 and longva styles and prints the two replies and parsed letters question by question (agreement,
 accuracy, unparsed, seconds per question). ``--model-dir DIR`` keeps the safetensors export there
@@ -59,6 +62,22 @@ def serve(folder: Path, port: int, log: Path) -> subprocess.Popen:
     raise SystemExit("transformers serve did not come up within 600 s")
 
 
+def start_server(folder: Path, root: Path) -> tuple[subprocess.Popen, int]:
+    """`transformers serve` of ``folder`` on a free 127.0.0.1 port, its start-up time printed."""
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = serve(folder, port, root / "serve.log")
+    print(f"transformers serve up on 127.0.0.1:{port} after {time.perf_counter() - t0:.1f} s", flush=True)
+    return proc, port
+
+
+def print_rows(rows: list[tuple], first: str) -> None:
+    """The MCQA L table as Markdown: (name, style, n, accuracy, unparsed, seconds per question) rows."""
+    print(f"\n| {first} | prompt style | n | MCQA L accuracy | unparsed | s / question |\n|---|---|---|---|---|---|")
+    for name, style, n, acc, unparsed, per_q in rows:
+        print(f"| {name} | {style} | {n} | {100 * acc:.1f}% | {unparsed} | {per_q:.2f} |")
+
+
 def answers(run: Path) -> dict[str, str]:
     """question_id -> raw reply of a run folder."""
     return {r["question_id"]: r["response"] for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
@@ -71,7 +90,7 @@ def records(run: Path) -> dict[str, dict]:
 
 def exported(model_dir: Path | None, root: Path) -> Path:
     """The SmolLM2 safetensors folder: ``model_dir`` when it already holds one, else a fresh export."""
-    from storylab.videoqa.backends.hf import export_safetensors
+    from storylab.chat_model import export_safetensors
 
     if model_dir is not None and (model_dir / "config.json").is_file():
         print(f"reusing the safetensors export in {model_dir}", flush=True)
@@ -93,6 +112,36 @@ def serve_eval(port: int, folder: Path, style: str, out: Path) -> tuple[dict, fl
         raise SystemExit(f"videoqa eval over transformers serve failed: {res.stderr[-500:]}")
     s = json.loads((out / "summary.json").read_text())
     return s, (time.perf_counter() - t0) / s["n"]
+
+
+def load(rounds: int = 2) -> None:
+    """The SmolLM2 GGUF loaded the plain transformers way and through load_causal_lm, alternately."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from storylab.chat_model import load_causal_lm, resolve_model
+
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(1)
+    source = resolve_model("smollm2")
+    kwargs = {"local_files_only": True, "gguf_file": source.gguf_file}
+    times = {"plain": [], "storylab": []}
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        AutoConfig.from_pretrained(source.folder, **kwargs)
+        AutoTokenizer.from_pretrained(source.folder, **kwargs)
+        plain = AutoModelForCausalLM.from_pretrained(source.folder, **kwargs)
+        times["plain"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        _, _, ours = load_causal_lm(source, "bench")
+        times["storylab"].append(time.perf_counter() - t0)
+        a, b = plain.state_dict(), ours.state_dict()
+        same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        print(f"plain {times['plain'][-1]:.1f} s, load_causal_lm {times['storylab'][-1]:.1f} s, "
+              f"identical weights: {same}", flush=True)
+    plain_s, ours_s = sum(times["plain"]) / rounds, sum(times["storylab"]) / rounds
+    print(f"mean of {rounds}: plain {plain_s:.1f} s, load_causal_lm {ours_s:.1f} s, ratio {plain_s / ours_s:.2f}x")
 
 
 def camera_inputs(root: Path) -> list[tuple[Path, Path | None]]:
@@ -144,10 +193,7 @@ def camera(model_dir: Path | None) -> None:
     root = Path(tempfile.mkdtemp(prefix="camera_smollm2_"))
     inputs = camera_inputs(root)
     folder = exported(model_dir, root)
-    port = free_port()
-    t0 = time.perf_counter()
-    proc = serve(folder, port, root / "serve.log")
-    print(f"transformers serve up on 127.0.0.1:{port} after {time.perf_counter() - t0:.1f} s", flush=True)
+    proc, port = start_server(folder, root)
     served, served_s = [], []
     try:
         for traj, char in inputs:
@@ -213,10 +259,7 @@ def compare(model_dir: Path | None) -> None:
               f"s/q={rows[-1][-1]:.2f}", flush=True)
     del smol
     folder = exported(model_dir, root)
-    port = free_port()
-    t0 = time.perf_counter()
-    proc = serve(folder, port, root / "serve.log")
-    print(f"transformers serve up on 127.0.0.1:{port} after {time.perf_counter() - t0:.1f} s", flush=True)
+    proc, port = start_server(folder, root)
     try:
         for style in styles:
             s, per_q = serve_eval(port, folder, style, root / f"serve-{style}")
@@ -237,17 +280,14 @@ def compare(model_dir: Path | None) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    print("\n| path | prompt style | n | MCQA L accuracy | unparsed | s / question |\n|---|---|---|---|---|---|")
-    for name, style, n, acc, unparsed, per_q in rows:
-        print(f"| {name} | {style} | {n} | {100 * acc:.1f}% | {unparsed} | {per_q:.2f} |")
+    print_rows(rows, "path")
     shutil.rmtree(root, ignore_errors=True)
 
 
-def main() -> None:
+def main(model_dir: Path | None = None) -> None:
     import torch
 
     from storylab.videoqa.backends import make_backend
-    from storylab.videoqa.backends.hf import export_safetensors
     from storylab.videoqa.prompts import PromptConfig
     from storylab.videoqa.runner import EvalConfig, run_eval
     from storylab.videoqa.sample import sample_paths
@@ -277,25 +317,12 @@ def main() -> None:
     mcqa("Retrieval (MiniLM)", "retrieval", "storylab")
     hf_runs = {style: mcqa("SmolLM2-135M (hf:)", "hf:smollm2", style, smol) for style in ("storylab", "longva", "sf20k")}
 
-    t0 = time.perf_counter()
-    folder = export_safetensors("smollm2", root / "smollm2")
-    print(f"export to safetensors: {time.perf_counter() - t0:.1f} s", flush=True)
-    port = free_port()
-    t0 = time.perf_counter()
-    proc = serve(folder, port, root / "serve.log")
-    print(f"transformers serve up on 127.0.0.1:{port} after {time.perf_counter() - t0:.1f} s", flush=True)
+    folder = exported(model_dir, root)
+    proc, port = start_server(folder, root)
     try:
         for style in ("storylab", "longva"):
             out = root / f"serve-{style}"
-            t0 = time.perf_counter()
-            cmd = [sys.executable, "-m", "storylab.cli", "videoqa", "eval", "--sample", "--mode", "L", "--backend",
-                   f"openai://127.0.0.1:{port}/{folder}", "--prompt-style", style, "--max-tokens", "16",
-                   "--concurrency", "1", "--timeout", "300", "--no-progress", "--out", str(out)]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise SystemExit(f"videoqa eval over transformers serve failed: {res.stderr[-500:]}")
-            s = json.loads((out / "summary.json").read_text())
-            per_q = (time.perf_counter() - t0) / s["n"]
+            s, per_q = serve_eval(port, folder, style, out)
             rows.append(("SmolLM2-135M (serve)", style, s["n"], s["accuracy"], s["unparsed"], per_q))
             a, b = (answers(hf_runs[style]), answers(out))
             same = sum(a[q] == b.get(q) for q in a)
@@ -312,17 +339,15 @@ def main() -> None:
     print(f"OEQA L retrieval judged by hf:smollm2: n={s['n']} readable={s['judged']} SFD yes-rate="
           f"{100 * s['yes_rate']:.1f}% SF20K LLM-QA-Eval={s['llm_qa_eval']:.2f}/5 ({time.perf_counter() - t0:.0f} s, "
           "judge load included)", flush=True)
-    print("\n| method | prompt style | n | MCQA L accuracy | unparsed | s / question |\n|---|---|---|---|---|---|")
-    for name, style, n, acc, unparsed, per_q in rows:
-        print(f"| {name} | {style} | {n} | {100 * acc:.1f}% | {unparsed} | {per_q:.2f} |")
+    print_rows(rows, "method")
     shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("all", "compare", "camera"), default="all",
+    parser.add_argument("--part", choices=("all", "compare", "camera", "load"), default="all",
                         help="all: the whole table (default); compare: hf: against serve question by question; "
-                             "camera: camera caption through serve and hf:smollm2")
+                             "camera: camera caption through serve and hf:smollm2; load: GGUF load times")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="keep the safetensors export here and reuse it when it exists (default: a temp folder)")
     args = parser.parse_args()
@@ -330,5 +355,7 @@ if __name__ == "__main__":
         compare(args.model_dir)
     elif args.part == "camera":
         camera(args.model_dir)
+    elif args.part == "load":
+        load()
     else:
-        main()
+        main(args.model_dir)
