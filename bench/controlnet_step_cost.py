@@ -32,10 +32,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from storylab.images.assets import DENOISER
-    from storylab.images.control_cli import shipped_controlnet
-    from storylab.images.control_training import eval_conditions
-    from storylab.images.controlnet import Control, ControlledDenoiser, load_controlnet
-    from storylab.images.denoiser import load_digit_model, sample_digits
+    from storylab.images.commands.control_cli import shipped_controlnet
+    from storylab.images.control.control_training import eval_conditions
+    from storylab.images.control.controlnet import Control, ControlledDenoiser, load_controlnet
+    from storylab.images.networks.denoiser import load_digit_model, sample_digits
 
     base = load_digit_model(args.base or DENOISER)
     net = load_controlnet(args.controlnet or shipped_controlnet("canny"), base)

@@ -32,10 +32,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from storylab.images.assets import DENOISER
-    from storylab.images.conditions import condition_fidelity
-    from storylab.images.control_training import (ControlTrainingConfig, controlled_samples, eval_conditions,
+    from storylab.images.control.conditions import condition_fidelity
+    from storylab.images.control.control_training import (ControlTrainingConfig, controlled_samples, eval_conditions,
                                                    train_controlnet)
-    from storylab.images.denoiser import load_digit_model
+    from storylab.images.networks.denoiser import load_digit_model
 
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from storylab.images.assets import DENOISER
-from storylab.images.denoiser import load_digit_model, sample_digits
-from storylab.images.feature_training import load_digit_feature_net
-from storylab.images.study import real_reference, score_samples
+from storylab.images.networks.denoiser import load_digit_model, sample_digits
+from storylab.images.networks.feature_training import load_digit_feature_net
+from storylab.images.study.study import real_reference, score_samples
 
 
 def timed_denoiser(model):

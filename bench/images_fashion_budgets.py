@@ -20,8 +20,8 @@ import time
 import torch
 
 from storylab.images.assets import shipped
-from storylab.images.denoiser import DigitDiffusion, DigitDiffusionConfig, load_digit_model, sample_digits
-from storylab.images.unet import UNetConfig
+from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, load_digit_model, sample_digits
+from storylab.images.networks.unet import UNetConfig
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -79,9 +79,9 @@ def sampling(checkpoint, n: int = 100, steps: int = 50) -> dict[str, float]:
 
 
 def curve(points: list[str], per_class: int, steps: int) -> None:
-    from storylab.images.datasets import load_split
-    from storylab.images.feature_training import load_digit_feature_net
-    from storylab.images.study import real_reference, score_samples
+    from storylab.images.data.datasets import load_split
+    from storylab.images.networks.feature_training import load_digit_feature_net
+    from storylab.images.study.study import real_reference, score_samples
     from storylab.metrics import adherence
 
     net = load_digit_feature_net(data="fashion-mnist")

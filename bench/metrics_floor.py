@@ -12,8 +12,8 @@ import time
 import numpy as np
 import torch
 
-from storylab.images.digits import load_digits_split
-from storylab.images.feature_training import load_digit_feature_net
+from storylab.images.data.digits import load_digits_split
+from storylab.images.networks.feature_training import load_digit_feature_net
 from storylab.metrics import (density_coverage, extract_features, frechet_distance, mean_pairwise_distance,
                               precision_recall, real_floor, vendi_score)
 from storylab.metrics.distribution import draw_rows

@@ -68,7 +68,7 @@ def compute_guidance() -> float:
 
 
 def compute_extract(image: Path) -> float:
-    from storylab.images.conditions import extract, load_gray_image
+    from storylab.images.control.conditions import extract, load_gray_image
 
     t0 = time.perf_counter()
     extract("canny", load_gray_image(image))

@@ -43,7 +43,7 @@ def train(family: str, folder: Path, threads: int) -> tuple[float, str, float, f
 
 def vq_usage(path: Path) -> tuple[float, float, float]:
     """(train usage stored by the command, test usage, test perplexity) of a VQ-VAE checkpoint."""
-    from storylab.images.digits import load_digits_split
+    from storylab.images.data.digits import load_digits_split
     from storylab.images.zoo import load_zoo_model
     from storylab.images.zoo.vqvae import codebook_usage, dataset_codes
 

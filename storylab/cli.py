@@ -10,18 +10,22 @@ import functools
 import importlib
 import json
 import sys
+from pathlib import Path
 
-from storylab.cli_groups import app
+import typer
+
+from storylab.cli_groups import app, evaluate_app
 from storylab.errors import StorylabError
+from storylab.guidance.names import SPEC_HELP, parse_scales
 
 # Modules that register commands on the groups. A wing whose CLI module is missing is skipped, so
 # the front door never breaks because one wing is still being written.
 COMMAND_MODULES = (
     "storylab.guidance.cli",
-    "storylab.images.cli",
-    "storylab.images.features_cli",
-    "storylab.images.control_cli",
-    "storylab.images.zoo_cli",
+    "storylab.images.commands.cli",
+    "storylab.images.commands.features_cli",
+    "storylab.images.commands.control_cli",
+    "storylab.images.commands.zoo_cli",
     "storylab.camera.cli",
     "storylab.humor.cli",
     "storylab.videoqa.cli",
@@ -35,6 +39,80 @@ for _name in COMMAND_MODULES:
     except ModuleNotFoundError as exc:  # only a missing module of our own is tolerated
         if exc.name != _name:
             raise
+
+
+def _split_schedules(text: str) -> list[str]:
+    specs = [s.strip() for s in text.split(";") if s.strip()]
+    if not specs:
+        raise StorylabError("--schedules is empty (separate SPECs with ';')")
+    return specs
+
+
+# `evaluate pipeline` lives in the front door: it joins the guidance foundation's study with the
+# images wing's condition extractors (--control canny=photo.png), and neither may import the other.
+@evaluate_app.command("pipeline")
+def evaluate_pipeline(
+    model: Path = typer.Option(..., "--model", help="A diffusers text-to-image pipeline saved on disk (SD 1.5, SDXL, ...)."),
+    prompts: Path = typer.Option(..., "--prompts", help="Text file, one prompt per line ('#' lines skipped)."),
+    schedules: str = typer.Option("constant;linear;cosine;clamp:linear:c=2;pcs:s=1", "--schedules",
+                                  help=f"Schedule SPECs separated by ';' ({SPEC_HELP})."),
+    scales: str = typer.Option("3,5,7.5", "--scales", help="Comma-separated guidance scales (diffusers convention, >= 1)."),
+    n: int = typer.Option(4, "--n", help="Images per prompt and cell (the same seeds in every cell)."),
+    steps: int = typer.Option(30, "--steps", help="Sampling steps (the pipeline's own scheduler)."),
+    seed: int = typer.Option(0, "--seed", help="Base seed: image j of prompt p uses seed + 1000 p + j."),
+    negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt of the unconditional branch (default: empty).",
+                                       show_default=False),
+    clip: Path | None = typer.Option(None, "--clip", help="Local CLIP folder (CLIPModel + processor) for CLIP score and features (default: none, images only)."),
+    reference: Path | None = typer.Option(None, "--reference", help="Folder of reference images for FID / PRDC on CLIP image features (default: none, no FID/PRDC)."),
+    control: list[str] = typer.Option([], "--control",
+                                      help="ControlNet pipelines: KIND=PATH[:scale[:start:end]], one per ControlNet in the "
+                                           "pipeline's order. KIND: canny (= edges), sobel, scribble, mask, distance (= depth), "
+                                           "extracted from the image PATH at the pipeline's resolution exactly as 'storylab "
+                                           "control extract KIND PATH --size <resolution>' writes it; scale, start, end: "
+                                           "diffusers' controlnet_conditioning_scale and control_guidance_start/end "
+                                           "(1, 0, 1). Not together with --control-image (default: none)."),
+    control_image: list[Path] = typer.Option([], "--control-image",
+                                              help="ControlNet pipelines: a ready condition image per ControlNet, in order, "
+                                                   "used as is (scale 1, whole run). Not together with --control (default: none)."),
+    out: Path = typer.Option(Path("runs/pipeline_study"), "--out", help="Output folder (resumes a killed run with the same settings)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """The Wang et al. schedule study on a local text-to-image pipeline: every schedule x scale, same seeds, scored."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from storylab.guidance.pipeline_study import (PipelineControl, PipelineStudyConfig, pipeline_resolution,
+                                                  run_pipeline_study, summary_rows)
+    from storylab.images.commands.control_cli import pipeline_control  # the images wing's extractors, in one import
+
+    if control and control_image:
+        raise StorylabError("--control and --control-image together: give every ControlNet's condition with one of "
+                            "them (--control KIND=PATH extracts it, --control-image FILE takes a ready one)")
+    controls = [PipelineControl(path, source={"control_image": str(path)}) for path in control_image]
+    if control:
+        size = pipeline_resolution(model)
+        for text in control:
+            spec, image, settings = pipeline_control(text, size)
+            same = f"storylab control extract {settings['extractor']} {spec.path} --size {size}"
+            controls.append(PipelineControl(image, spec.scale, spec.start, spec.end, source={**settings, "same_as": same}))
+    cfg = PipelineStudyConfig(model=model, prompts=prompts, schedules=_split_schedules(schedules),
+                              scales=parse_scales(scales), out=out, n=n, steps=steps, seed=seed,
+                              negative_prompt=negative_prompt, clip=clip, reference=reference,
+                              controls=controls or None, progress=progress)
+    result = run_pipeline_study(cfg)
+    table = Table(title=f"pipeline study: {len(result['prompts'])} prompts x {n} images, {steps} steps"
+                        f" (features: {'CLIP image embeddings' if result['features'] else 'none'})")
+    for col in ("schedule", "scale", "CLIP", "FID", "prec", "recall", "dens", "cov", "Vendi", "NFE", "s/img"):
+        table.add_column(col, justify="left" if col == "schedule" else "right")
+    for row in summary_rows(result):
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    for c in result["controls"]:
+        made = f"{c['extractor']} of {c['input']} ({c['size']} px)" if "extractor" in c else c.get("control_image", "")
+        console.print(f"ControlNet {c['controlnet']}: {made}, scale {c['scale']:g}, window {c['start']:g}-{c['end']:g} of sampling "
+                      f"-> {out / c['condition']}", soft_wrap=True)
+    console.print(f"wrote {out / 'study.json'}" + ("" if not result["features"] else " and the trade-off plots"))
 
 
 def _click_exceptions():

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import typer
 
 from storylab.cli_groups import app
-from storylab.images.control_cli import controlnet_section
+from storylab.images.commands.control_cli import controlnet_section
 
 DEMO_SCHEDULES = ("constant", "linear", "cosine", "invlinear", "interval:start=0.2,stop=0.7")
 DEMO_SCALE = 3.0
@@ -75,10 +75,10 @@ def guidance_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
     import torch
 
     from storylab.guidance.plots import plot_weights
-    from storylab.images.denoiser import load_digit_model, sample_digits
-    from storylab.images.feature_training import load_digit_feature_net
-    from storylab.images.panel import check_dataset
-    from storylab.images.study import real_reference, score_samples
+    from storylab.images.networks.denoiser import load_digit_model, sample_digits
+    from storylab.images.networks.feature_training import load_digit_feature_net
+    from storylab.images.commands.panel import check_dataset
+    from storylab.images.study.study import real_reference, score_samples
     from storylab.training.progress import progress_bar
 
     path, names = check_dataset(cfg.dataset)
@@ -143,7 +143,7 @@ def control_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
 
 def zoo_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
     """Samples of every shipped model-zoo family in one figure, with their sizes and sampling times."""
-    from storylab.images.panel import zoo_samples
+    from storylab.images.commands.panel import zoo_samples
 
     found = zoo_samples(per_class=cfg.zoo_per_class, seed=seed)
     if found:
@@ -265,7 +265,7 @@ def _panel_figure(grids: list[tuple[str, Any]], path: Path, per_row: int, names:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from storylab.images.grid import grid_array
+    from storylab.images.study.grid import grid_array
     from storylab.io import atomic_savefig
 
     upscale, pad = 4, 2

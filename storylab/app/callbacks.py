@@ -84,7 +84,7 @@ def warm_up(log: Callable[[str], None] = LOG.info) -> dict[str, float]:
     from storylab.camera.panel import _generator
     from storylab.humor.panel import SHIPPED, _model
     from storylab.images.assets import DENOISER
-    from storylab.images.panel import CONTROL_KINDS, _controlnet, _denoiser
+    from storylab.images.commands.panel import CONTROL_KINDS, _controlnet, _denoiser
     from storylab.text_encoder import default_encoder
 
     steps = [("digit denoiser", lambda: _denoiser(str(DENOISER)))]
@@ -110,7 +110,7 @@ def weights_frame(schedule_a: str, schedule_b: str, scale: float, steps: int) ->
     """Long-format table (progress, guidance scale, schedule) of both schedules' w(t), for the live plot."""
     import pandas as pd
 
-    from storylab.images.panel import weight_curves
+    from storylab.images.commands.panel import weight_curves
 
     rows = []
     specs = [s for s in dict.fromkeys([schedule_a.strip(), schedule_b.strip()]) if s]
@@ -135,7 +135,7 @@ def guidance_generate(dataset: str, rule: str, scale: float, schedule_a: str, sc
     """Two grids on the same seeds (schedule A, schedule B), a table of NFE and time, a status line."""
     import pandas as pd
 
-    from storylab.images.panel import guidance_grid
+    from storylab.images.commands.panel import guidance_grid
 
     results = []
     for k, spec in enumerate((schedule_a, schedule_b)):
@@ -169,7 +169,7 @@ def control_generate(sketch: Any, upload: Any, kind: str, control_scale: float, 
     """Condition map, controlled samples, base samples on the same noise, and a fidelity table."""
     import pandas as pd
 
-    from storylab.images.panel import control_samples
+    from storylab.images.commands.panel import control_samples
 
     progress(0.1, "extracting the condition and sampling")
     lab = None if label in (None, "", "none") else int(label)

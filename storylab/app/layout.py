@@ -29,7 +29,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
 
     from storylab.camera.generate import CHAR_MOTIONS
     from storylab.guidance.names import RULES
-    from storylab.images.panel import CONTROL_KINDS, DATASETS
+    from storylab.images.commands.panel import CONTROL_KINDS, DATASETS
 
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="storylab-app-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,23 @@ density/coverage (k = 5) and the Vendi diversity, all on CLIP image embeddings. 
 ``study.json`` with the paper-style plots (FID vs CLIP score and diversity vs CLIP score, one curve
 per schedule). A killed run resumes: finished images are never regenerated, and a cell is done
 once its ``cell.json`` is written. Classic pipelines are driven by :class:`ScheduledGuidance`.
+
+ControlNet pipelines (``StableDiffusionControlNetPipeline``, one or several ControlNets) take one
+:class:`PipelineControl` per ControlNet: a plain condition image (PIL, array or file) with its
+conditioning scale and step window. Where the condition comes from (storylab's extractors live in
+the images wing, which the foundation does not import) is the caller's business: ``storylab
+evaluate pipeline --control canny=photo.png`` extracts it in the front door and records the
+extractor and its settings in ``source``; the exact images the pipeline received are saved in
+``OUT/conditions/``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +42,19 @@ K_PR, K_DC = 3, 5
 
 
 @dataclass
+class PipelineControl:
+    """One ControlNet's input: the condition ``image`` (PIL image, ``(H, W[, 3])`` uint8/[0, 1] array or file),
+    its conditioning scale and its window of sampling progress (diffusers' ``controlnet_conditioning_scale``,
+    ``control_guidance_start`` / ``control_guidance_end``); ``source`` says how it was made (study.json)."""
+
+    image: Any
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class PipelineStudyConfig:
     """Inputs of one study; the CLI fills it from ``storylab evaluate pipeline``."""
 
@@ -46,7 +69,7 @@ class PipelineStudyConfig:
     negative_prompt: str = ""
     clip: Path | None = None
     reference: Path | None = None
-    control_images: list[Path] | None = None  # ControlNet pipelines: one condition image per ControlNet
+    controls: list[PipelineControl] | None = None  # ControlNet pipelines: one per ControlNet, in order
     progress: bool = True
 
 
@@ -62,6 +85,29 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
+def _check_saved(model: Path) -> None:
+    if not (model / "model_index.json").is_file():
+        raise StorylabError(f"--model {model}: not a saved diffusers pipeline (no model_index.json)")
+
+
+def pipeline_resolution(model: str | Path) -> int:
+    """Default image side of a saved UNet pipeline, read from its configs without loading weights.
+
+    diffusers' rule: ``unet.sample_size * 2 ** (len(vae.block_out_channels) - 1)`` (64 x 8 = 512 for SD 1.5).
+    """
+    model = Path(model)
+    _check_saved(model)
+    try:
+        unet = json.loads((model / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((model / "vae" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StorylabError(f"--model {model}: cannot read the unet/vae configs ({exc})") from None
+    side, blocks = unet.get("sample_size"), vae.get("block_out_channels")
+    if not isinstance(side, int) or not isinstance(blocks, list) or not blocks:
+        raise StorylabError(f"--model {model}: the UNet's sample_size ({side!r}) is not one square side")
+    return side * 2 ** (len(blocks) - 1)
+
+
 def load_text_to_image(model: str | Path) -> Any:
     """Load a diffusers text-to-image pipeline saved on disk (nothing is downloaded)."""
     from diffusers import DiffusionPipeline
@@ -69,8 +115,7 @@ def load_text_to_image(model: str | Path) -> Any:
     from transformers.utils import logging as transformers_logging
 
     model = Path(model)
-    if not (model / "model_index.json").is_file():
-        raise StorylabError(f"--model {model}: not a saved diffusers pipeline (no model_index.json)")
+    _check_saved(model)
     diffusers_logging.disable_progress_bar()  # our own bar covers the run; theirs would print per component
     transformers_logging.disable_progress_bar()
     try:
@@ -109,11 +154,13 @@ def _load_images(paths: list[Path]) -> list[Any]:
     return [Image.open(p).convert("RGB") for p in paths]
 
 
-def _check_run(out: Path, cfg: PipelineStudyConfig, prompts: list[str]) -> None:
-    import json
-
-    settings = {"model": str(cfg.model), "prompts": prompts, "n": cfg.n, "steps": cfg.steps, "seed": cfg.seed,
-                "negative_prompt": cfg.negative_prompt, "schedule_version": SCHEDULE_VERSION}
+def _check_run(out: Path, cfg: PipelineStudyConfig, prompts: list[str], conditions: list[Any]) -> None:
+    settings: dict[str, Any] = {"model": str(cfg.model), "prompts": prompts, "n": cfg.n, "steps": cfg.steps,
+                                "seed": cfg.seed, "negative_prompt": cfg.negative_prompt,
+                                "schedule_version": SCHEDULE_VERSION}
+    if conditions:  # a study of a ControlNet pipeline: the same condition pixels, scales and windows
+        settings["controls"] = [{"pixels_sha256": _pixel_digest(image), "scale": c.scale, "start": c.start,
+                                 "end": c.end} for c, image in zip(cfg.controls or [], conditions)]
     run_file = out / "run.json"
     if run_file.is_file():
         before = json.loads(run_file.read_text())
@@ -127,8 +174,6 @@ def _check_run(out: Path, cfg: PipelineStudyConfig, prompts: list[str]) -> None:
 
 def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
     """Generate every (schedule, scale) cell, score it, write study.json + plots into ``cfg.out``; return the result."""
-    import json
-
     if cfg.n < 1 or cfg.steps < 1:
         raise StorylabError(f"--n and --steps must be >= 1, got {cfg.n} and {cfg.steps}")
     if not cfg.schedules or not cfg.scales:
@@ -138,6 +183,8 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
         if parse_schedule(spec).needs_sigma:
             raise StorylabError(f"schedule '{spec}' reads sigma; the study drives classic pipelines by step")
         pipeline_scales(spec, cfg.steps, scale)
+    for c in cfg.controls or []:
+        _check_control(c)
     prompts = read_prompts(cfg.prompts)
     references = _reference_paths(cfg.reference)
     total_per_cell = len(prompts) * cfg.n
@@ -150,11 +197,14 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
 
         clip = ClipEmbedder(cfg.clip)
     pipe = load_text_to_image(cfg.model)
-    control = _control_kwargs(pipe, cfg.control_images)
+    conditions = _control_images(pipe, cfg.controls)
+    control = _control_kwargs(cfg.controls or [], conditions)
     embeds = [{**_encode(pipe, p, cfg.negative_prompt), "controlnet": bool(control)} for p in prompts]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run(out, cfg, prompts)
+    _check_run(out, cfg, prompts, conditions)
+    for i, image in enumerate(conditions):  # exactly what the pipeline receives, to look at and to compare
+        _save_png(image, out / "conditions" / f"control{i}.png")
 
     def image_path(cell_dir: Path, p: int, j: int) -> Path:
         return cell_dir / f"p{p:03d}_{j:02d}.png"
@@ -195,22 +245,64 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
     return _score_and_report(out, cfg, prompts, records, clip, references)
 
 
-def _control_kwargs(pipe: Any, paths: list[Path] | None) -> dict[str, Any]:
-    """``image=`` for a ControlNet pipeline (one condition per ControlNet, in the pipeline's order)."""
+def _check_control(c: PipelineControl) -> None:
+    """diffusers' own limits on a ControlNet's scale and window, as one line before anything is loaded."""
+    import math
+
+    if not math.isfinite(c.scale) or c.scale < 0:
+        raise StorylabError(f"control scale must be >= 0 and finite, got {c.scale}")
+    if not 0.0 <= c.start < c.end <= 1.0:
+        raise StorylabError(f"a ControlNet pipeline's control window needs 0 <= start < end <= 1, got {c.start}:{c.end}")
+
+
+def _control_images(pipe: Any, controls: list[PipelineControl] | None) -> list[Any]:
+    """The condition images as PIL images, one per ControlNet of ``pipe`` in its order (count checked)."""
+    from PIL import Image
+
     nets = getattr(pipe, "controlnet", None)
+    controls = controls or []
     if nets is None:
-        if paths:
-            raise StorylabError(f"--control-image given, but {type(pipe).__name__} has no ControlNet")
-        return {}
+        if controls:
+            raise StorylabError(f"--control / --control-image given, but {type(pipe).__name__} has no ControlNet")
+        return []
     count = len(getattr(nets, "nets", [nets]))
-    if not paths or len(paths) != count:
-        raise StorylabError(f"this pipeline has {count} ControlNet(s): give {count} --control-image "
-                            f"(e.g. from 'storylab control extract canny photo.png --size 512'), got {len(paths or [])}")
-    missing = [p for p in paths if not Path(p).is_file()]
-    if missing:
-        raise StorylabError(f"--control-image {missing[0]}: no such file")
-    images = _load_images([Path(p) for p in paths])
-    return {"image": images[0] if count == 1 else images}
+    if len(controls) != count:
+        raise StorylabError(f"this pipeline has {count} ControlNet(s): give {count} --control KIND=PATH (or "
+                            f"--control-image FILE), one per ControlNet in the pipeline's order; got {len(controls)}")
+    images = []
+    for c in controls:
+        if isinstance(c.image, (str, Path)):
+            if not Path(c.image).is_file():
+                raise StorylabError(f"--control-image {c.image}: no such file")
+            images.append(_load_images([Path(c.image)])[0])
+        elif isinstance(c.image, Image.Image):
+            images.append(c.image)
+        else:
+            import numpy as np
+
+            arr = np.asarray(c.image)
+            if arr.dtype != np.uint8:
+                arr = np.round(np.clip(arr, 0.0, 1.0) * 255).astype(np.uint8)
+            images.append(Image.fromarray(arr))
+    return images
+
+
+def _control_kwargs(controls: list[PipelineControl], images: list[Any]) -> dict[str, Any]:
+    """``image=`` and the conditioning scales / windows of a ControlNet pipeline call (lists for several nets)."""
+    if not images:
+        return {}
+    rgb = [image.convert("RGB") for image in images]
+
+    def one_or_all(values: list[Any]) -> Any:
+        return values[0] if len(values) == 1 else values
+
+    return {"image": one_or_all(rgb), "controlnet_conditioning_scale": one_or_all([c.scale for c in controls]),
+            "control_guidance_start": one_or_all([c.start for c in controls]),
+            "control_guidance_end": one_or_all([c.end for c in controls])}
+
+
+def _pixel_digest(image: Any) -> str:
+    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
 
 
 def _reference_paths(folder: Path | None) -> list[Path] | None:
@@ -235,7 +327,11 @@ def _score_and_report(out: Path, cfg: PipelineStudyConfig, prompts: list[str], r
                               "seeds": f"image j of prompt p: seed {cfg.seed} + 1000 p + j, the same in every cell",
                               "features": clip.feature_name if clip is not None else None,
                               "reference": None if references is None else str(cfg.reference),
-                              "n_reference": None if references is None else len(references), "cells": records}
+                              "n_reference": None if references is None else len(references),
+                              "controls": [{"controlnet": i, "condition": f"conditions/control{i}.png", "scale": c.scale,
+                                            "start": c.start, "end": c.end, **c.source}
+                                           for i, c in enumerate(cfg.controls or [])],
+                              "cells": records}
     if clip is not None:
         text = clip.text_features(prompts)
         ref_feats = None if references is None else clip.image_features(_load_images(references)).numpy()
@@ -296,5 +392,5 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-__all__ = ["PipelineStudyConfig", "load_text_to_image", "plot_study", "read_prompts", "run_pipeline_study",
+__all__ = ["PipelineControl", "PipelineStudyConfig", "load_text_to_image", "pipeline_resolution", "plot_study", "read_prompts", "run_pipeline_study",
            "summary_rows"]

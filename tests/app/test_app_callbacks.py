@@ -40,7 +40,7 @@ def test_weights_frame_plots_the_schedules_that_parse():
 
 
 def test_sketches_become_bright_ink_on_black():
-    from storylab.images.panel import sketch_to_gray
+    from storylab.images.commands.panel import sketch_to_gray
 
     rgba = np.zeros((20, 20, 4), dtype=np.uint8)  # transparent paper, one opaque black stroke
     rgba[5:15, 9:11, 3] = 255

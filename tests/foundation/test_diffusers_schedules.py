@@ -6,7 +6,8 @@ import torch
 from storylab.errors import StorylabError
 from storylab.guidance import parse_schedule
 from storylab.guidance.diffusers_callback import ScheduledGuidance
-from tests.foundation.tiny_pipelines import record_unet_batches, tiny_sd, tiny_sd_controlnet, tiny_sdxl
+from tests.foundation.tiny_pipelines import (record_unet_batches, tiny_sd, tiny_sd_controlnet, tiny_sdxl,
+                                            tiny_sdxl_controlnet)
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +164,46 @@ def test_controlnet_pipelines_reshape_the_control_image_with_the_schedule(tmp_pa
     scales = parse_schedule("linear").scales(steps, 3.0).tolist()
     expected = [(k, k) for s in scales for k in [2 * n if s > 1 else n] * count]
     assert rows == expected and torch.isfinite(out.images).all()
+
+
+def test_sdxl_controlnet_reshapes_image_pooled_embeds_and_time_ids_when_guidance_stops_and_restarts(tmp_path):
+    """SDXL + ControlNet under an interval (1 -> s -> 1): UNet and ControlNet see the same, correctly doubled inputs."""
+    from PIL import Image
+
+    pipe = tiny_sdxl_controlnet(tmp_path)
+    steps, n, spec = 6, 2, "interval:start=0.3,stop=0.6"
+    gen = torch.Generator().manual_seed(0)
+    pe, ne = torch.randn(1, 77, 32, generator=gen), torch.randn(1, 77, 32, generator=gen)
+    pp, npp = torch.randn(1, 16, generator=gen), torch.randn(1, 16, generator=gen)
+    control = Image.fromarray((torch.rand(16, 16, 3, generator=gen) * 255).to(torch.uint8).numpy())
+    cb = ScheduledGuidance(spec, scale=3.0, num_steps=steps, prompt_embeds=pe, negative_prompt_embeds=ne,
+                           pooled_prompt_embeds=pp, negative_pooled_prompt_embeds=npp, controlnet=True)
+    unet_seen, restore = _spy_inputs(pipe)
+    net_seen, original = [], pipe.controlnet.forward
+
+    def forward(sample, timestep, encoder_hidden_states=None, controlnet_cond=None, *a, **k):
+        added = k.get("added_cond_kwargs") or {}
+        net_seen.append((sample.shape[0], controlnet_cond.clone(), encoder_hidden_states.clone(),
+                         {key: v.clone() for key, v in added.items()}))
+        return original(sample, timestep, encoder_hidden_states, controlnet_cond, *a, **k)
+
+    pipe.controlnet.forward = forward
+    try:
+        out = pipe(**cb.pipeline_kwargs(), image=control, num_inference_steps=steps, num_images_per_prompt=n,
+                   height=16, width=16, output_type="latent", generator=torch.Generator().manual_seed(1))
+    finally:
+        restore()
+        pipe.controlnet.forward = original
+    scales = parse_schedule(spec).scales(steps, 3.0).tolist()
+    assert scales[0] == 1.0 and max(scales) == 3.0 and scales[-1] == 1.0  # off, on, off again
+    cond_image = net_seen[0][1][:1]  # the prepared control image of one sample
+    for s, (rows, states, added), (net_rows, cond, net_states, net_added) in zip(scales, unet_seen, net_seen, strict=True):
+        k = 2 if s > 1 else 1
+        assert rows == net_rows == k * n and cond.shape[0] == k * n
+        assert torch.equal(cond, cond_image.repeat(k * n, 1, 1, 1))  # the same condition in both branches
+        expected = torch.cat([ne.repeat(n, 1, 1), pe.repeat(n, 1, 1)]) if s > 1 else pe.repeat(n, 1, 1)
+        assert torch.equal(states, expected) and torch.equal(net_states, expected)
+        pooled = torch.cat([npp.repeat(n, 1), pp.repeat(n, 1)]) if s > 1 else pp.repeat(n, 1)
+        assert torch.equal(added["text_embeds"], pooled) and torch.equal(net_added["text_embeds"], pooled)
+        assert added["time_ids"].shape[0] == net_added["time_ids"].shape[0] == k * n
+    assert torch.isfinite(out.images).all()

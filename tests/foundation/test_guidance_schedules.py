@@ -264,3 +264,13 @@ def test_study_json_records_the_schedule_definition_version():
 def test_new_spec_errors_name_the_problem(spec, message):
     with pytest.raises(StorylabError, match=message):
         parse_schedule(spec)
+
+
+def test_guidance_weights_says_when_steps_fall_below_scale_one():
+    low = _cli("guidance", "weights", "--schedule", "linear", "--scale", "0.5", "--steps", "4")
+    # linear at 4 steps: 1 + (0.5 - 1) * 2p for p = 0, 1/3, 2/3, 1 -> 1, 2/3, 1/3, 0: three steps below 1
+    assert low.returncode == 0 and "note: 3 step(s) below scale 1" in low.stdout and "ScheduledGuidance rejects" in low.stdout
+    as_json = _cli("guidance", "weights", "--schedule", "linear", "--scale", "0.5", "--steps", "4", "--json")
+    assert json.loads(as_json.stdout) == pytest.approx([1, 2 / 3, 1 / 3, 0]) and "note: 3 step(s)" in as_json.stderr
+    high = _cli("guidance", "weights", "--schedule", "linear", "--scale", "3", "--steps", "4")
+    assert high.returncode == 0 and "note:" not in high.stdout + high.stderr

@@ -105,16 +105,47 @@ def tiny_clip(folder: Path) -> Path:
     return folder
 
 
-def tiny_sd_controlnet(folder: Path, count: int = 1):
-    """A StableDiffusionControlNetPipeline on :func:`tiny_sd` with ``count`` ControlNets initialised from its UNet."""
+def _unzero(net) -> None:
+    """Random weights for a ControlNet's zero convolutions (hint output, residual convs), as after training."""
+    for conv in [net.controlnet_cond_embedding.conv_out, *net.controlnet_down_blocks, net.controlnet_mid_block]:
+        torch.nn.init.normal_(conv.weight, std=0.3)
+        torch.nn.init.normal_(conv.bias, std=0.1)
+
+
+def tiny_sd_controlnet(folder: Path, count: int = 1, trained: bool = False):
+    """A StableDiffusionControlNetPipeline on :func:`tiny_sd` with ``count`` ControlNets initialised from its UNet.
+
+    ``trained``: the zero convolutions (hint output and residual convs) get random weights, as after
+    training, so that the condition image changes the output (zero-initialised, it cannot).
+    """
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
     base = tiny_sd(folder)
     torch.manual_seed(1)
     nets = [ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(4, 8)) for _ in range(count)]
+    if trained:
+        for net in nets:
+            _unzero(net)
     pipe = StableDiffusionControlNetPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
                                              unet=base.unet, controlnet=nets[0] if count == 1 else nets,
                                              scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
                                              requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_sdxl_controlnet(folder: Path, trained: bool = True):
+    """A StableDiffusionXLControlNetPipeline on :func:`tiny_sdxl` with one ControlNet initialised from its UNet."""
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+
+    base = tiny_sdxl(folder)
+    torch.manual_seed(1)
+    net = ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(4, 8))
+    if trained:
+        _unzero(net)
+    pipe = StableDiffusionXLControlNetPipeline(vae=base.vae, text_encoder=base.text_encoder,
+                                               text_encoder_2=base.text_encoder_2, tokenizer=base.tokenizer,
+                                               tokenizer_2=base.tokenizer_2, unet=base.unet, controlnet=net,
+                                               scheduler=base.scheduler, force_zeros_for_empty_prompt=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from storylab.errors import StorylabError
-from storylab.images.digits import load_digits_split
-from storylab.images.feature_training import load_digit_feature_net, random_shift
+from storylab.images.data.digits import load_digits_split
+from storylab.images.networks.feature_training import load_digit_feature_net, random_shift
 from storylab.metrics import (FeatureNetConfig, SmallImageClassifier, adherence, density_coverage, extract_features,
                               frechet_distance, load_feature_net, precision_recall, save_feature_net)
 from storylab.training import save_checkpoint

@@ -2,7 +2,7 @@
 
 from typer.testing import CliRunner
 
-import storylab.images.features_cli  # noqa: F401  (registers the command)
+import storylab.images.commands.features_cli  # noqa: F401  (registers the command)
 from storylab.cli_groups import app
 from storylab.errors import StorylabError
 from storylab.metrics import load_feature_net

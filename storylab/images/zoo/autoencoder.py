@@ -79,7 +79,7 @@ class AutoEncoder(ZooModel):
 def train_autoencoder(out: str | Path, config: AEConfig, train_config: TrainConfig, batch_size: int = 128,
                       resume: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the AE with the shared loop, then fit its naive code prior on the train split and re-save."""
-    from storylab.images.digits import load_digits_split
+    from storylab.images.data.digits import load_digits_split
     from storylab.images.zoo.common import save_zoo_model
 
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from storylab.errors import StorylabError
-from storylab.images.digits import load_digits_split
+from storylab.images.data.digits import load_digits_split
 from storylab.images.zoo.registry import family_classes
 from storylab.training import TrainConfig, load_checkpoint, read_metadata, save_checkpoint, state_path_for, train
 

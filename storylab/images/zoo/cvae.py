@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storylab.errors import StorylabError
-from storylab.images.digits import NUM_CLASSES
+from storylab.images.data.digits import NUM_CLASSES
 from storylab.images.zoo.vae import VAE, VAEConfig
 
 

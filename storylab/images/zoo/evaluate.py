@@ -2,7 +2,7 @@
 
 Each row draws ``per_class`` samples for each of the ten classes (unconditional models draw the same
 number, ignoring the labels) with one seed and is scored on the shipped digit feature network
-against the *test* split, exactly like the foundation's schedule study (:mod:`storylab.images.study`):
+against the *test* split, exactly like the foundation's schedule study (:mod:`storylab.images.study.study`):
 
 * reconstruction error: mean squared error per pixel in [-1, 1] of decode(encode(x)) on the test
   split (models with an encoder; the LDM row is its VAE's);
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 
 from storylab.errors import StorylabError
-from storylab.images.digits import NUM_CLASSES, load_digits_split
+from storylab.images.data.digits import NUM_CLASSES, load_digits_split
 from storylab.images.zoo.common import load_zoo_model, reconstruction_error, shipped_path
 from storylab.images.zoo.figures import class_labels
 from storylab.io import atomic_savefig, atomic_write_json, atomic_write_text
@@ -74,7 +74,7 @@ def draw(row: str, model: Any, labels: torch.Tensor, seed: int, cfg_scale: float
     """Samples of one row (the diffusion rows with DDIM and CFG at ``cfg_scale``)."""
     generator = torch.Generator().manual_seed(seed)
     if row == "diffusion":
-        from storylab.images.denoiser import sample_digits
+        from storylab.images.networks.denoiser import sample_digits
 
         return sample_digits(model, labels, "cfg", cfg_scale, "constant", "ddim", steps, seed)
     if row == "ldm":
@@ -102,10 +102,10 @@ def family_facts(row: str, model: Any) -> dict[str, Any]:
 def evaluate_row(row: str, path: Path, labels: torch.Tensor, feature_net: Any, real_feats: torch.Tensor, seed: int,
                  cfg_scale: float, steps: int) -> tuple[dict[str, Any], torch.Tensor]:
     """Load, sample, time and score one row; returns (row dict, samples)."""
-    from storylab.images.study import score_samples
+    from storylab.images.study.study import score_samples
 
     if row == "diffusion":
-        from storylab.images.denoiser import load_digit_model
+        from storylab.images.networks.denoiser import load_digit_model
 
         model: Any = load_digit_model(path)
         conditional, params, rec = True, sum(p.numel() for p in model.parameters()), None
@@ -135,8 +135,8 @@ def evaluate_row(row: str, path: Path, labels: torch.Tensor, feature_net: Any, r
 def evaluate_zoo(out: str | Path, rows: Sequence[str], paths: dict[str, Path], per_class: int, cfg_scale: float,
                  steps: int, seed: int, features: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``rows``; write zoo.json, zoo.md, zoo.png into ``out``; print the table; return the results."""
-    from storylab.images.feature_training import load_digit_feature_net
-    from storylab.images.study import real_reference
+    from storylab.images.networks.feature_training import load_digit_feature_net
+    from storylab.images.study.study import real_reference
 
     out = Path(out)
     feature_net = load_digit_feature_net(features)  # None: the shipped network
@@ -224,7 +224,7 @@ def plot_grids(grids: dict[str, torch.Tensor], results: list[dict[str, Any]], pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from storylab.images.grid import grid_array
+    from storylab.images.study.grid import grid_array
     from storylab.images.zoo.figures import test_examples
 
     real, _ = test_examples(10)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from storylab.images.digits import NUM_CLASSES, load_digits_split
-from storylab.images.grid import save_grid
+from storylab.images.data.digits import NUM_CLASSES, load_digits_split
+from storylab.images.study.grid import save_grid
 from storylab.images.zoo.common import ZooModel
 
 

@@ -32,8 +32,8 @@ from torch import nn
 from storylab.diffusion import BETA_SCHEDULES, PREDICTIONS, alphas_cumprod, beta_schedule, ddim_sample, diffusion_loss
 from storylab.errors import StorylabError
 from storylab.guidance import Guided, make_rule
-from storylab.images.digits import NUM_CLASSES
-from storylab.images.unet import timestep_embedding
+from storylab.images.data.digits import NUM_CLASSES
+from storylab.images.networks.unet import timestep_embedding
 from storylab.images.zoo.common import ZooModel, check_positive, fit, tensor_loader
 from storylab.images.zoo.vae import VAE, VAEConfig
 from storylab.training import TrainConfig
@@ -180,7 +180,7 @@ def fit_latent_scale(model: LatentDiffusion, images: torch.Tensor) -> torch.Tens
 def train_latent_diffusion(out: str | Path, vae_path: str | Path, config: LDMConfig, train_config: TrainConfig,
                            batch_size: int = 128, resume: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load the VAE at ``vae_path`` (kind ``zoo-vae``), encode the train split, train the latent denoiser."""
-    from storylab.images.digits import load_digits_split
+    from storylab.images.data.digits import load_digits_split
     from storylab.images.zoo.common import load_zoo_model
 
     vae = load_zoo_model(vae_path, "vae")

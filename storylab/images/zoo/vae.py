@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from storylab.errors import StorylabError
-from storylab.images.digits import to_unit
+from storylab.images.data.digits import to_unit
 from storylab.images.zoo.common import ZooModel, check_positive, fit
 from storylab.images.zoo.nets import ConvDecoder, ConvEncoder, label_maps, one_hot
 from storylab.training import TrainConfig
@@ -151,7 +151,7 @@ def active_units(model: VAE, images: torch.Tensor, labels: torch.Tensor | None =
 def train_vae(out: str | Path, config: VAEConfig, train_config: TrainConfig, batch_size: int = 128,
               resume: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the (conditional) VAE with the shared loop; reports active units of the saved model."""
-    from storylab.images.digits import load_digits_split
+    from storylab.images.data.digits import load_digits_split
     from storylab.images.zoo.registry import family_class
 
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces

@@ -236,7 +236,7 @@ def train_vqvae(out: str | Path, config: VQVAEConfig, train_config: TrainConfig,
     Each stage has its own resume state (``<out>.state.safetensors``, ``<out>.prior.state.safetensors``); the
     checkpoint after stage 2 holds both. Returns timing, losses and the final codebook usage.
     """
-    from storylab.images.digits import load_digits_split
+    from storylab.images.data.digits import load_digits_split
 
     out = Path(out)
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces

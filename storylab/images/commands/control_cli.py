@@ -1,0 +1,323 @@
+"""ControlNet commands: ``storylab control extract``, ``storylab train controlnet``, ``storylab evaluate controlnet``.
+
+Also parses ``--control KIND=PATH[:scale[:start:end]]`` for ``storylab sample digits`` and offers the
+ControlNet panel that ``storylab demo`` calls (:func:`controlnet_section`; the wing never imports the demo).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from storylab.cli_groups import control_app, evaluate_app, train_app
+from storylab.errors import StorylabError
+from storylab.images.assets import ASSETS, DENOISER
+from storylab.io import run_path, use_hint
+
+KIND_HELP = "canny (= edges), sobel, scribble, mask, distance (= depth)"
+
+
+def shipped_controlnet(kind: str) -> Path:
+    """Path of the shipped ControlNet for a condition kind (it may not exist)."""
+    from storylab.images.control.conditions import check_kind
+
+    return ASSETS / f"controlnet_{check_kind(kind)}.safetensors"
+
+
+def _command_line() -> str:
+    return "storylab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+@dataclass
+class ControlSpec:
+    """One parsed ``--control``: the ControlNet (kind name or checkpoint), the condition map and its window."""
+
+    net: str
+    path: Path
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+
+def parse_control(text: str) -> ControlSpec:
+    """Parse ``KIND=PATH[:scale[:start:end]]``; KIND is a condition kind or a ControlNet ``.safetensors`` path."""
+    from storylab.images.control.controlnet import check_window
+
+    usage = f"--control must look like KIND=PATH[:scale[:start:end]], got '{text}'"
+    if "=" not in text:
+        raise StorylabError(usage)
+    net, rest = text.split("=", 1)
+    parts = rest.split(":")
+    numbers: list[float] = []
+    while len(parts) > 1 and len(numbers) < 3:
+        try:
+            numbers.insert(0, float(parts[-1]))
+        except ValueError:
+            break
+        parts.pop()
+    path = ":".join(parts)
+    if not net.strip() or not path or len(numbers) == 2:
+        raise StorylabError(usage)
+    scale = numbers[0] if numbers else 1.0
+    start, end = (numbers[1], numbers[2]) if len(numbers) == 3 else (0.0, 1.0)
+    check_window(scale, start, end)
+    return ControlSpec(net.strip(), Path(path), scale, start, end)
+
+
+def load_controls(specs: list[ControlSpec], base: Any, polarity: str = "auto") -> list[Any]:
+    """Load each spec's ControlNet (checking it fits ``base``) and condition map into :class:`Control` objects.
+
+    ``polarity`` is :func:`~storylab.images.control.conditions.load_condition`'s; a map drawn as dark strokes
+    on white paper is inverted under ``auto`` with a note on stderr.
+    """
+    from storylab.images.control.conditions import check_kind, load_condition
+    from storylab.images.control.controlnet import Control, load_controlnet
+
+    controls = []
+    for spec in specs:
+        if spec.net.endswith(".safetensors"):
+            ckpt = Path(spec.net)
+            wanted = None
+        else:
+            wanted = check_kind(spec.net)
+            ckpt = shipped_controlnet(wanted)
+            if not ckpt.exists():
+                raise StorylabError(f"no shipped ControlNet for '{wanted}': train one with `storylab train controlnet "
+                                    f"--condition {wanted} --out CN.safetensors` and pass --control CN.safetensors=PATH")
+        net = load_controlnet(ckpt, base)
+        if wanted is not None and net.config.kind != wanted:
+            raise StorylabError(f"{ckpt} is a '{net.config.kind}' ControlNet, not '{wanted}'")
+        image = load_condition(spec.path, net.config.kind, net.config.cond_size, polarity=polarity,
+                               report=lambda note: print(note, file=sys.stderr))
+        controls.append(Control(net, image, spec.scale, spec.start, spec.end))
+    return controls
+
+
+def pipeline_control(text: str, size: int) -> tuple[ControlSpec, Any, dict[str, Any]]:
+    """Resolve one ``--control KIND=PATH[:scale[:start:end]]`` of ``evaluate pipeline`` for a diffusers ControlNet.
+
+    Returns the parsed spec, the condition as an 8-bit grayscale PIL image (pixel for pixel what
+    ``storylab control extract KIND PATH --size SIZE`` writes: same extractor, default seed and
+    L1 gradient) and the extractor's settings. A diffusers pipeline brings its own ControlNets, so
+    KIND must be a condition kind, not a checkpoint.
+    """
+    from storylab.images.control.conditions import condition_image, extract_file
+
+    spec = parse_control(text)
+    if spec.net.endswith(".safetensors"):
+        raise StorylabError(f"--control {text}: a diffusers pipeline brings its own ControlNets; give a condition "
+                            f"kind ({KIND_HELP}) before '='")
+    cond, settings = extract_file(spec.net, spec.path, size=size)
+    return spec, condition_image(cond), settings
+
+
+@control_app.command("extract")
+def extract_cmd(kind: str = typer.Argument(..., help=f"Condition kind: {KIND_HELP}."),
+                image: Path = typer.Argument(..., help="Any grayscale or RGB image (PNG, JPEG, ...)."),
+                out: Path = typer.Option(Path("condition.png"), "--out", help="Condition map to write (PNG)."),
+                size: int = typer.Option(32, "--size", help="Condition resolution (32 for the 8x8 digit ControlNets)."),
+                seed: int = typer.Option(0, "--seed", help="Random seed of the scribble jitter."),
+                l2_gradient: bool = typer.Option(False, "--l2-gradient/--l1-gradient",
+                                                 help="Canny only: L2 gradient magnitude instead of OpenCV's default L1 (the ControlNet annotator's)."),
+                ) -> None:
+    """Extract a ControlNet condition (edges, scribble, mask, distance map) from an image."""
+    from storylab.images.control.conditions import check_kind, extract_file, save_condition
+
+    kind = check_kind(kind)
+    if out.suffix.lower() != ".png":
+        raise StorylabError(f"--out must be a .png file, got {out}")
+    if not 8 <= size <= 1024:
+        raise StorylabError(f"--size must be between 8 and 1024, got {size}")
+    cond, _ = extract_file(kind, image, size=size, seed=seed, l2_gradient=l2_gradient)
+    save_condition(cond, out)
+    print(f"wrote {out}  ({kind}, {size}x{size}, {100 * float((cond > 0.5).mean()):.1f}% of pixels on)")
+
+
+@train_app.command("controlnet")
+def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", help=f"Condition kind: {KIND_HELP}."),
+                         base: Path = typer.Option(DENOISER, "--base", help="Frozen base digit denoiser."),
+                         out: Path = typer.Option(None, "--out", show_default=False,
+                                                  help="ControlNet checkpoint to write (default: runs/controlnet_<kind>.safetensors "
+                                                       "in the current directory; the shipped nets are never overwritten unless named here)."),
+                         steps: int = typer.Option(1500, "--steps", help="Optimisation steps."),
+                         batch_size: int = typer.Option(64, "--batch-size", help="Batch size."),
+                         lr: float = typer.Option(5e-4, "--lr", help="AdamW learning rate (constant, no EMA, as the paper)."),
+                         p_uncond: float = typer.Option(0.5, "--p-uncond", help="Probability of dropping the class label."),
+                         mid_only: bool = typer.Option(False, "--mid-only", help="Connect only the middle block (small-scale training)."),
+                         unlock_decoder: bool = typer.Option(False, "--unlock-decoder", help="Also train a copy of the base decoder."),
+                         eval_every: int = typer.Option(100, "--eval-every", help="Measure condition fidelity every N steps."),
+                         eval_count: int = typer.Option(48, "--eval-count", help="Held-out conditions per fidelity measurement."),
+                         plot: Optional[Path] = typer.Option(None, "--plot", help="Convergence curve to write (default: beside the checkpoint, OUT with .convergence.png)."),
+                         seed: int = typer.Option(0, "--seed", help="Random seed."),
+                         resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.safetensors if present."),
+                         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+                         ) -> None:
+    """Train a ControlNet on the frozen digit denoiser (paper sec. 3.3) and plot its fidelity curve."""
+    import torch
+    from rich.table import Table
+
+    from storylab.images.control.conditions import check_kind
+    from storylab.images.control.control_training import ControlTrainingConfig, plot_convergence, train_controlnet
+    from storylab.training import read_metadata
+
+    kind = check_kind(condition)
+    out = out or run_path(f"controlnet_{kind}.safetensors")
+    if out.suffix != ".safetensors":
+        raise StorylabError(f"--out must be a .safetensors file, got {out}")
+    plot = plot or out.with_suffix(".convergence.png")
+    if plot.suffix.lower() != ".png":
+        raise StorylabError(f"--plot must be a .png file, got {plot}")
+    read_metadata(base)  # a missing or unreadable base is one clear line before any work
+    cfg = ControlTrainingConfig(kind=kind, steps=steps, batch_size=batch_size, lr=lr, p_uncond=p_uncond,
+                                mid_only=mid_only, unlock_decoder=unlock_decoder, eval_every=eval_every, eval_count=eval_count, seed=seed,
+                                extra={"command": _command_line()})
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    net, info = train_controlnet(out, base, cfg, progress=progress, resume=resume)
+    metric = "F1" if kind in ("canny", "scribble", "mask") else "RMSE"
+    plot_convergence({kind: info["fidelity"]}, plot, metric)
+    table = Table(title=f"{kind} ControlNet: fidelity, {cfg.eval_count} held-out, no class")
+    for h in ("step", metric, "loss"):
+        table.add_column(h, justify="right")
+    for point in info["fidelity"]:
+        loss = "-" if point["step"] == 0 else f"{point['loss']:.4f}"
+        table.add_row(str(point["step"]), f"{point['fidelity']:.3f}", loss)
+    _console().print(table)
+    print(f"saved {out}  ({info['seconds']:.0f} s; {metric} base {info['base_fidelity']:.3f} -> "
+          f"{info['fidelity'][-1]['fidelity']:.3f}); wrote {plot}")
+    on_base = () if base == DENOISER else ("--checkpoint", base)  # a ControlNet only loads on the base it was trained on
+    print(use_hint("storylab", "sample", "digits", *on_base, "--classes", "none",
+                   "--control", f"{out}=condition.png") + f"  (condition.png from `storylab control extract {kind} IMAGE`)")
+
+
+@evaluate_app.command("controlnet")
+def evaluate_controlnet_cmd(out: Path = typer.Option(Path("controlnet-eval"), "--out", help="Folder for results.json, samples.png, convergence.png."),
+                            base: Path = typer.Option(DENOISER, "--base", help="Base digit denoiser."),
+                            controlnets: str = typer.Option("canny,scribble", "--controlnets",
+                                                            help="Comma list of kinds (shipped nets) or KIND=CKPT pairs."),
+                            scales: str = typer.Option("0,0.5,1,1.5", "--scales", help="Comma list of control scales (0 = base model)."),
+                            count: int = typer.Option(100, "--count", help="Held-out conditions per setting."),
+                            steps: int = typer.Option(20, "--steps", help="DDIM steps."),
+                            guidance_scale: float = typer.Option(3.0, "--guidance-scale", help="CFG scale when the class is given."),
+                            seed: int = typer.Option(0, "--seed", help="Random seed (same noise in every row)."),
+                            control_uncond: bool = typer.Option(True, "--control-uncond/--no-control-uncond",
+                                                                help="Control CFG's unconditional branch too (the original's and diffusers' default); "
+                                                                     "--no-control-uncond leaves it uncontrolled, as guess mode does."),
+                            progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+                            ) -> None:
+    """Condition fidelity, FID and class adherence by condition kind and scale, with the base model as reference."""
+    from rich.table import Table
+
+    from storylab.images.control.control_training import evaluate_controlnets, plot_convergence
+    from storylab.io import atomic_write_json
+    from storylab.training import load_checkpoint
+
+    if out.exists() and not out.is_dir():
+        raise StorylabError(f"--out must be a folder, but {out} is a file")
+    try:
+        scale_list = [float(s) for s in scales.split(",") if s.strip()]
+    except ValueError:
+        raise StorylabError(f"--scales must be comma-separated numbers, got '{scales}'") from None
+    if not scale_list or min(scale_list) < 0:
+        raise StorylabError(f"--scales must be non-empty and >= 0, got '{scales}'")
+    if count < 2 or steps < 1:
+        raise StorylabError("--count must be >= 2 and --steps >= 1")
+    nets: dict[str, Path] = {}
+    for item in (s.strip() for s in controlnets.split(",") if s.strip()):
+        kind, _, path = item.partition("=")
+        nets[kind] = Path(path) if path else shipped_controlnet(kind)
+        if not nets[kind].exists():
+            raise StorylabError(f"ControlNet checkpoint not found: {nets[kind]}")
+    if not nets:
+        raise StorylabError("--controlnets is empty")
+    curves = {kind: load_checkpoint(path).extra.get("fidelity", []) for kind, path in nets.items()}
+    results = evaluate_controlnets(base, nets, scale_list, count, steps, seed, guidance_scale, progress, control_uncond)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "results.json", {"command": _command_line(), "control_uncond": control_uncond, "results": results})
+    if all(curves.values()):
+        plot_convergence(curves, out / "convergence.png")
+    uncond = "unconditional branch " + ("controlled" if control_uncond else "not controlled")
+    table = Table(title=f"ControlNet evaluation ({count} held-out conditions, {steps} DDIM steps, CFG {guidance_scale:g} with a "
+                        f"class, {uncond}; scale 0 = base model)")
+    for h in ("condition", "class", "scale", "fidelity", "FID", "real-vs-real FID", "adherence"):
+        table.add_column(h, justify="right")
+    for r in results:
+        table.add_row(r["kind"], r["class"], f"{r['scale']:g}", f"{r['metric']} {r['fidelity']:.3f}", f"{r['fid']:.2f}",
+                      f"{r['fid_floor']:.2f}", f"{r['adherence']:.3f}")
+    _console().print(table)
+    print(f"wrote {out}/results.json" + (", convergence.png" if all(curves.values()) else ""))
+
+
+def controlnet_section(out: Path, seed: int, per_condition: int = 8, steps: int = 15) -> dict[str, Any]:
+    """Demo panel: a held-out digit's condition, controlled samples without and with its class, the fidelity."""
+
+    from storylab.images.control.conditions import condition_fidelity
+    from storylab.images.control.control_training import controlled_samples, eval_conditions
+    from storylab.images.control.controlnet import load_controlnet
+    from storylab.images.networks.denoiser import load_digit_model
+
+    kinds = [k for k in ("canny", "scribble") if shipped_controlnet(k).exists()]
+    title = "ControlNet: spatial control of the digit model (edges and scribbles)"
+    header = ["condition", "class", "samples", "fidelity (ControlNet)", "fidelity (base model)"]
+    if not kinds:
+        return {"title": title, "images": [], "header": header, "rows": [],
+                "metrics": {}, "note": "no shipped ControlNet checkpoint found"}
+    base = load_digit_model(DENOISER)
+    panels, rows, metrics = [], [], {}
+    plain_cache: dict[str, Any] = {}  # base samples depend only on the noise and the label
+    for kind in kinds:
+        net = load_controlnet(shipped_controlnet(kind), base)
+        images, labels, conds = eval_conditions(kind, 2, seed=seed + 3, size=net.config.cond_size)
+        cond = conds[:1].expand(per_condition, -1, -1, -1)
+        label = labels[:1].expand(per_condition)
+        for mode, lab in (("none", None), (str(int(labels[0])), label)):
+            controlled = controlled_samples(base, net, cond, lab, 1.0, steps, seed)
+            key = f"{mode}/{int(labels[0])}"
+            if key not in plain_cache:
+                plain_cache[key] = controlled_samples(base, None, cond, lab, 0.0, steps, seed)
+            plain = plain_cache[key]
+            f_c = condition_fidelity(kind, controlled, cond)
+            f_b = condition_fidelity(kind, plain, cond)
+            panels.append((kind, mode, cond[0], controlled, plain))
+            rows.append([kind, mode, str(per_condition), f"{f_c.metric} {f_c.mean:.3f}", f"{f_b.metric} {f_b.mean:.3f}"])
+            metrics[f"{kind}/{mode}"] = {"metric": f_c.metric, "controlnet": f_c.mean, "base": f_b.mean}
+    _control_figure(panels, out / "controlnet.png")
+    return {"title": title + f" ({steps} DDIM steps, scale 1; class 'none' = no label, no CFG)",
+            "images": ["controlnet.png"], "header": header, "rows": rows, "metrics": metrics}
+
+
+def _control_figure(panels: list[tuple], path: Path) -> None:
+    """Rows: condition | ControlNet samples | base samples on the same noise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from storylab.images.study.grid import grid_array
+    from storylab.io import atomic_savefig
+
+    fig, axes = plt.subplots(len(panels), 3, figsize=(9.5, 1.5 * len(panels)), dpi=110,
+                             gridspec_kw={"width_ratios": [1, 4, 4]}, squeeze=False)
+    for row, (kind, mode, cond, controlled, plain) in zip(axes, panels):
+        row[0].imshow(cond[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        row[0].set_title(f"{kind} (class {mode})", fontsize=8)
+        row[1].imshow(grid_array(controlled, nrow=controlled.shape[0], upscale=4), cmap="gray", vmin=0, vmax=255)
+        row[1].set_title("ControlNet samples", fontsize=8)
+        row[2].imshow(grid_array(plain, nrow=plain.shape[0], upscale=4), cmap="gray", vmin=0, vmax=255)
+        row[2].set_title("base model, same noise", fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    atomic_savefig(fig, path)
+    plt.close(fig)
+

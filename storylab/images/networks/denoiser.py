@@ -1,0 +1,212 @@
+"""The class-conditional digit diffusion model: training, loading and sampling with any guidance.
+
+DDPM training (Ho et al. 2020) of :class:`~storylab.images.networks.unet.DigitUNet` on the digits train
+split, with the class label dropped to the null class with probability ``p_uncond`` so that one
+network gives both eps(x_t, t, y) and eps(x_t, t) for classifier-free guidance (Ho & Salimans
+2022). Sampling goes through the foundation's samplers and guidance rules; this module only adapts
+the network to the ``denoiser(x, t, cond)`` contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from storylab.diffusion import alphas_cumprod, beta_schedule, ddim_sample, ddpm_sample, diffusion_loss, edm_heun_sample
+from storylab.errors import StorylabError
+from storylab.guidance import Guided, GuidanceRule, make_rule
+from storylab.images.networks.unet import DigitUNet, UNetConfig
+from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
+
+KIND = "digits-denoiser"
+
+
+@dataclass
+class DigitDiffusionConfig:
+    """Diffusion settings of the digit model (saved inside its checkpoint)."""
+
+    unet: UNetConfig = field(default_factory=lambda: UNetConfig(channels=32))
+    beta_schedule: str = "cosine"
+    num_timesteps: int = 1000
+    prediction: str = "eps"
+    p_uncond: float = 0.1
+    data: str = "digits"
+    image_size: int = 8
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["unet"] = self.unet.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DigitDiffusionConfig":
+        data = dict(data)
+        unet = UNetConfig.from_dict(data.pop("unet", {}))
+        return cls(unet=unet, **{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class DigitDiffusion(nn.Module):
+    """A DigitUNet with its noise schedule; ``denoiser(x, t, cond)`` is the sampler-facing callable.
+
+    ``cond`` is a label tensor ``(B,)`` (``num_classes`` = null), or a dict with ``labels`` and any
+    extra keys a wrapper understands (ControlNet adds ``control``).
+    """
+
+    def __init__(self, config: DigitDiffusionConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or DigitDiffusionConfig()
+        self.unet = DigitUNet(self.config.unet)
+        self.register_buffer("alpha_bar", alphas_cumprod(beta_schedule(self.config.beta_schedule,
+                                                                       self.config.num_timesteps)).float(),
+                             persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.unet.num_classes
+
+    @property
+    def null_class(self) -> int:
+        return self.unet.null_class
+
+    def denoiser(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        """The network's eps prediction for labels ``cond`` (a tensor or ``{"labels": ...}``)."""
+        labels = cond["labels"] if isinstance(cond, dict) else cond
+        return self.unet(x, t, labels)
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """DDPM loss with condition dropout: labels replaced by the null class with prob. p_uncond."""
+        drop = torch.rand(labels.shape[0], device=labels.device) < self.config.p_uncond
+        labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        return diffusion_loss(self.denoiser, images, labels, self.alpha_bar, self.config.prediction)
+
+
+def save_digit_model(path: str | Path, model: DigitDiffusion, extra: dict | None = None) -> Path:
+    """Save the digit model as a storylab safetensors checkpoint of kind ``digits-denoiser``."""
+    return save_checkpoint(path, model.unet.state_dict(), KIND, model.config.to_dict(), extra)
+
+
+def load_digit_model(path: str | Path, num_classes: int | None = None) -> DigitDiffusion:
+    """Load a ``digits-denoiser`` checkpoint; a class-count mismatch is a clear error."""
+    ckpt = load_checkpoint(path, KIND)
+    config = DigitDiffusionConfig.from_dict(ckpt.config)
+    if num_classes is not None and config.unet.num_classes != num_classes:
+        raise StorylabError(f"{path} was trained for {config.unet.num_classes} classes, but {num_classes} were asked for")
+    model = DigitDiffusion(config)
+    try:
+        model.unet.load_state_dict(ckpt.state_dict)
+    except RuntimeError as exc:
+        raise StorylabError(f"{path}: weights do not match the recorded configuration") from exc
+    return model.eval()
+
+
+def digits_loader(batch_size: int, seed: int = 0, augment: bool = False, data: str = "digits"
+                  ) -> torch.utils.data.DataLoader:
+    """Shuffled DataLoader over the train split of ``data`` (a data-set name or IDX folder; images in [-1, 1], labels)."""
+    from storylab.images.data.datasets import load_split
+
+    data = load_split(data, "train")
+    dataset = torch.utils.data.TensorDataset(data.images, data.labels)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator)
+
+
+def train_digit_model(out: str | Path, config: DigitDiffusionConfig, train_config: TrainConfig, batch_size: int = 128,
+                      resume: bool = True, extra: dict | None = None,
+                      callbacks: list[Callable] | None = None) -> tuple[DigitDiffusion, dict]:
+    """Train the digit model with the shared Accelerate loop; the EMA weights are what is saved."""
+    out = Path(out)
+    torch.manual_seed(train_config.seed)  # --seed fixes the initial weights too, not only the batches
+    model = DigitDiffusion(config)
+    state_path = state_path_for(out)
+    if not resume and state_path.exists():
+        state_path.unlink()
+
+    def save(raw: nn.Module, ema: nn.Module | None, step: int) -> None:
+        chosen = ema if ema is not None else raw
+        save_digit_model(out, chosen, {**(extra or {}), "step": step})
+
+    loader = digits_loader(batch_size, train_config.seed, data=config.data)
+    result = train(model, lambda m, batch: m.loss(batch[0], batch[1]), loader,
+                   train_config, save_fn=save, state_path=state_path, callbacks=callbacks,
+                   description=f"train {config.data}")
+    final = load_digit_model(out)
+    return final, {"seconds": result.losses.get("seconds", 0.0), "loss": result.losses.get("loss", float("nan")),
+                   "history": result.history}
+
+
+def guidance_conditions(model: DigitDiffusion, labels: torch.Tensor, negative: torch.Tensor | None = None
+                        ) -> dict[str, torch.Tensor | None]:
+    """cond / uncond / negative label tensors for the guided model."""
+    return {"cond": labels, "uncond": torch.full_like(labels, model.null_class), "negative": negative}
+
+
+@torch.no_grad()
+def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRule | str = "cfg", scale: float = 3.0,
+                  schedule: str | None = "constant", sampler: str = "ddim", steps: int = 50, seed: int = 0,
+                  negative: torch.Tensor | None = None, eta: float = 0.0, denoiser: Callable | None = None,
+                  conditions: dict[str, Any] | None = None, return_model: bool = False,
+                  on_step: Callable[[Any], None] | None = None) -> Any:
+    """Sample images of the given ``labels`` ``(B,)``; returns ``(B, 1, S, S)`` in [-1, 1] (S = the model's image size).
+
+    ``rule`` is a :class:`GuidanceRule` or a name (none, cfg, negative, cfg++, apg; classifier
+    guidance needs a rule object carrying its classifier). ``denoiser`` and ``conditions`` let a
+    wrapper (ControlNet) replace the network and the per-branch conditions; ``on_step(ctx)`` is
+    called with every :class:`StepContext` before the guided model sees it (ControlNet's start/end
+    windows read ``ctx.step`` there, since the guided model hands the denoiser only x, t and cond).
+    """
+    rule = make_rule(rule) if isinstance(rule, str) else rule
+    generator = torch.Generator().manual_seed(seed)
+    size = model.config.unet
+    side = model.config.image_size
+    x = torch.randn((labels.shape[0], size.in_channels, side, side), generator=generator)
+    conds = conditions or guidance_conditions(model, labels, negative)
+    guided = Guided(denoiser or model.denoiser, conds["cond"], rule=rule, scale=scale, schedule=schedule,
+                    uncond=conds.get("uncond"), negative=conds.get("negative"), prediction=model.config.prediction)
+    model_fn = guided if on_step is None else _Observed(guided, on_step)
+    if sampler == "ddim":
+        out = ddim_sample(model_fn, x, model.alpha_bar, steps, eta=eta, clip_x0=1.0, generator=generator)
+    elif sampler == "ddpm":
+        out = ddpm_sample(model_fn, x, model.alpha_bar, steps, clip_x0=1.0, generator=generator)
+    elif sampler == "edm-heun":
+        out = _vp_heun(model_fn, x, model, steps)
+    else:
+        raise StorylabError(f"unknown sampler '{sampler}' (ddpm, ddim or edm-heun)")
+    out = out.clamp(-1, 1)
+    return (out, guided) if return_model else out
+
+
+class _Observed:
+    """A guided model that reports each step context to ``on_step`` first."""
+
+    def __init__(self, guided: Guided, on_step: Callable[[Any], None]) -> None:
+        self.guided, self.on_step = guided, on_step
+
+    def __call__(self, ctx):
+        self.on_step(ctx)
+        return self.guided(ctx)
+
+
+def _vp_heun(guided: Callable, x: torch.Tensor, model: DigitDiffusion, steps: int) -> torch.Tensor:
+    """EDM Heun on the VP model: sample in sigma space x_sigma = x_t / sqrt(ab) (Karras et al. 2022, sec. 3).
+
+    The VP network is queried at the timestep whose sigma_t = sqrt((1 - ab) / ab) is nearest.
+    """
+    ab = model.alpha_bar.double()
+    sigmas_table = ((1 - ab) / ab).sqrt()
+
+    class _VPAsVE:
+        def __call__(self, ctx):
+            sigma = float(ctx.s)
+            t = int(torch.argmin((sigmas_table - sigma).abs()))
+            a = float(ab[t].sqrt())
+            inner = type(ctx)(x=ctx.x * a, t=torch.full_like(ctx.t, t, dtype=torch.long), step=ctx.step,
+                              num_steps=ctx.num_steps, a=a, s=float((1 - ab[t]).sqrt()),
+                              corrector=ctx.corrector)
+            return guided(inner)  # eps is the same in VP and VE parameterisations
+
+    return edm_heun_sample(_VPAsVE(), x, steps, sigma_min=float(sigmas_table[0]), sigma_max=min(80.0, float(sigmas_table[-1])),
+                           rho=7.0)
