@@ -102,33 +102,42 @@ register(train_app, "mnist", train_denoiser_cmd, _TRAIN_DOC.format(what="MNIST (
          data="mnist", out=run_path("mnist_denoiser.safetensors"), **FASHION_TRAINING)
 
 
+# Training length of the noise-aware classifier by image side (its width and levels: noisy_classifier.SIZES).
+CLASSIFIER_STEPS = {8: 1000, 28: 1500}
+
+
 @train_app.command("classifier")
 def train_classifier_cmd(out: Path = typer.Option(run_path("digits_classifier.safetensors"), "--out",
                                                   help="Checkpoint to write (safetensors), relative to the current directory "
                                                        "(runs/<data>_classifier.safetensors for another --data); "
                                                        "the shipped classifier is never overwritten unless named here."),
-                         steps: int = typer.Option(1000, "--steps", help="Optimisation steps."),
+                         steps: Optional[int] = typer.Option(None, "--steps", show_default="1000 for digits, 1500 at 28x28",
+                                                             help="Optimisation steps."),
                          batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
                          lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate."),
-                         channels: int = typer.Option(32, "--channels", help="Base width."),
+                         channels: Optional[int] = typer.Option(None, "--channels", show_default="32 for digits, 16 at 28x28",
+                                                                help="Base width (levels: 8 -> 4 -> 2 for digits, 28 -> 14 -> 7 -> 4 at 28x28)."),
                          seed: int = typer.Option(0, "--seed", help="Random seed."),
                          resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume if a state file exists."),
                          progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
                          data: str = typer.Option("digits", "--data", help=DATA_HELP + "."),
                          ) -> None:
-    """Train the noise-aware classifier p(y | x_t, t) used by classifier guidance."""
+    """Train the noise-aware classifier p(y | x_t, t) used by classifier guidance (Dhariwal & Nichol 2021), sized by the data set."""
     from storylab.images.data.datasets import resolve
-    from storylab.images.networks.noisy_classifier import ClassifierConfig, train_classifier
+    from storylab.images.networks.noisy_classifier import classifier_config_for, train_classifier
     from storylab.training import TrainConfig
 
+    ds = resolve(data)
+    steps = CLASSIFIER_STEPS.get(ds.image_size, CLASSIFIER_STEPS[28]) if steps is None else steps
     _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+    if channels is not None and (channels < 8 or channels % 8):
+        raise StorylabError(f"--channels must be a positive multiple of 8 (GroupNorm groups), got {channels}")
     tc = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), ema_decay=0.995, checkpoint_every=250,
                      seed=seed, progress=progress)
-    ds = resolve(data)
     if ds.name != "digits" and out == run_path("digits_classifier.safetensors"):
         out = run_path(f"{ds.slug if ds.path is None else 'idx'}_classifier.safetensors")
-    _, info = train_classifier(out, ClassifierConfig(channels=channels, num_classes=ds.num_classes, data=ds.name), tc,
-                               batch_size, resume=resume, extra={"command": _command_line(), "seed": seed})
+    config = classifier_config_for(ds.name, ds.num_classes, ds.image_size, channels=channels)
+    _, info = train_classifier(out, config, tc, batch_size, resume=resume, extra={"command": _command_line(), "seed": seed})
     accs = "  ".join(f"t={t}: {a:.3f}" for t, a in info["accuracy"].items())
     print(f"saved {out}  ({info['seconds']:.0f} s; test accuracy by noise level  {accs})")
     print(use_hint("storylab", "sample", ds.name if ds.path is None else "digits", "--guidance", "classifier",
@@ -201,7 +210,8 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
         if not 0 <= negative_class < model.num_classes:
             raise StorylabError("--guidance negative needs --negative-class between 0 and 9")
         negative = torch.full_like(labels, negative_class)
-    rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum)
+    rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum,
+                      data=model.config.data, image_size=model.config.image_size)
     hooks = {}
     if control:
         from storylab.images.commands.control_cli import load_controls, parse_control

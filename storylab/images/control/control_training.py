@@ -1,4 +1,4 @@
-"""Training and measuring digit ControlNets: condition data, the training run, fidelity, the convergence curve.
+"""Training and measuring ControlNets: condition data, the training run, fidelity, the convergence curve.
 
 Training follows the paper (Zhang et al. 2023, sec. 3.3-4): the base denoiser is frozen, the
 ControlNet (trainable encoder copy, hint encoder, zero convs) is optimised with AdamW on the
@@ -8,7 +8,9 @@ drops 50 % of the prompts) so the control also works without a class, and no EMA
 condition fidelity (re-extracted condition vs input, :func:`condition_fidelity`) is logged: the
 "sudden convergence" of the paper's Figure 21 shows up as a jump in that curve (``convergence.png``).
 Step 0 of the curve is the base model itself, since zero convolutions start the ControlNet as the
-identity.
+identity. The data set and image size are the base denoiser's (``base.config.data``): the digits'
+8x8 or a 28x28 set; conditions are extracted per batch (:class:`ConditionDataset`), so 60,000
+Fashion-MNIST conditions never sit in memory at once.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import torch
 from storylab.errors import StorylabError
 from storylab.images.control.conditions import check_kind, condition_fidelity, extract_batch
 from storylab.images.control.controlnet import (Control, ControlledDenoiser, ControlNet, ControlNetConfig, ControlNetTraining,
-                                        load_controlnet, save_controlnet)
+                                        hint_channels_for, load_controlnet, save_controlnet)
+from storylab.images.data.datasets import load_split
 from storylab.images.networks.denoiser import DigitDiffusion, load_digit_model, sample_digits
-from storylab.images.data.digits import load_digits_split
 from storylab.training import TrainConfig, load_checkpoint, load_resume_state, state_path_for, train
 
 
@@ -39,7 +41,7 @@ class ControlTrainingConfig:
     batch_size: int = 64
     lr: float = 5e-4
     p_uncond: float = 0.5
-    hint_channels: tuple[int, ...] = (8, 16, 32)
+    hint_channels: tuple[int, ...] | None = None  # None: sized by the base's image side (hint_channels_for)
     mid_only: bool = False
     unlock_decoder: bool = False
     variants: int = 4  # jittered versions of each training digit (scribble only)
@@ -60,28 +62,46 @@ class ControlTrainingConfig:
             raise StorylabError(f"lr must be > 0, got {self.lr}")
 
 
-def condition_data(kind: str, split: str = "train", variants: int = 1, seed: int = 0, size: int = 32
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Digits of ``split`` with their ``kind`` conditions: images (N, 1, 8, 8), labels (N,), conditions (N, 1, S, S).
+class ConditionDataset(torch.utils.data.Dataset):
+    """``(image, label, condition)`` triples of a split, the ``kind`` condition extracted when an item is read.
 
-    Scribbles are random drawings, so ``variants`` jittered copies of each digit are made (other kinds
-    are deterministic and get one).
+    Scribbles are random drawings, so ``variants`` jittered copies of each image are made (other kinds
+    are deterministic and get one); item ``v * N + i`` is copy ``v`` of image ``i``, jittered with
+    seed ``seed + 100000 v + i``.
     """
-    data = load_digits_split(split)
-    copies = variants if check_kind(kind) == "scribble" else 1
-    conds = [extract_batch(kind, data.images, size=size, seed=seed + 100_000 * v) for v in range(copies)]
-    return data.images.repeat(copies, 1, 1, 1), data.labels.repeat(copies), torch.cat(conds)
+
+    def __init__(self, kind: str, images: torch.Tensor, labels: torch.Tensor, size: int, variants: int = 1,
+                 seed: int = 0) -> None:
+        self.kind, self.images, self.labels, self.size, self.seed = check_kind(kind), images, labels, size, seed
+        self.copies = variants if self.kind == "scribble" else 1
+
+    def __len__(self) -> int:
+        return self.copies * self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        v, i = divmod(int(index), self.images.shape[0])
+        cond = extract_batch(self.kind, self.images[i:i + 1], size=self.size, seed=self.seed + 100_000 * v + i)[0]
+        return self.images[i], self.labels[i], cond  # (1, S, S), (), (1, cond, cond)
 
 
-def eval_conditions(kind: str, count: int, seed: int = 0, size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A fixed, class-balanced set of ``count`` held-out (test split) digits, their labels and conditions."""
-    data = load_digits_split("test")
+def condition_data(kind: str, split: str = "train", variants: int = 1, seed: int = 0, size: int = 32,
+                   data: str = "digits") -> ConditionDataset:
+    """Images of ``split`` of ``data`` with their ``kind`` conditions (a :class:`ConditionDataset`)."""
+    loaded = load_split(data, split)
+    return ConditionDataset(kind, loaded.images, loaded.labels, size, variants, seed)
+
+
+def eval_conditions(kind: str, count: int, seed: int = 0, size: int = 32, data: str = "digits"
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fixed, class-balanced set of ``count`` held-out (test split) images of ``data``, their labels and conditions."""
+    split = load_split(data, "test")
     gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(data), generator=gen)
-    by_class = [order[data.labels[order] == c] for c in range(10)]
-    idx = torch.stack([by_class[i % 10][i // 10] for i in range(count)])
-    images = data.images[idx]
-    return images, data.labels[idx], extract_batch(kind, images, size=size, seed=seed + 7)
+    order = torch.randperm(len(split), generator=gen)
+    k = int(split.labels.max()) + 1
+    by_class = [order[split.labels[order] == c] for c in range(k)]
+    idx = torch.stack([by_class[i % k][i // k] for i in range(count)])
+    images = split.images[idx]
+    return images, split.labels[idx], extract_batch(kind, images, size=size, seed=seed + 7)
 
 
 @torch.no_grad()
@@ -118,15 +138,15 @@ def train_controlnet(out: str | Path, base_path: str | Path, cfg: ControlTrainin
     out = Path(out)
     base = load_digit_model(base_path)
     torch.manual_seed(cfg.seed)
-    net = ControlNet(base.unet, ControlNetConfig(kind=cfg.kind, hint_channels=cfg.hint_channels, mid_only=cfg.mid_only,
-                                                 unlock_decoder=cfg.unlock_decoder))
+    side = base.config.image_size
+    net = ControlNet(base.unet, ControlNetConfig(kind=cfg.kind, hint_channels=cfg.hint_channels or hint_channels_for(side),
+                                                 mid_only=cfg.mid_only, unlock_decoder=cfg.unlock_decoder, image_size=side))
     model = ControlNetTraining(base, net, p_uncond=cfg.p_uncond)
     size = net.config.cond_size
-    images, labels, conds = condition_data(cfg.kind, "train", cfg.variants, cfg.seed, size)
-    dataset = torch.utils.data.TensorDataset(images, labels, conds)
+    dataset = condition_data(cfg.kind, "train", cfg.variants, cfg.seed, size, data=base.config.data)
     loader = torch.utils.data.DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)), shuffle=True,
                                          drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
-    ev_images, _, ev_conds = eval_conditions(cfg.kind, cfg.eval_count, seed=cfg.seed, size=size)
+    ev_images, _, ev_conds = eval_conditions(cfg.kind, cfg.eval_count, seed=cfg.seed, size=size, data=base.config.data)
 
     def fidelity(current: ControlNet | None) -> float:
         was_training = current.training if current is not None else False
@@ -212,14 +232,15 @@ def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], sc
     from storylab.training.progress import progress_bar
 
     base = load_digit_model(base_path)
-    feature_net = load_digit_feature_net()
-    ref = real_reference(feature_net, count, seed)
+    data = base.config.data
+    feature_net = load_digit_feature_net(data=data)
+    ref = real_reference(feature_net, count, seed, data=data)
     results = []
     total = len(checkpoints) * len(scales) * 2
     with progress_bar("evaluate controlnet", total=total, enabled=progress) as bar:
         for kind, path in checkpoints.items():
             net = load_controlnet(path, base)
-            images, labels, conds = eval_conditions(net.config.kind, count, seed=seed + 1, size=net.config.cond_size)
+            images, labels, conds = eval_conditions(net.config.kind, count, seed=seed + 1, size=net.config.cond_size, data=data)
             for mode in ("class", "none"):
                 for scale in scales:
                     t0 = time.perf_counter()
@@ -227,7 +248,7 @@ def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], sc
                                                  scale, steps, seed, guidance_scale=guidance_scale,
                                                  uncond_control=uncond_control)
                     fid = condition_fidelity(net.config.kind, samples, conds)
-                    scores = score_samples(samples, labels, feature_net, ref["test_feats"])
+                    scores = score_samples(samples, labels, feature_net, ref["test_feats"], ref["stats"])
                     results.append({"kind": net.config.kind, "class": mode, "scale": scale, "metric": fid.metric,
                                     "fidelity": fid.mean, "fidelity_std": float(np.std(fid.scores)), "fid": scores["fid"],
                                     "fid_floor": ref["floor"]["fid"], "adherence": scores["adherence"],

@@ -7,8 +7,8 @@ Each controlled block computes (paper eq. 2)
 with the base block F frozen, a trainable copy Theta_c initialised from the base weights and zero
 convolutions Z (1x1, weight and bias 0). As in the original code the copied block is the whole
 UNet encoder (embeddings, conv_in, down levels, middle block); the hint encoder maps the condition
-image (32x32 for the 8x8 digits) to the feature resolution and enters once, after conv_in, through
-its final zero conv (Theta_z1). One zero conv per encoder output (Theta_z2) produces the residuals
+image (32x32 for the 8x8 digits, 56x56 for the 28x28 sets: :data:`HINT_CHANNELS`) to the base's
+resolution and enters once, after conv_in, through its final zero conv (Theta_z1). One zero conv per encoder output (Theta_z2) produces the residuals
 added to the decoder's skips and to the middle block's output, each multiplied by a global
 ``conditioning_scale`` and an optional per-output scale (guess mode grows them from shallow to deep).
 
@@ -48,12 +48,24 @@ from storylab.training import load_checkpoint, save_checkpoint
 KIND = "digits-controlnet"
 
 
+# Hint encoder widths by the base's image side: the condition is 4x the image side for the 8x8 digits (8x8 edges
+# would be a blob) and 2x for the 28x28 sets (the paper goes 512 -> 64, 8x, for a 64x64 latent).
+HINT_CHANNELS = {8: (8, 16, 32), 28: (16, 32)}
+
+
+def hint_channels_for(image_size: int) -> tuple[int, ...]:
+    """The hint encoder widths for a base of side ``image_size`` (:data:`HINT_CHANNELS`; the 28x28 ones otherwise)."""
+    return HINT_CHANNELS.get(image_size, HINT_CHANNELS[28])
+
+
 @dataclass
 class ControlNetConfig:
-    """Shape and training options of a digit ControlNet (saved inside its checkpoint).
+    """Shape and training options of a ControlNet (saved inside its checkpoint).
 
     ``hint_channels`` are the hint encoder's widths; each step after the first halves the
-    resolution, so (8, 16, 32) maps a 32x32 condition to 8x8 (the paper: 16-32-96-256, 512 -> 64).
+    resolution, so (8, 16, 32) maps a 32x32 condition to the 8x8 digits and (16, 32) a 56x56 one
+    to 28x28 (the paper: 16-32-96-256, 512 -> 64). ``image_size`` is the base denoiser's side
+    (checkpoints older than the 28x28 sets record none: they are 8x8).
     """
 
     kind: str = "canny"
@@ -61,6 +73,7 @@ class ControlNetConfig:
     cond_channels: int = 1
     mid_only: bool = False
     unlock_decoder: bool = False
+    image_size: int = 8
 
     def __post_init__(self) -> None:
         self.kind = check_kind(self.kind)
@@ -70,8 +83,8 @@ class ControlNetConfig:
 
     @property
     def cond_size(self) -> int:
-        """Side of the condition image for the 8x8 model."""
-        return 8 * 2 ** (len(self.hint_channels) - 1)
+        """Side of the condition image: the base's side times 2 per hint stage after the first."""
+        return self.image_size * 2 ** (len(self.hint_channels) - 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,7 +118,7 @@ class HintEncoder(nn.Module):
         self.zero_conv = zero_conv(widths[-1], out_channels, 3)
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
-        return self.zero_conv(self.body(cond))  # (B, 1, 32, 32) -> (B, C, 8, 8)
+        return self.zero_conv(self.body(cond))  # (B, 1, S * 2^k, S * 2^k) -> (B, C, S, S), k stride-2 stages
 
 
 def guess_mode_scales(num_skips: int, mid_only: bool = False) -> list[float]:
@@ -125,7 +138,7 @@ class ControlNet(nn.Module):
 
     def __init__(self, base: DigitUNet, config: ControlNetConfig | None = None) -> None:
         super().__init__()
-        self.config = config or ControlNetConfig()
+        self.config = config or ControlNetConfig()  # its image_size must be the base's (the denoiser's config knows it)
         self.encoder = copy.deepcopy(base.encoder)  # Theta_c, initialised from the base weights
         for p in self.encoder.parameters():
             p.requires_grad_(True)
@@ -149,7 +162,7 @@ class ControlNet(nn.Module):
         return guess_mode_scales(len(self.encoder.skip_channels), self.config.mid_only)
 
     def encode_condition(self, cond: torch.Tensor) -> torch.Tensor:
-        """Hint features Z(E(c); Theta_z1) ``(B, C, 8, 8)`` of condition images ``(B, 1, S, S)`` in [0, 1]."""
+        """Hint features Z(E(c); Theta_z1) ``(B, C, S, S)`` of condition images ``(B, 1, cond_size, cond_size)`` in [0, 1]."""
         if cond.shape[-1] != self.config.cond_size or cond.shape[-2] != self.config.cond_size:
             raise StorylabError(f"condition must be {self.config.cond_size}x{self.config.cond_size}, got "
                                 f"{tuple(cond.shape[-2:])}")
@@ -211,9 +224,16 @@ def load_controlnet(path: str | Path, base: DigitDiffusion) -> ControlNet:
     expected = ckpt.config.get("base_sha256", "")
     found = base_identity(base)
     if expected != found:
-        raise StorylabError(f"{path} was trained for another base model (base {expected[:12] or 'unknown'}, "
-                            f"this one is {found[:12]}); retrain it with --base pointing at this denoiser")
-    net = ControlNet(base.unet, ControlNetConfig.from_dict(ckpt.config["controlnet"]))
+        trained = ckpt.config.get("base_config", {})
+        their = f"{trained.get('data', 'digits')} {trained.get('image_size', 8)}x{trained.get('image_size', 8)}"
+        ours = f"{base.config.data} {base.config.image_size}x{base.config.image_size}"
+        raise StorylabError(f"{path} was trained for another base model ({their} denoiser {expected[:12] or 'unknown'}, "
+                            f"this one is {ours} {found[:12]}); retrain it with --base pointing at this denoiser")
+    config = ControlNetConfig.from_dict(ckpt.config["controlnet"])
+    if config.image_size != base.config.image_size:
+        raise StorylabError(f"{path} controls {config.image_size}x{config.image_size} images, but the denoiser draws "
+                            f"{base.config.image_size}x{base.config.image_size}")
+    net = ControlNet(base.unet, config)
     try:
         net.load_state_dict(ckpt.state_dict)
     except RuntimeError as exc:
@@ -255,7 +275,7 @@ class Control:
 class ControlledDenoiser:
     """``denoiser(x, t, cond)`` of the base model plus the summed residuals of several ControlNets.
 
-    ``cond`` is a label tensor (no control) or ``{"labels": (B,), "control": {"0": {"hint": (B, C, 8, 8),
+    ``cond`` is a label tensor (no control) or ``{"labels": (B,), "control": {"0": {"hint": (B, C, S, S),
     "scale": (B,)}, ...}}``; slot ``str(k)`` belongs to ``controls[k]``. Rows whose scale is 0 skip the
     ControlNet entirely, and a call where no control acts is exactly the base model's call.
     :meth:`observe` (fed by the sampler's step hook) switches controls off outside their windows.
@@ -405,6 +425,6 @@ def control_step_hook(controlled: ControlledDenoiser) -> Callable[[StepContext],
     return controlled.observe
 
 
-__all__ = ["COND_SIZE", "Control", "ControlNet", "ControlNetConfig", "ControlNetTraining", "ControlledDenoiser",
+__all__ = ["COND_SIZE", "HINT_CHANNELS", "Control", "ControlNet", "ControlNetConfig", "ControlNetTraining", "ControlledDenoiser",
            "HintEncoder", "KIND", "active_in_window", "base_identity", "check_window", "control_step_hook",
-           "guess_mode_scales", "load_controlnet", "save_controlnet", "zero_conv"]
+           "guess_mode_scales", "hint_channels_for", "load_controlnet", "save_controlnet", "zero_conv"]

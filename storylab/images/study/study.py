@@ -135,7 +135,8 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
     with progress_bar("schedule study", total=len(specs) * len(scales)) as bar:
         for spec in specs:
             for scale in scales:
-                rule = build_rule(guidance, labels, Path(classifier_path), model.num_classes, 0.0, 0.0, 0.0, 0.0)
+                rule = build_rule(guidance, labels, Path(classifier_path), model.num_classes, 0.0, 0.0, 0.0, 0.0,
+                                  data=model.config.data, image_size=model.config.image_size)
                 t0 = time.perf_counter()
                 images, guided = sample_digits(model, labels, rule, scale, spec, "ddim", steps, seed, return_model=True)
                 seconds = time.perf_counter() - t0

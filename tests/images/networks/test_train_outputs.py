@@ -112,8 +112,18 @@ def test_controlnet_out_help_states_the_default():
 
 @pytest.mark.parametrize("path, name, shipped", [
     (("sample", "digits"), "checkpoint", DENOISER), (("sample", "digits"), "classifier", CLASSIFIER),
-    (("evaluate", "digits"), "checkpoint", DENOISER), (("train", "controlnet"), "base", DENOISER),
+    (("evaluate", "digits"), "checkpoint", DENOISER),
     (("train", "ldm"), "vae", ASSETS / "zoo_vae.safetensors"),
 ])
 def test_reading_options_still_default_to_the_shipped_models(path, name, shipped):
     assert _param(path, name).default == shipped
+
+
+@pytest.mark.parametrize("path", [("train", "controlnet"), ("evaluate", "controlnet")])
+def test_controlnet_base_defaults_to_the_shipped_denoiser_of_the_data_set(path):
+    from storylab.images.commands.control_cli import _shipped_base
+
+    option = _param(path, "base")
+    assert option.default is None and option.show_default == "the shipped denoiser of --data"
+    assert _shipped_base("digits") == DENOISER
+    assert _shipped_base("fashion-mnist") == ASSETS / "fashion_mnist_denoiser.safetensors"
