@@ -116,7 +116,7 @@ RULES: dict[str, Bound] = {
     "--scale": Bound(0, 1000), "--per-class": count(1, 10_000), "--negative-class": count(-1, 9),
     "--rescale": FRACTION, "--eta": FRACTION, "--apg-eta": FRACTION, "--apg-norm": Bound(0, 1000),
     "--apg-momentum": Bound(-1, 1), "--pairs": count(1, 100), "--nearest": Bound(hi=100_000), "--count": count(1, 100_000),
-    "--size": count(8, 1024), "--frames": count(1, 10_000),
+    "--size": count(8, 1024), "--frames": count(1, 10_000), "--temperature": Bound(0, 2),
     # time, rates and media
     "--fps": positive(1000), "--n": count(1, MILLION), "--test-fraction": FRACTION_OPEN,
     "--min-seconds": positive(3600), "--max-seconds": positive(3600), "--episodes": count(1, 10_000),

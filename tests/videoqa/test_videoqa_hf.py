@@ -11,6 +11,7 @@ from storylab.errors import StorylabError
 from storylab.videoqa.backends import make_backend
 from storylab.videoqa.prompts import PromptConfig
 from storylab.videoqa.runner import EvalConfig, run_eval
+from tests.chat_models import tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -71,30 +72,7 @@ def test_hf_backend_bad_inputs(tmp_path, tiny_lm):
 def test_hf_backend_runs_a_llama_through_its_chat_template(tiny_set, tmp_path):
     """A Llama whose greedy output is always 'c' (all embeddings equal, blocks silenced): the chat
     template is applied, the reply decoded after the prompt, and the score is the hand count."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from storylab.text_encoder import bundled_minilm_path
-
-    tokenizer = AutoTokenizer.from_pretrained(bundled_minilm_path(), local_files_only=True)
-    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
-                               "{% if add_generation_prompt %}<assistant>{% endif %}")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
-                         eos_token_id=tokenizer.sep_token_id, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    target = tokenizer.convert_tokens_to_ids("c")
-    with torch.no_grad():  # every position carries the same vector e; the head has weight on 'c' only
-        e = torch.randn(16)
-        model.model.embed_tokens.weight[:] = e
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        model.lm_head.weight.zero_()
-        model.lm_head.weight[target] = e
-    model.save_pretrained(tmp_path / "llama")
-    tokenizer.save_pretrained(tmp_path / "llama")
+    tiny_llama(tmp_path / "llama")  # greedy output always "c"
     backend = make_backend(f"hf:{tmp_path / 'llama'}", max_tokens=1)
     assert backend.render("sys", "hi") == "<system> sys\n<user> hi\n<assistant>"
     assert backend.render("", "hi") == "<user> hi\n<assistant>"  # SF20K's prompt has no system turn

@@ -47,3 +47,18 @@ def test_smollm2_preset_answers_and_judges(tmp_path):
     assert record["subtitles_truncated"] and summary["correct"] == int(record["correct"])
     verdict = LLMJudge(smollm2, "hf:smollm2").judge("Who repairs the clock?", "Mira.", "Mira.")
     assert verdict.raw.strip() and len(smollm2.tokenizer(verdict.raw)["input_ids"]) <= JUDGE_MAX_TOKENS
+
+
+def test_gguf_name_map_is_memoised_only_while_a_model_loads():
+    """The load-time speed-up memoises gguf's tensor-name map and puts the library's function back."""
+    import gguf
+
+    from storylab.chat_model import _gguf_name_map_built_once
+
+    original = gguf.get_tensor_name_map
+    arch = gguf.MODEL_ARCH.LLAMA
+    with _gguf_name_map_built_once():
+        first = gguf.get_tensor_name_map(arch, 2)
+        assert gguf.get_tensor_name_map(arch, 2) is first  # built once
+        assert first.mapping == original(arch, 2).mapping  # the same map the library builds
+    assert gguf.get_tensor_name_map is original and original(arch, 2) is not original(arch, 2)
