@@ -69,12 +69,34 @@ def test_every_public_function_and_class_of_the_foundation_has_a_docstring():
     assert missing == []
 
 
-def test_sphinx_roles_become_code_spans():
+def _api_reference_hooks():
     pytest.importorskip("griffe", reason="the docs extra: pip install -e '.[docs]'")
-    spec = importlib.util.spec_from_file_location("sphinx_roles", DOCS / "hooks" / "sphinx_roles.py")
+    spec = importlib.util.spec_from_file_location("api_reference", DOCS / "hooks" / "api_reference.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_sphinx_roles_become_code_spans():
+    hooks = _api_reference_hooks()
     text = ("Calls :func:`use_threads` and :py:meth:`Guided.__call__`, raises "
             ":class:`~storylab.errors.StorylabError`; reads :data:`RULES`. ``plain`` and `md` stay.")
-    assert module.without_roles(text) == ("Calls `use_threads` and `Guided.__call__`, raises "
-                                          "`storylab.errors.StorylabError`; reads `RULES`. ``plain`` and `md` stay.")
+    assert hooks.without_roles(text) == ("Calls `use_threads` and `Guided.__call__`, raises "
+                                         "`storylab.errors.StorylabError`; reads `RULES`. ``plain`` and `md` stay.")
+
+
+def test_a_reexported_object_is_documented_once_where_it_is_defined(tmp_path):
+    hooks = _api_reference_hooks()
+    import griffe
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text('from pkg.contract import Context\n__all__ = ["Context"]\n')
+    (package / "contract.py").write_text('class Context:\n    """One step."""\n')
+    (package / "samplers.py").write_text('from pkg.contract import Context\n\n\n'
+                                         'def sample(ctx: Context) -> None:\n    """Sample."""\n\n\n'
+                                         '__all__ = ["Context", "sample"]\n')
+    extensions = griffe.load_extensions(hooks.NoReexports)
+    loaded = griffe.load("pkg", search_paths=[tmp_path], extensions=extensions)
+    assert set(loaded["samplers"].members) - {"__all__"} == {"sample"}
+    assert "Context" in loaded["contract"].members and "Context" in loaded.members  # the package keeps its face
