@@ -3,7 +3,7 @@
 The ``storylab`` command calls :func:`use_threads` before any command runs, with the value of its
 global ``--threads`` option (or the ``STORYLAB_THREADS`` environment variable); without either it
 keeps ``OMP_NUM_THREADS`` when that is set and otherwise uses :func:`physical_cores`. Hyper-threads
-are not counted: two threads on one core share its vector units and mostly wait for each other.
+are not counted (two threads on one core share its arithmetic units), as in torch's own default.
 
 Data-loader worker processes run one thread each: PyTorch's worker loop calls
 ``torch.set_num_threads(1)`` in every worker, whatever the parent set.
@@ -11,8 +11,8 @@ Data-loader worker processes run one thread each: PyTorch's worker loop calls
 Nothing here imports torch (``storylab --help`` and the torch-free commands stay fast): when torch
 is loaded, :func:`torch.set_num_threads` is called at once, otherwise right after ``import torch``
 finishes (an import hook on :data:`sys.meta_path`). ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` are
-set too, for child processes. The variables alone would not do in this process: the OpenMP runtime
-caps them at the CPU count when torch loads, where :func:`torch.set_num_threads` is exact.
+set too, for child processes. The variables alone would not do in this process: a torch loaded
+with ``OMP_NUM_THREADS=3`` on a 2-CPU machine runs 2 threads, where ``torch.set_num_threads(3)`` gives 3.
 """
 
 from __future__ import annotations
