@@ -17,6 +17,7 @@ import typer
 from storylab.cli_groups import app, evaluate_app
 from storylab.errors import StorylabError
 from storylab.guidance.names import SPEC_HELP, parse_scales
+from storylab.threads import MAX_THREADS, physical_cores, use_threads
 
 # Modules that register commands on the groups. A wing whose CLI module is missing is skipped, so
 # the front door never breaks because one wing is still being written.
@@ -39,6 +40,19 @@ for _name in COMMAND_MODULES:
     except ModuleNotFoundError as exc:  # only a missing module of our own is tolerated
         if exc.name != _name:
             raise
+
+
+@app.callback()
+def _global_options(
+    threads: int | None = typer.Option(
+        None, "--threads", envvar="STORYLAB_THREADS", min=1, max=MAX_THREADS, show_default=False,
+        help="CPU threads torch uses per operation, in every command (give it before the command: storylab "
+             "--threads 1 sample ...). Default: OMP_NUM_THREADS when set, else the number of physical cores "
+             f"({physical_cores()} here); data-loader workers use 1. On a busy machine fewer can be faster "
+             "(bench/threads.py)."),
+) -> None:
+    """storylab: multimodal story-level understanding and generation of visual data."""
+    use_threads(threads)
 
 
 def _split_schedules(text: str) -> list[str]:

@@ -469,13 +469,11 @@ def demo(out: Path = typer.Option(Path("storylab-demo"), "--out", help="Folder f
          tiny: bool = typer.Option(False, "--tiny", help="Smallest sizes (a quick look, or a smoke test)."),
          ) -> None:
     """The main job: a tour of every wing (guidance, the Fashion-MNIST study, ControlNet, zoo, camera, humor, video QA) as an HTML report."""
-    import torch
     from rich.console import Console
     from rich.table import Table
 
     cfg = replace(DemoConfig.tiny() if tiny else DemoConfig(), dataset=dataset,
                   sections=tuple(s.strip() for s in sections.split(",") if s.strip()))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.perf_counter()
     done = run_demo(out, seed, cfg)
     console = Console(width=max(120, Console().width))

@@ -1,4 +1,4 @@
-"""The layout rules of STYLE.md, read from the source: no import cycle, wings apart, nothing imports the front door.
+"""The layout rules of docs/development.md ("Layout"), read from the source: no import cycle, wings apart, nothing imports the front door.
 
 Imports are parsed with :mod:`ast` (nothing is executed). Module-level imports and imports inside
 functions are both edges: a function-level import defers the cost, it does not undo the dependency.

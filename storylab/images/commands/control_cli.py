@@ -206,7 +206,6 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
                          progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
                          ) -> None:
     """Train a ControlNet on a frozen denoiser (paper sec. 3.3), on the base's data set, and plot its fidelity curve."""
-    import torch
     from rich.table import Table
 
     from storylab.images.control.conditions import check_kind
@@ -230,7 +229,6 @@ def train_controlnet_cmd(condition: str = typer.Option("canny", "--condition", h
     cfg = ControlTrainingConfig(kind=kind, steps=steps, batch_size=batch_size, lr=lr, p_uncond=p_uncond,
                                 mid_only=mid_only, unlock_decoder=unlock_decoder, eval_every=eval_every, eval_count=eval_count, seed=seed,
                                 extra={"command": _command_line()})
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     net, info = train_controlnet(out, base, cfg, progress=progress, resume=resume)
     metric = "F1" if kind in ("canny", "scribble", "mask") else "RMSE"
     plot_convergence({kind: info["fidelity"]}, plot, metric)

@@ -23,11 +23,8 @@ def train_features(
     data: str = typer.Option("digits", "--data", help="Data set: digits, fashion-mnist, mnist or an IDX folder."),
 ) -> None:
     """Train the feature/adherence network of the metrics on a data set's train split; report its test accuracy."""
-    import torch
-
     from storylab.images.networks.feature_training import FeatureTrainingConfig, current_command, train_feature_net
 
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     config = FeatureTrainingConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, max_shift=max_shift,
                                    seed=seed, resume=resume, progress=progress, data=data)
     if data != "digits" and out == Path("runs/digit_features.safetensors"):
