@@ -1,6 +1,12 @@
 """Names of the guidance rules and the schedule SPEC grammar (torch-free, for ``--help`` texts)."""
 
-RULES = ("none", "cfg", "negative", "negative3", "classifier", "cfg++", "apg")
+RULES = ("none", "cfg", "negative", "negative3", "classifier", "cfg++", "apg", "apg-mix", "autoguidance",
+         "cfg-zero*", "tcfg", "fdg", "pag", "seg", "slg")
+RULE_ALIASES = {"cfgpp": "cfg++", "cfg-zero-star": "cfg-zero*", "cfgzero*": "cfg-zero*", "cfg-zero": "cfg-zero*",
+                "autoguide": "autoguidance", "auto": "autoguidance", "apgmix": "apg-mix", "skip-layer": "slg",
+                "perturbed-attention": "pag", "smoothed-energy": "seg"}
+# Rules that guide with a second network: AutoGuidance's weak model, or the perturbed self-attention of PAG/SEG/SLG.
+RULE_NETWORKS = {"autoguidance": "weak", "pag": "perturbed", "seg": "perturbed", "slg": "perturbed"}
 SPEC_HELP = ("constant, linear, invlinear, cosine, sine, v-shape, lambda-shape, clamp:<shape>:c=<floor>, "
              "pcs:s=<exponent> (the lecture's formula, value = scale at the last step), pcs-mean:s=<exponent> "
              "(mean-normalised), interval:start=<a>,stop=<b> (progress, closed), "
