@@ -86,8 +86,12 @@ class Guided:
 
     def _per_step(self, num_steps: int) -> tuple[list[float], list[bool]]:
         if self._strengths is None or self._strengths[0] != num_steps:
-            values = self.rule.schedule_strengths(self.schedule, num_steps, self.scale).tolist()
-            on = (self.schedule.strengths(num_steps, 1.0).abs() > 1e-12).tolist()  # shape 0: an unguided step
+            if self.schedule.absolute:  # list / piecewise: each step's own scale, read by the rule like a scale
+                values = [self.rule.strength(s) for s in self.schedule.absolute_scales(num_steps).tolist()]
+                on = [True] * num_steps
+            else:
+                values = self.rule.schedule_strengths(self.schedule, num_steps, self.scale).tolist()
+                on = (self.schedule.strengths(num_steps, 1.0).abs() > 1e-12).tolist()  # shape 0: an unguided step
             self._strengths = (num_steps, values, on)
         return self._strengths[1], self._strengths[2]
 
