@@ -161,6 +161,9 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
                       apg_eta: float = typer.Option(0.0, "--apg-eta", help="APG: weight of the parallel component."),
                       apg_norm: float = typer.Option(0.0, "--apg-norm", help="APG: norm threshold r (0 = off)."),
                       apg_momentum: float = typer.Option(0.0, "--apg-momentum", help="APG: momentum beta."),
+                      rule_option: list[str] = typer.Option(None, "--rule-option", help="KEY=VALUE option of the rule (repeatable), e.g. zero_init_steps=2 (cfg-zero*), low_scale=1.5 (fdg), cfg_scale=3 (pag/seg/slg), blur_sigma=inf (seg), apg_scale=5 (apg-mix); a key the rule does not take is an error."),
+                      guide_checkpoint: Optional[Path] = typer.Option(None, "--guide-checkpoint", help="AutoGuidance's weak model: an earlier checkpoint or a smaller denoiser of the same data (--guidance autoguidance). [default: none]"),
+                      uncond_checkpoint: Optional[Path] = typer.Option(None, "--uncond-checkpoint", help="A separate (smaller) unconditional network for CFG's unconditional branch (Karras et al. 2024). [default: the denoiser itself]"),
                       sweep_scale: Optional[str] = typer.Option(None, "--sweep-scale", help="START:STOP:COUNT, e.g. 0:5.5:12: "
                                                                 "the lecture's figure, guidance scale growing across COUNT columns, each row one fixed noise. [default: off]"),
                       nearest: int = typer.Option(0, "--nearest", help="K > 0: the memorisation check, each sample above its K nearest "
@@ -210,16 +213,20 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
         if not 0 <= negative_class < model.num_classes:
             raise StorylabError("--guidance negative needs --negative-class between 0 and 9")
         negative = torch.full_like(labels, negative_class)
+    from storylab.guidance.registry import parse_rule_options
+
     rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum,
-                      data=model.config.data, image_size=model.config.image_size)
-    hooks = {}
+                      data=model.config.data, image_size=model.config.image_size,
+                      options=parse_rule_options(guidance, rule_option))
+    hooks = {"guide": _load_denoiser(guide_checkpoint) if guide_checkpoint else None,
+             "uncond_model": _load_denoiser(uncond_checkpoint) if uncond_checkpoint else None}
     if control:
         from storylab.images.commands.control_cli import load_controls, parse_control
         from storylab.images.control.controlnet import ControlledDenoiser
 
         controlled = ControlledDenoiser(model, load_controls([parse_control(c) for c in control], model, control_polarity))
-        hooks = {"denoiser": controlled, "on_step": controlled.observe,
-                 "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)}
+        hooks.update({"denoiser": controlled, "on_step": controlled.observe,
+                      "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)})
     setting = f"{guidance}, schedule {schedule}, {sampler} {steps} steps, seed {seed}"
 
     def draw(at_scale: float, show: bool = False) -> torch.Tensor:

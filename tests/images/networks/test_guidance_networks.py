@@ -116,3 +116,50 @@ def test_networks_a_rule_does_not_use_or_lacks_are_one_clear_line(tiny, weaker):
     other = DigitDiffusion(DigitDiffusionConfig(unet=TINY, num_timesteps=50)).eval()
     with pytest.raises(StorylabError, match="uses another noise schedule"):
         sample_digits(tiny, LABELS, "autoguidance", 2.0, "constant", "ddim", 2, guide=other)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, tiny, weaker):
+    from storylab.images.networks.denoiser import save_digit_model
+
+    root = tmp_path_factory.mktemp("ck")
+    return save_digit_model(root / "tiny.safetensors", tiny), save_digit_model(root / "weak.safetensors", weaker)
+
+
+@pytest.mark.parametrize("args", [
+    ("--guidance", "autoguidance", "--guide-checkpoint", "WEAK"),
+    ("--guidance", "cfg", "--uncond-checkpoint", "WEAK"),
+    ("--guidance", "seg", "--rule-option", "blur_sigma=1.0", "--rule-option", "cfg_scale=2"),
+    ("--guidance", "cfg-zero*", "--rule-option", "zero_init_steps=1"),
+    ("--guidance", "fdg", "--rule-option", "low_scale=1.5"),
+    ("--guidance", "tcfg",), ("--guidance", "apg-mix",), ("--guidance", "pag",), ("--guidance", "slg",),
+])
+def test_sample_digits_cli_draws_with_every_new_rule(tmp_path, checkpoints, args):
+    from tests.cli_runner import run_cli
+
+    main, weak = checkpoints
+    out = tmp_path / "grid.png"
+    args = [str(weak) if a == "WEAK" else a for a in args]
+    res = run_cli("sample", "digits", "--checkpoint", str(main), "--steps", "3", "--per-class", "1", "--no-progress",
+                  "--out", str(out), *args)
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--guidance", "cfg", "--apg-eta", "0.5"), "--apg-eta is not used by guidance 'cfg'"),
+    (("--guidance", "cfg", "--rule-option", "eta=0.5"), "guidance 'cfg' does not take option 'eta' (it takes: rescale)"),
+    (("--guidance", "autoguidance"), "pass --guide-checkpoint"),
+    (("--guidance", "pag", "--guide-checkpoint", "WEAK"), "--guide-checkpoint is used by autoguidance only"),
+    (("--guidance", "cfg-zero*", "--rule-option", "zero_init_steps"), "--rule-option must look like KEY=VALUE"),
+])
+def test_sample_digits_cli_refuses_options_a_rule_does_not_take(tmp_path, checkpoints, args, needle):
+    from tests.cli_runner import run_cli
+
+    main, weak = checkpoints
+    out = tmp_path / "grid.png"
+    args = [str(weak) if a == "WEAK" else a for a in args]
+    res = run_cli("sample", "digits", "--checkpoint", str(main), "--steps", "2", "--per-class", "1", "--out", str(out), *args)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], res.stderr
+    assert not out.exists()
