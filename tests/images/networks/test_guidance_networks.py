@@ -163,3 +163,18 @@ def test_sample_digits_cli_refuses_options_a_rule_does_not_take(tmp_path, checkp
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], res.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("rule", ["apg-mix", "autoguidance", "cfg-zero*", "tcfg", "fdg", "pag", "seg", "slg"])
+def test_app_guidance_panel_draws_with_the_new_menu_rules(rule):
+    from storylab.guidance.names import RULES
+    from storylab.images.assets import shipped
+    from storylab.images.commands.panel import guidance_grid
+
+    assert rule in RULES  # the app's rule menu lists RULES (less classifier)
+    if rule == "autoguidance" and not shipped("digits", "guide").exists():
+        with pytest.raises(StorylabError, match="AutoGuidance needs a weak guide model, and none is shipped for 'digits'"):
+            guidance_grid("digits", rule, 2.0, "constant", "ddim", 2, 0, 1)
+        return
+    result = guidance_grid("digits", rule, 2.0, "linear", "ddim", 2, 0, 1)
+    assert result.image.ndim == 2 and result.nfe >= 2
