@@ -339,6 +339,10 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         batch_size: int = typer.Option(64, "--batch-size", help="Images per sampling batch (batch k draws its noise with seed + k)."),
                         classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
                         features: Optional[Path] = typer.Option(None, "--features", help="Feature network for FID/precision/recall/adherence (from `storylab train features`); default: the shipped one."),
+                        rules: Optional[str] = typer.Option(None, "--rules", help=f"Rank guidance rules instead: every rule x schedule x scale on the same seeds (comma-separated, from {', '.join(RULES)}); writes study.json, table.md and pareto.png. [default: off]"),
+                        rule_option: list[str] = typer.Option(None, "--rule-option", help="RULE:KEY=VALUE option of one rule of --rules (repeatable), e.g. fdg:low_scale=1.5."),
+                        guide_checkpoint: Optional[Path] = typer.Option(None, "--guide-checkpoint", help="AutoGuidance's weak model (with --rules autoguidance). [default: none]"),
+                        uncond_checkpoint: Optional[Path] = typer.Option(None, "--uncond-checkpoint", help="A separate unconditional network for the rules' unconditional branch (with --rules). [default: the denoiser itself]"),
                         ) -> None:
     """The schedule study of Wang et al. 2024: FID, precision, recall, density, coverage, diversity, adherence."""
     from storylab.images.study.study import parse_list, run_study
@@ -347,6 +351,22 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
     scale_list = parse_scales(scales)
     if not all(math.isfinite(s) and s >= 0 for s in scale_list):
         raise StorylabError(f"--scales must be finite numbers >= 0, got '{scales}'")
+    if rules is not None:
+        from storylab.images.study.rule_study import (markdown_table, parse_per_rule_options, parse_rule_list,
+                                                      run_rule_study)
+
+        if guidance != "cfg":
+            raise StorylabError("--guidance and --rules both choose the rule: give the rules in --rules")
+        rule_list = parse_rule_list(rules)
+        options = parse_per_rule_options(rule_option, rule_list)
+        _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+        result = run_rule_study(out, checkpoint, rule_list, spec_list, scale_list, per_class, steps, seed, options,
+                                guide_checkpoint, uncond_checkpoint, classifier, features, batch_size=batch_size)
+        print(markdown_table(result), end="")
+        print(f"wrote {out / 'study.json'}, {out / 'table.md'}, {out / 'pareto.png'}")
+        return
+    if rule_option or guide_checkpoint or uncond_checkpoint:
+        raise StorylabError("--rule-option, --guide-checkpoint and --uncond-checkpoint go with --rules")
     if guidance not in ("cfg", "classifier"):
         raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
     _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
