@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "storylab.images.commands.features_cli",
     "storylab.images.commands.control_cli",
     "storylab.images.commands.zoo_cli",
+    "storylab.images.commands.lecture_cli",
     "storylab.camera.cli",
     "storylab.humor.cli",
     "storylab.videoqa.cli",
