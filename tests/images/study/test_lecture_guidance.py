@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from storylab.errors import StorylabError
 from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, save_digit_model
 from storylab.images.networks.unet import UNetConfig
 from storylab.images.study.lecture_guidance import code_slide_loops, removal_windows
@@ -56,5 +57,8 @@ def test_code_slide_loops_are_figure_1_in_hos_convention(tmp_path, tiny_ckpt):
     assert [c["mean_scale"] for c in cells[:2]] == pytest.approx([3.0, 15.0])
     assert (out / "loops.png").read_bytes()[:4] == b"\x89PNG"
     bad = run_cli("evaluate", "code-slide-loops", "--checkpoint", tiny_ckpt, "--out", tmp_path / "bad", "--w0", "0.5")
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --w0 must be >= 1 (the clamp floors w at 1), got 0.5"
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: Invalid value for '--w0'")
     assert not (tmp_path / "bad").exists()
+    with pytest.raises(StorylabError, match=r"^--w0 must be >= 1 \(the clamp floors w at 1\), got 0.5$"):
+        code_slide_loops(0.5)
