@@ -32,6 +32,7 @@ import torch
 
 from storylab.errors import StorylabError
 from storylab.guidance.diffusers_callback import ScheduledGuidance, pipeline_scales
+from storylab.guidance.modular import PIPELINE_RULES, modular_images, modular_pipeline, pipeline_guider
 from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.schedules import parse_schedule
 from storylab.io import atomic_path, atomic_savefig, atomic_write_json
@@ -72,59 +73,6 @@ class PipelineStudyConfig:
     controls: list[PipelineControl] | None = None  # ControlNet pipelines: one per ControlNet, in order
     progress: bool = True
     rules: list[str] = field(default_factory=lambda: ["cfg"])  # other than cfg: SDXL through its modular blocks
-
-
-# Rules other than CFG run through diffusers' modular SDXL blocks with the classic pipeline's components:
-# storylab's two-branch rules as ScheduledGuider, the perturbation rules and AutoGuidance as diffusers' own
-# guiders (hooks on the UNet's first mid-block transformer) under schedule_guider. PERTURBATION_SCALE is
-# their perturbation strength (diffusers' SDXL PAG pipeline default pag_scale = 3); --scales is the CFG scale.
-PIPELINE_RULES = ("cfg", "cfg-zero*", "tcfg", "fdg", "apg-mix", "pag", "seg", "slg", "autoguidance")
-PERTURBATION_SCALE = 3.0
-MID_BLOCK = "mid_block.attentions.0.transformer_blocks"
-_MODULAR_COMPONENTS = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler")
-
-
-def pipeline_guider(rule: str, spec: str, scale: float) -> Any:
-    """The diffusers guider of ``rule`` at CFG scale ``scale`` under schedule ``spec`` for a modular SDXL pipeline."""
-    from diffusers import guiders as dg
-    from diffusers.hooks import LayerSkipConfig
-    from diffusers.hooks.smoothed_energy_guidance_utils import SmoothedEnergyGuidanceConfig
-
-    from storylab.guidance.diffusers_guider import MODULAR_RULES, ScheduledGuider, schedule_guider
-
-    if rule in MODULAR_RULES:
-        return ScheduledGuider(rule, spec, guidance_scale=scale)
-    if rule == "pag":
-        made = dg.PerturbedAttentionGuidance(
-            guidance_scale=scale, perturbed_guidance_scale=PERTURBATION_SCALE, perturbed_guidance_start=0.0,
-            perturbed_guidance_stop=1.0, perturbed_guidance_config=LayerSkipConfig(
-                indices=[0], fqn=MID_BLOCK, skip_attention=False, skip_attention_scores=True, skip_ff=False))
-    elif rule == "slg":
-        made = dg.SkipLayerGuidance(guidance_scale=scale, skip_layer_guidance_scale=PERTURBATION_SCALE,
-                                    skip_layer_guidance_start=0.0, skip_layer_guidance_stop=1.0,
-                                    skip_layer_config=LayerSkipConfig(indices=[0], fqn=MID_BLOCK, skip_ff=False))
-    elif rule == "seg":
-        made = dg.SmoothedEnergyGuidance(guidance_scale=scale, seg_guidance_scale=PERTURBATION_SCALE,
-                                         seg_guidance_config=SmoothedEnergyGuidanceConfig(indices=[0], fqn=MID_BLOCK))
-    elif rule == "autoguidance":
-        made = dg.AutoGuidance(guidance_scale=scale, auto_guidance_config=LayerSkipConfig(indices=[0], fqn=MID_BLOCK,
-                                                                                         dropout=1.0))
-    else:
-        raise StorylabError(f"guidance '{rule}' does not run on a diffusers pipeline (choose from {', '.join(PIPELINE_RULES)})")
-    return schedule_guider(made, spec)
-
-
-def modular_pipeline(pipe: Any) -> Any:
-    """diffusers' modular SDXL blocks over the components of a loaded classic SDXL pipeline."""
-    from diffusers.modular_pipelines import StableDiffusionXLAutoBlocks
-
-    if type(pipe).__name__ != "StableDiffusionXLPipeline":
-        raise StorylabError(f"rules other than cfg need diffusers' modular blocks, which exist for SDXL here, "
-                            f"not for {type(pipe).__name__}: use --rules cfg on this pipeline")
-    modular = StableDiffusionXLAutoBlocks().init_pipeline()
-    modular.update_components(**{k: getattr(pipe, k) for k in _MODULAR_COMPONENTS})
-    modular.set_progress_bar_config(disable=True)
-    return modular
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -300,7 +248,7 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
                     images = pipe(**callback.pipeline_kwargs(), **control, num_inference_steps=cfg.steps,
                                   num_images_per_prompt=cfg.n, generator=generators, output_type="pil").images
                 else:
-                    images = _modular_images(modular, pipeline_guider(rule, spec, scale), prompts[p],
+                    images = modular_images(modular, pipeline_guider(rule, spec, scale), prompts[p],
                                              cfg.negative_prompt, cfg.steps, cfg.n, generators, rows)
                 seconds += time.perf_counter() - t0
                 generated += len(images)
@@ -319,24 +267,6 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
             atomic_write_json(cell_file, record)
             records.append(record)
     return _score_and_report(out, cfg, prompts, records, clip, references)
-
-
-def _modular_images(modular: Any, guider: Any, prompt: str, negative: str, steps: int, n: int,
-                    generators: list[torch.Generator], rows: list[int]) -> list[Any]:
-    """``n`` images of ``prompt`` from the modular pipeline with ``guider``; appends each UNet call's batch to ``rows``."""
-    original = modular.unet.forward
-
-    def counted(sample, *args, **kwargs):
-        rows.append(int(sample.shape[0]))
-        return original(sample, *args, **kwargs)
-
-    modular.update_components(guider=guider)
-    modular.unet.forward = counted
-    try:
-        return modular(prompt=prompt, negative_prompt=negative, num_inference_steps=steps, num_images_per_prompt=n,
-                       generator=generators, output="images")
-    finally:
-        modular.unet.forward = original
 
 
 def _check_control(c: PipelineControl) -> None:
