@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "storylab.images.commands.features_cli",
     "storylab.images.commands.control_cli",
     "storylab.images.commands.zoo_cli",
+    "storylab.images.commands.lecture_cli",
     "storylab.camera.cli",
     "storylab.humor.cli",
     "storylab.videoqa.cli",
@@ -90,6 +91,9 @@ def evaluate_pipeline(
                                                    "used as is (scale 1, whole run). Not together with --control (default: none)."),
     out: Path = typer.Option(Path("runs/pipeline_study"), "--out", help="Output folder (resumes a killed run with the same settings)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    rules: str = typer.Option("cfg", "--rules", help="Comma-separated guidance rules: cfg (any pipeline) and, on SDXL through "
+                              "diffusers' modular blocks, cfg-zero*, tcfg, fdg, apg-mix, pag, seg, slg, autoguidance "
+                              "(--scales is their CFG scale; docs/guidance.md has the table)."),
 ) -> None:
     """The Wang et al. schedule study on a local text-to-image pipeline: every schedule x scale, same seeds, scored."""
     from rich.console import Console
@@ -112,12 +116,13 @@ def evaluate_pipeline(
     cfg = PipelineStudyConfig(model=model, prompts=prompts, schedules=_split_schedules(schedules),
                               scales=parse_scales(scales), out=out, n=n, steps=steps, seed=seed,
                               negative_prompt=negative_prompt, clip=clip, reference=reference,
-                              controls=controls or None, progress=progress)
+                              controls=controls or None, progress=progress,
+                              rules=[r.strip() for r in rules.split(",") if r.strip()] or ["cfg"])
     result = run_pipeline_study(cfg)
     table = Table(title=f"pipeline study: {len(result['prompts'])} prompts x {n} images, {steps} steps"
                         f" (features: {'CLIP image embeddings' if result['features'] else 'none'})")
-    for col in ("schedule", "scale", "CLIP", "FID", "prec", "recall", "dens", "cov", "Vendi", "NFE", "s/img"):
-        table.add_column(col, justify="left" if col == "schedule" else "right")
+    for col in ("rule: schedule", "scale", "CLIP", "FID", "prec", "recall", "dens", "cov", "Vendi", "NFE", "s/img"):
+        table.add_column(col, justify="left" if col == "rule: schedule" else "right")
     for row in summary_rows(result):
         table.add_row(*row)
     console = Console()

@@ -134,7 +134,11 @@ RULES: dict[str, Bound] = {
 COMMAND_RULES: dict[tuple[str, str], Bound] = {
     **{(cmd, "--steps"): SAMPLING_STEPS for cmd in (
         "guidance weights", "sample digits", "evaluate digits", "evaluate controlnet", "evaluate zoo",
-        "camera generate")},
+        "camera generate", "evaluate guidance-removal", "evaluate code-slide-loops")},
+    ("evaluate guidance-removal", "--points"): count(1, 49),
+    ("evaluate guidance-removal", "--window"): FRACTION_OPEN,
+    ("evaluate code-slide-loops", "--w0"): Bound(1, 1000),
+    ("evaluate code-slide-loops", "--show"): count(1, 32),
     **{(f"sample {family}", "--steps"): count(2, 1000) for family in ("ae", "vae", "cvae", "vqvae", "gan", "ldm")},
     # libx264 with yuv420p needs even sizes; 16 px is the smallest frame the synthetic scenes draw
     ("humor synth", "--width"): Bound(16, 3840, multiple_of=2),

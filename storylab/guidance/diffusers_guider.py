@@ -98,3 +98,144 @@ class ScheduledCFG(ClassifierFreeGuidance):
         if self.guidance_rescale > 0.0:
             pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
         return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
+
+
+# Rules whose combination needs only the two raw predictions (no x_t, no third branch): they run inside
+# any modular pipeline's CFG batching through :class:`ScheduledGuider`.
+MODULAR_RULES = ("cfg", "cfg-zero*", "tcfg", "fdg", "apg-mix")
+
+
+class ScheduledGuider(ClassifierFreeGuidance):
+    """A storylab rule (CFG-Zero*, TCFG, FDG, APG-Mix, CFG) as a diffusers guider, with a weight schedule.
+
+    The rule combines pred_cond and pred_uncond exactly as in storylab's samplers
+    (:mod:`storylab.guidance.guiders`); diffusers' CFG guider supplies the batching. ``rule_options``
+    are the rule's options (``{"low_scale": 2.0}`` for FDG); ``history`` records each step's strength.
+    FDG here uses storylab's Laplacian pyramid, so it needs no kornia.
+    """
+
+    @register_to_config
+    def __init__(self, rule: str = "tcfg", schedule: str = "constant", guidance_scale: float = 7.5,
+                 rule_options: dict | None = None, grid: str | None = None, enabled: bool = True) -> None:
+        from storylab.guidance.registry import canonical_rule, make_rule
+
+        super().__init__(guidance_scale=guidance_scale, guidance_rescale=0.0, use_original_formulation=False,
+                         start=0.0, stop=1.0, enabled=enabled)
+        check_scale(guidance_scale)
+        key = canonical_rule(rule)
+        if key not in MODULAR_RULES:
+            raise StorylabError(f"guidance '{key}' does not run as a two-branch diffusers guider (choose from "
+                                f"{', '.join(MODULAR_RULES)}; PAG/SEG/SLG/AutoGuidance: schedule_guider on diffusers' own)")
+        self.rule = make_rule(key, **(rule_options or {}))
+        self.schedule = parse_schedule(schedule, grid=grid)
+        if self.schedule.needs_sigma:
+            raise StorylabError(f"schedule '{self.schedule.spec}' reads sigma: use ScheduledCFG with alphas_cumprod")
+        self._cache: tuple[int, list, list[bool]] | None = None
+        self.history: list = []
+
+    def _per_step(self) -> tuple[Any, bool]:
+        n = self._num_inference_steps
+        if self._cache is None or self._cache[0] != n:
+            if self.schedule.absolute:
+                values = [self.rule.strength(s) for s in self.schedule.absolute_scales(n).tolist()]
+                on = [True] * n
+            else:
+                values = self.rule.schedule_strengths(self.schedule, n, self.guidance_scale).tolist()
+                on = (self.schedule.strengths(n, 1.0).abs() > 1e-12).tolist()
+            self._cache = (n, values, on)
+        return self._cache[1][self._step], self._cache[2][self._step]
+
+    def _context(self, like: torch.Tensor):
+        from storylab.diffusion.contract import StepContext
+
+        # The raw-space rules read only the step; x_t and the coefficients are not the guider's to know.
+        return StepContext(x=like, t=torch.as_tensor(self._timestep).reshape(-1), step=self._step,
+                           num_steps=self._num_inference_steps, a=math.nan, s=math.nan)
+
+    def set_state(self, step: int, num_inference_steps: int, timestep: torch.LongTensor) -> None:
+        super().set_state(step, num_inference_steps, timestep)
+        if step == 0:
+            self.history = []
+            self.rule.reset()
+        if len(self.history) == step:
+            self.history.append(self._per_step()[0])
+
+    def _zero_step(self) -> bool:
+        return self._step is not None and self._step < getattr(self.rule, "zero_init_steps", 0)
+
+    def _is_cfg_enabled(self) -> bool:
+        if not self._enabled:
+            return False
+        if self._step is None or self._num_inference_steps is None:
+            return True  # before the loop: the encoders must prepare the negative embeddings
+        if self._zero_step():
+            return False
+        w, on = self._per_step()
+        return on and "uncond" in self.rule.branches(w)
+
+    def forward(self, pred_cond: torch.Tensor, pred_uncond: torch.Tensor | None = None) -> GuiderOutput:
+        if self._zero_step():
+            pred = torch.zeros_like(pred_cond)  # CFG-Zero*'s zero-init
+        elif not self._is_cfg_enabled():
+            pred = pred_cond
+        else:
+            w, _ = self._per_step()
+            pred = self.rule.combine({"cond": pred_cond, "uncond": pred_uncond}, self._context(pred_cond), w).eps
+        return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
+
+
+# diffusers' own guiders whose scales a schedule modulates: (attribute, kind). "cfg" scales are in the
+# diffusers convention (1 = off: s_i = 1 + (s - 1) shape_i); "strength" scales are 0 = off (s_i = s shape_i).
+SCHEDULED_ATTRIBUTES = {
+    "ClassifierFreeGuidance": (("guidance_scale", "cfg"),),
+    "AutoGuidance": (("guidance_scale", "cfg"),),
+    "ClassifierFreeZeroStarGuidance": (("guidance_scale", "cfg"),),
+    "TangentialClassifierFreeGuidance": (("guidance_scale", "cfg"),),
+    "AdaptiveProjectedGuidance": (("guidance_scale", "cfg"),),
+    "AdaptiveProjectedMixGuidance": (("guidance_scale", "cfg"), ("adaptive_projected_guidance_scale", "cfg")),
+    "PerturbedAttentionGuidance": (("skip_layer_guidance_scale", "strength"), ("guidance_scale", "cfg")),
+    "SkipLayerGuidance": (("skip_layer_guidance_scale", "strength"), ("guidance_scale", "cfg")),
+    "SmoothedEnergyGuidance": (("seg_guidance_scale", "strength"), ("guidance_scale", "cfg")),
+}
+
+
+def schedule_guider(guider: Any, schedule: str, grid: str | None = None) -> Any:
+    """Modulate a diffusers guider's scales per step with a storylab schedule (PAG, SEG, SLG, AutoGuidance, ...).
+
+    The guider is changed in place and returned: at every ``set_state`` its scales are set to the
+    schedule's values at that step (the first listed attribute takes a ``list``/``piecewise``
+    schedule's absolute scales; the others keep their nominal value there). ``guider.history``
+    records the first attribute per step.
+    """
+    kind = type(guider).__name__
+    if kind not in SCHEDULED_ATTRIBUTES:
+        raise StorylabError(f"no schedule mapping for diffusers guider '{kind}' (known: {', '.join(SCHEDULED_ATTRIBUTES)})")
+    parsed = parse_schedule(schedule, grid=grid)
+    if parsed.needs_sigma:
+        raise StorylabError(f"schedule '{parsed.spec}' reads sigma: use ScheduledCFG with alphas_cumprod")
+    attributes = SCHEDULED_ATTRIBUTES[kind]
+    nominal = {name: float(getattr(guider, name)) for name, _ in attributes}
+    for name, scale_kind in attributes:
+        if scale_kind == "cfg":
+            check_scale(nominal[name])
+    original = guider.set_state
+    guider.history = []
+
+    def value(name: str, scale_kind: str, n: int, step: int, first: bool) -> float:
+        if parsed.absolute:
+            return float(parsed.absolute_scales(n)[step]) if first else nominal[name]
+        if scale_kind == "cfg":
+            return 1.0 + float(parsed.strengths_array(n, nominal[name] - 1.0)[step])
+        return float(parsed.strengths_array(n, nominal[name])[step])
+
+    def set_state(step: int, num_inference_steps: int, timestep: torch.LongTensor) -> None:
+        original(step, num_inference_steps, timestep)
+        for i, (name, scale_kind) in enumerate(attributes):
+            setattr(guider, name, value(name, scale_kind, num_inference_steps, step, i == 0))
+        if step == 0:
+            guider.history = []
+        if len(guider.history) == step:
+            guider.history.append(getattr(guider, attributes[0][0]))
+
+    guider.set_state = set_state
+    return guider

@@ -32,6 +32,7 @@ import torch
 
 from storylab.errors import StorylabError
 from storylab.guidance.diffusers_callback import ScheduledGuidance, pipeline_scales
+from storylab.guidance.modular import PIPELINE_RULES, modular_images, modular_pipeline, pipeline_guider
 from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.schedules import parse_schedule
 from storylab.io import atomic_path, atomic_savefig, atomic_write_json
@@ -71,6 +72,7 @@ class PipelineStudyConfig:
     reference: Path | None = None
     controls: list[PipelineControl] | None = None  # ControlNet pipelines: one per ControlNet, in order
     progress: bool = True
+    rules: list[str] = field(default_factory=lambda: ["cfg"])  # other than cfg: SDXL through its modular blocks
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -139,8 +141,9 @@ def _encode(pipe: Any, prompt: str, negative: str) -> dict[str, torch.Tensor]:
     return dict(zip(names, out))
 
 
-def _slug(index: int, spec: str, scale: float) -> str:
-    return f"{index:02d}_{re.sub(r'[^A-Za-z0-9.=-]+', '_', spec)}_s{scale:g}"
+def _slug(index: int, spec: str, scale: float, rule: str = "cfg") -> str:
+    name = spec if rule == "cfg" else f"{rule}_{spec}"
+    return f"{index:02d}_{re.sub(r'[^A-Za-z0-9.=-]+', '_', name)}_s{scale:g}"
 
 
 def _save_png(image: Any, path: Path) -> None:
@@ -158,6 +161,8 @@ def _check_run(out: Path, cfg: PipelineStudyConfig, prompts: list[str], conditio
     settings: dict[str, Any] = {"model": str(cfg.model), "prompts": prompts, "n": cfg.n, "steps": cfg.steps,
                                 "seed": cfg.seed, "negative_prompt": cfg.negative_prompt,
                                 "schedule_version": SCHEDULE_VERSION}
+    if cfg.rules != ["cfg"]:
+        settings["rules"] = list(cfg.rules)
     if conditions:  # a study of a ControlNet pipeline: the same condition pixels, scales and windows
         settings["controls"] = [{"pixels_sha256": _pixel_digest(image), "scale": c.scale, "start": c.start,
                                  "end": c.end} for c, image in zip(cfg.controls or [], conditions)]
@@ -178,11 +183,22 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
         raise StorylabError(f"--n and --steps must be >= 1, got {cfg.n} and {cfg.steps}")
     if not cfg.schedules or not cfg.scales:
         raise StorylabError("--schedules and --scales must name at least one value each")
-    cells = [(spec, scale) for spec in cfg.schedules for scale in cfg.scales]
-    for spec, scale in cells:  # validate every cell before loading or generating anything
+    from storylab.guidance.registry import canonical_rule
+
+    rules = [canonical_rule(r) for r in cfg.rules]
+    for rule in rules:
+        if rule not in PIPELINE_RULES:
+            raise StorylabError(f"guidance '{rule}' does not run on a diffusers pipeline (choose from {', '.join(PIPELINE_RULES)})")
+    if rules != ["cfg"] and cfg.controls:
+        raise StorylabError("ControlNet pipelines run with --rules cfg only (the modular blocks here are SDXL's plain ones)")
+    cells = [(rule, spec, scale) for rule in rules for spec in cfg.schedules for scale in cfg.scales]
+    for rule, spec, scale in cells:  # validate every cell before loading or generating anything
         if parse_schedule(spec).needs_sigma:
             raise StorylabError(f"schedule '{spec}' reads sigma; the study drives classic pipelines by step")
-        pipeline_scales(spec, cfg.steps, scale)
+        if rule == "cfg":
+            pipeline_scales(spec, cfg.steps, scale)
+        else:
+            parse_schedule(spec).scales(cfg.steps, scale)
     for c in cfg.controls or []:
         _check_control(c)
     prompts = read_prompts(cfg.prompts)
@@ -197,6 +213,7 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
 
         clip = ClipEmbedder(cfg.clip)
     pipe = load_text_to_image(cfg.model)
+    modular = modular_pipeline(pipe) if rules != ["cfg"] else None
     conditions = _control_images(pipe, cfg.controls)
     control = _control_kwargs(cfg.controls or [], conditions)
     embeds = [{**_encode(pipe, p, cfg.negative_prompt), "controlnet": bool(control)} for p in prompts]
@@ -209,35 +226,42 @@ def run_pipeline_study(cfg: PipelineStudyConfig) -> dict[str, Any]:
     def image_path(cell_dir: Path, p: int, j: int) -> Path:
         return cell_dir / f"p{p:03d}_{j:02d}.png"
 
-    done = sum(image_path(out / "cells" / _slug(i, s, c), p, j).is_file()
-               for i, (s, c) in enumerate(cells) for p in range(len(prompts)) for j in range(cfg.n))
+    done = sum(image_path(out / "cells" / _slug(i, s, c, r), p, j).is_file()
+               for i, (r, s, c) in enumerate(cells) for p in range(len(prompts)) for j in range(cfg.n))
     records = []
     with progress_bar("pipeline study", total=len(cells) * total_per_cell, completed=done, enabled=cfg.progress) as bar:
-        for index, (spec, scale) in enumerate(cells):
-            cell_dir = out / "cells" / _slug(index, spec, scale)
+        for index, (rule, spec, scale) in enumerate(cells):
+            cell_dir = out / "cells" / _slug(index, spec, scale, rule)
             cell_file = cell_dir / "cell.json"
             if cell_file.is_file():
                 records.append(json.loads(cell_file.read_text()))
                 continue
-            seconds, generated = 0.0, 0
+            seconds, generated, rows = 0.0, 0, []
             for p, emb in enumerate(embeds):
                 paths = [image_path(cell_dir, p, j) for j in range(cfg.n)]
                 if all(path.is_file() for path in paths):
                     continue
-                callback = ScheduledGuidance(spec, scale=scale, num_steps=cfg.steps, **emb)
                 generators = [torch.Generator().manual_seed(cfg.seed + 1000 * p + j) for j in range(cfg.n)]
                 t0 = time.perf_counter()
-                images = pipe(**callback.pipeline_kwargs(), **control, num_inference_steps=cfg.steps,
-                              num_images_per_prompt=cfg.n, generator=generators, output_type="pil").images
+                if rule == "cfg":
+                    callback = ScheduledGuidance(spec, scale=scale, num_steps=cfg.steps, **emb)
+                    images = pipe(**callback.pipeline_kwargs(), **control, num_inference_steps=cfg.steps,
+                                  num_images_per_prompt=cfg.n, generator=generators, output_type="pil").images
+                else:
+                    images = modular_images(modular, pipeline_guider(rule, spec, scale), prompts[p],
+                                             cfg.negative_prompt, cfg.steps, cfg.n, generators, rows)
                 seconds += time.perf_counter() - t0
                 generated += len(images)
                 missing = [(image, path) for image, path in zip(images, paths) if not path.is_file()]
                 for image, path in missing:  # finished images are never rewritten
                     _save_png(image, path)
                 bar.advance(len(missing))
-            scales = pipeline_scales(spec, cfg.steps, scale)
-            record = {"schedule": spec, "scale": scale, "folder": str(cell_dir.relative_to(out)),
-                      "nfe_per_image": int(sum(2 if s > 1 else 1 for s in scales)),
+            if rule == "cfg":
+                nfe = int(sum(2 if s > 1 else 1 for s in pipeline_scales(spec, cfg.steps, scale)))
+            else:  # UNet rows evaluated per image, counted (None when every image of the cell was already there)
+                nfe = sum(rows) / generated if generated else None
+            record = {"rule": rule, "schedule": spec, "scale": scale, "folder": str(cell_dir.relative_to(out)),
+                      "nfe_per_image": nfe,
                       "seconds": seconds, "images_generated_this_run": generated,
                       "seconds_per_image": seconds / generated if generated else None}
             atomic_write_json(cell_file, record)
@@ -356,7 +380,7 @@ def plot_study(records: list[dict[str, Any]], out: Path, with_fid: bool = True) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    specs = list(dict.fromkeys(r["schedule"] for r in records))
+    specs = list(dict.fromkeys(_curve(r) for r in records))
     panels = [("vendi", "diversity (Vendi score on CLIP image features)", "diversity_vs_clip.png")]
     if with_fid:
         panels.insert(0, ("fid", "Fréchet distance on CLIP image features (lower is better)", "fid_vs_clip.png"))
@@ -364,20 +388,26 @@ def plot_study(records: list[dict[str, Any]], out: Path, with_fid: bool = True) 
     for key, ylabel, name in panels:
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
         for spec in specs:
-            mine = sorted((r for r in records if r["schedule"] == spec), key=lambda r: r["scale"])
+            mine = sorted((r for r in records if _curve(r) == spec), key=lambda r: r["scale"])
             xs, ys = [r["clip_score"] for r in mine], [r[key] for r in mine]
             ax.plot(xs, ys, marker="o", linewidth=1.4, label=spec)
             for r, x, y in zip(mine, xs, ys):
                 ax.annotate(f"{r['scale']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xlabel("CLIP score (higher = closer to the prompt)")
         ax.set_ylabel(ylabel)
-        ax.set_title("guidance schedules: one curve per schedule, points = scales")
+        ax.set_title("guidance rules and schedules: one curve each, points = scales")
         ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         written.append(atomic_savefig(fig, out / name))
         plt.close(fig)
     return written
+
+
+def _curve(record: dict[str, Any]) -> str:
+    """A cell's curve: its schedule, prefixed by its rule where the rule is not CFG."""
+    rule = record.get("rule", "cfg")
+    return record["schedule"] if rule == "cfg" else f"{rule}: {record['schedule']}"
 
 
 def summary_rows(result: dict[str, Any]) -> list[list[str]]:
@@ -387,8 +417,9 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
         def f(key: str) -> str:
             value = r.get(key)
             return "-" if value is None else f"{value:.4g}"
-        rows.append([r["schedule"], f"{r['scale']:g}", f("clip_score"), f("fid"), f("precision"), f("recall"),
-                     f("density"), f("coverage"), f("vendi"), str(r["nfe_per_image"]), f("seconds_per_image")])
+        nfe = r["nfe_per_image"]
+        rows.append([_curve(r), f"{r['scale']:g}", f("clip_score"), f("fid"), f("precision"), f("recall"),
+                     f("density"), f("coverage"), f("vendi"), "-" if nfe is None else f"{nfe:g}", f("seconds_per_image")])
     return rows
 
 

@@ -23,6 +23,7 @@ diffusers convention scale = w + 1 (see :mod:`storylab.guidance.schedules`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,8 +31,21 @@ import torch
 
 from storylab.diffusion.contract import Prediction, StepContext
 from storylab.errors import StorylabError
-from storylab.guidance.names import RULES
 from storylab.guidance.schedules import WeightSchedule
+
+
+def near(value: float, target: float) -> bool:
+    """Float equality that decides a branch: ``math.isclose`` with an absolute floor (scales near 0 too)."""
+    return math.isclose(value, target, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def rescale_guided(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
+    """Guidance rescale (Lin et al. 2023, eq. 15-16): phi guided std(cond)/std(guided) + (1 - phi) guided, per sample."""
+    if phi <= 0:
+        return guided
+    dims = tuple(range(1, guided.ndim))
+    factor = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
+    return phi * guided * factor + (1 - phi) * guided
 
 
 def _per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -44,6 +58,7 @@ class GuidanceRule:
     name = "rule"
     unguided_branch = "cond"  # the branch a step uses where the schedule's shape is 0
     raw_space = False  # combine raw network outputs (v / x_0) instead of eps
+    network_branches: tuple[str, ...] = ()  # branches that need their own network (weak, perturbed)
 
     def strength(self, scale: float) -> float:
         """The quantity a weight schedule modulates (w = scale - 1 for CFG-like rules)."""
@@ -63,6 +78,14 @@ class GuidanceRule:
 
     def reset(self) -> None:
         """Forget per-sampling state (momentum); called at step 0."""
+
+    def zero_strength(self):
+        """The strength of an unguided step (0, or a tuple of zeros for rules with several strengths)."""
+        return 0.0
+
+    def zero_step(self, ctx: StepContext) -> bool:
+        """True where the rule replaces the combined raw output by 0 without evaluating (CFG-Zero*'s zero-init)."""
+        return False
 
 
 class NoGuidance(GuidanceRule):
@@ -95,24 +118,19 @@ class CFG(GuidanceRule):
         self.name = "negative" if self.reference == "negative" else "cfg"
 
     def branches(self, w: float) -> tuple[str, ...]:
-        if w == 0.0:
+        if near(w, 0.0):
             return ("cond",)
-        if w == -1.0:
+        if near(w, -1.0):
             return (self.reference,)
         return ("cond", self.reference)
 
     def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
-        if w == 0.0:
+        if near(w, 0.0):
             return Prediction(eps["cond"])
-        if w == -1.0:
+        if near(w, -1.0):
             return Prediction(eps[self.reference])
         cond, ref = eps["cond"], eps[self.reference]
-        guided = ref + (w + 1.0) * (cond - ref)
-        if self.rescale > 0:
-            dims = tuple(range(1, guided.ndim))
-            factor = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
-            guided = self.rescale * guided * factor + (1 - self.rescale) * guided
-        return Prediction(guided)
+        return Prediction(rescale_guided(ref + (w + 1.0) * (cond - ref), cond, self.rescale))
 
 
 @dataclass
@@ -176,10 +194,10 @@ class ClassifierGuidance(GuidanceRule):
 
     def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
         base = eps[self.base]
-        if w == 0.0:
+        if near(w, 0.0):
             return Prediction(base)
         if self.form == "auto" and ctx.variance is not None:
-            if ctx.variance == 0.0:
+            if near(ctx.variance, 0.0):
                 return Prediction(base)  # last DDPM step: Sigma = 0, the mean shift vanishes
             return Prediction(base, mean_shift=ctx.variance * w * self.grad_log_prob(ctx.x, ctx.t))
         shift = -ctx.s * w * self.grad_log_prob(ctx.x, ctx.t)
@@ -207,11 +225,11 @@ class CFGPlusPlus(GuidanceRule):
         return unit * 0.0 if peak <= 0 else scale * unit / peak
 
     def branches(self, w: float) -> tuple[str, ...]:
-        return ("uncond",) if w == 0.0 else ("cond", "uncond")
+        return ("uncond",) if near(w, 0.0) else ("cond", "uncond")
 
     def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
         uncond = eps["uncond"]
-        if w == 0.0:
+        if near(w, 0.0):
             return Prediction(uncond)
         return Prediction(uncond + w * (eps["cond"] - uncond), renoise_eps=uncond)
 
@@ -235,14 +253,14 @@ class APG(GuidanceRule):
         self._running = None
 
     def branches(self, w: float) -> tuple[str, ...]:
-        return ("cond",) if w == 0.0 else ("cond", "uncond")
+        return ("cond",) if near(w, 0.0) else ("cond", "uncond")
 
     def combine(self, eps: dict[str, torch.Tensor], ctx: StepContext, w: float) -> Prediction:
-        if w == 0.0:
+        if near(w, 0.0):
             return Prediction(eps["cond"])
         x0_c, x0_u = ctx.eps_to_x0(eps["cond"]), ctx.eps_to_x0(eps["uncond"])
         diff = x0_c - x0_u
-        if self.momentum != 0.0:
+        if not near(self.momentum, 0.0):
             if self._running is not None and self._running.shape == diff.shape:
                 diff = diff + self.momentum * self._running
             self._running = diff
@@ -254,25 +272,3 @@ class APG(GuidanceRule):
         orthogonal = diff - parallel
         x0 = x0_c + w * (orthogonal + self.eta * parallel)
         return Prediction(ctx.x0_to_eps(x0))
-
-
-def make_rule(name: str, **options) -> GuidanceRule:
-    """Build a rule by name: none, cfg, negative, negative3, classifier, cfg++, apg."""
-    key = name.strip().lower()
-    if key == "none":
-        return NoGuidance()
-    if key == "cfg":
-        return CFG(rescale=options.get("rescale", 0.0))
-    if key == "negative":
-        return CFG(rescale=options.get("rescale", 0.0), reference="negative")
-    if key == "negative3":
-        return NegativeCFG(negative_scale=options.get("negative_scale", 1.0))
-    if key == "classifier":
-        return ClassifierGuidance(classifier=options.get("classifier"), labels=options.get("labels"),
-                                  base=options.get("base", "cond"), form=options.get("form", "auto"))
-    if key in ("cfg++", "cfgpp"):
-        return CFGPlusPlus()
-    if key == "apg":
-        return APG(eta=options.get("eta", 0.0), norm_threshold=options.get("norm_threshold", 0.0),
-                   momentum=options.get("momentum", 0.0))
-    raise StorylabError(f"unknown guidance '{name}' (choose from {', '.join(RULES)})")

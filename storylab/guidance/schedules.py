@@ -13,7 +13,8 @@ Conventions (fixed, used everywhere in storylab):
   (invlinear for the first half of sampling, linear for the second: high at both ends, half height
   in the middle), Λ-shape min(p, 1 - p) (the opposite composition, peak in the middle).
 * Step grid: ``endpoints`` (default) puts the steps at p_i = i / (N - 1), first step p = 0;
-  ``paper`` (spec suffix ``@paper``) uses Figure 1's t / T with t = 1..N, p_i = (i + 1) / N.
+  ``paper`` (spec suffix ``@paper``) uses Figure 1's t / T with t = 1..N, p_i = (i + 1) / N;
+  ``start`` (``@start``) p_i = i / N, the loop index of diffusers' pipelines (CogVideoX's dynamic CFG).
 * Heuristic shapes are mean-normalised so the average guidance equals the constant baseline (the
   paper's factor 2 in ``w0 * 2 * t / T``): over the actual steps on the endpoints grid, by the
   shape's mean over [0, 1] on the paper grid (so clamp-linear@paper is Figure 1's code literally).
@@ -21,6 +22,20 @@ Conventions (fixed, used everywhere in storylab):
 * ``pcs:s=<s>`` is the lecture's parametrised cosine, literally: w(t, s) = (1 - cos(pi ((T - t)/T)^s)) / 2 * w,
   *not* normalised (its value at the last step is w). ``pcs-mean:s=<s>`` is the mean-normalised
   variant (schedule version 1's ``pcs``).
+* ``pcs-dec:s=<s>`` is the decreasing parametrised cosine (1 - cos(pi (1 - p)^s)) / 2 * w, value w at
+  p = 0; ``pcs-dec:s=5@start`` is CogVideoX's ``use_dynamic_cfg`` after diffusers PR #13172,
+  s_i = 1 + w (1 - cos(pi ((N - i) / N)^5)) / 2.
+* ``v-shape@slide`` / ``lambda-shape@slide`` read the slide's formulas literally (linear(t) = 1 - t/T,
+  V = invlinear(t) for t < T/2 else linear(t), t = T noisiest): t < T/2 is the *second* half of
+  sampling, so the literal V-shape is min(p, 1 - p) (a peak mid-sampling) and the literal Λ-shape
+  max(p, 1 - p): the names' shapes and the slide's formulas are swapped. Plain ``v-shape`` keeps the name's shape.
+* ``piecewise:3x3+7x45`` (stable-diffusion.cpp's syntax) and ``list:1,2,3`` / ``list:<file>`` give the
+  *absolute* scale of every step (the nominal scale is not used): piecewise counts are steps (they
+  must add up to the number of steps) or, written with a decimal point, fractions of sampling that
+  add up to 1 (step i belongs to the piece whose cumulative fractions hold i / N). A rule whose
+  strength is the scale itself (classifier gamma, PAG's s, CFG++'s lambda) reads the values as that.
+* ``remove:start=a,stop=b`` is the complement of ``interval``: guided everywhere except a <= p <= b
+  (the lecture's negative-perturbation experiment: removing guidance from one part of sampling).
 * ``clamp:<shape>:c=<floor>`` floors the modulated w at c after normalisation (w = max(c, w(t)),
   Figure 1's ``max(1, ...)``), which raises the mean above the baseline, as in the paper. The floor
   is defined for a guidance weight w >= 0 only: a scale below 1 (w < 0) with a clamp is an error.
@@ -86,11 +101,13 @@ def _float64_array(values: Any) -> np.ndarray:
 
 
 def progress_array(num_steps: int, grid: str = "endpoints") -> np.ndarray:
-    """Progress p_i of each sampling step: i / (N - 1) (``endpoints``; ``[1.0]`` for one step) or (i + 1) / N (``paper``)."""
+    """Progress p_i of each sampling step: i / (N - 1) (``endpoints``; ``[1.0]`` for one step), (i + 1) / N (``paper``) or i / N (``start``)."""
     if num_steps < 1:
         raise StorylabError(f"steps must be >= 1, got {num_steps}")
     if grid == "paper":
         return np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
+    if grid == "start":
+        return np.arange(num_steps, dtype=np.float64) / num_steps
     if grid != "endpoints":
         raise StorylabError(f"unknown step grid '{grid}' (choose from {', '.join(GRIDS)})")
     if num_steps == 1:
@@ -119,6 +136,10 @@ class WeightSchedule:
     interval: tuple[float, float] | None = None  # progress interval (closed)
     interval_convention: str = "closed"  # or "diffusers": int(start N) <= i < int(stop N)
     sigma_interval: tuple[float, float] | None = None  # (sigma_lo, sigma_hi]
+    invert: bool = False  # remove: guided outside the interval
+    values: tuple[float, ...] | None = None  # list: one absolute scale per step
+    pieces: tuple[tuple[float, float], ...] | None = None  # piecewise: (scale, steps or fraction)
+    piece_unit: str = "steps"  # or "fraction"
     grid: str = "endpoints"
     spec: str = field(default="constant", compare=False)
 
@@ -127,10 +148,36 @@ class WeightSchedule:
         """True when the weight depends on the noise level of the step (a sigma interval)."""
         return self.sigma_interval is not None
 
+    @property
+    def absolute(self) -> bool:
+        """True for ``list`` and ``piecewise``: the schedule gives each step's scale itself."""
+        return self.values is not None or self.pieces is not None
+
+    def absolute_scales(self, num_steps: int) -> np.ndarray:
+        """The per-step scales of a ``list`` or ``piecewise`` schedule; a count that does not fit is one clear line."""
+        if self.values is not None:
+            if len(self.values) != num_steps:
+                raise StorylabError(f"schedule '{self.spec}' has {len(self.values)} values but sampling has {num_steps} steps")
+            return np.asarray(self.values, dtype=np.float64)
+        if self.pieces is None:
+            raise StorylabError(f"schedule '{self.spec}' is not a list of scales")
+        if self.piece_unit == "steps":
+            total = int(sum(count for _, count in self.pieces))
+            if total != num_steps:
+                raise StorylabError(f"schedule '{self.spec}' covers {total} steps but sampling has {num_steps} steps")
+            return np.concatenate([np.full(int(count), scale) for scale, count in self.pieces]).astype(np.float64)
+        bounds = np.cumsum([count for _, count in self.pieces])
+        position = np.arange(num_steps, dtype=np.float64) / num_steps
+        index = np.minimum(np.searchsorted(bounds, position + 1e-12, side="right"), len(self.pieces) - 1)
+        return np.asarray([self.pieces[k][0] for k in index], dtype=np.float64)
+
     def _shape_fn(self) -> Callable[[np.ndarray], np.ndarray]:
         if self.shape in ("pcs", "pcs-mean"):
             s = self.exponent
             return lambda p: (1 - np.cos(math.pi * p ** s)) / 2
+        if self.shape == "pcs-dec":
+            s = self.exponent
+            return lambda p: (1 - np.cos(math.pi * (1 - p) ** s)) / 2
         return SHAPES[self.shape]
 
     def shape_values(self, num_steps: int) -> torch.Tensor:
@@ -142,16 +189,19 @@ class WeightSchedule:
         p = progress_array(num_steps, self.grid)
         if self.sigma_interval is not None:
             raise StorylabError(f"schedule '{self.spec}' depends on the noise level: call strengths(..., sigmas=...)")
+        if self.absolute:
+            raise StorylabError(f"schedule '{self.spec}' gives absolute scales, not a shape: use scales()")
         if self.interval is not None:
             start, stop = self.interval
             if self.interval_convention == "diffusers":
                 i = np.arange(num_steps)
                 return ((i >= int(start * num_steps)) & (i < int(stop * num_steps))).astype(np.float64)
-            return ((p >= start - 1e-12) & (p <= stop + 1e-12)).astype(np.float64)
+            inside = (p >= start - 1e-12) & (p <= stop + 1e-12)
+            return (~inside if self.invert else inside).astype(np.float64)
         fn = self._shape_fn()
         values = fn(p)
-        if self.shape == "pcs":
-            return values  # the lecture's formula, literally: value 1 (times w) at p = 1
+        if self.shape in ("pcs", "pcs-dec"):
+            return values  # the lecture's formula, literally: value 1 (times w) at p = 1 (pcs-dec: at p = 0)
         mean = values.mean() if self.grid == "endpoints" else _continuous_mean(fn)
         if np.abs(values).max() <= 1e-12 or mean <= 1e-12:
             return np.ones_like(p)
@@ -167,6 +217,8 @@ class WeightSchedule:
     def strengths_array(self, num_steps: int, strength: float,
                         sigmas: Sequence[float] | torch.Tensor | None = None) -> np.ndarray:
         """:meth:`strengths` as a float64 numpy array."""
+        if self.absolute:
+            return self.absolute_scales(num_steps) - 1.0  # w_i = s_i - 1 (diffusers convention)
         if self.floor is not None and strength < 0:
             raise StorylabError(f"schedule '{self.spec}': clamp floors a guidance weight w >= 0 (scale >= 1), "
                                 f"but this scale gives w = {strength:g}; use a scale >= 1 or drop the clamp")
@@ -200,6 +252,8 @@ class WeightSchedule:
                      sigmas: Sequence[float] | torch.Tensor | None = None) -> np.ndarray:
         """:meth:`scales` as a float64 numpy array."""
         check_scale(scale)
+        if self.absolute:
+            return self.absolute_scales(num_steps)
         return 1.0 + self.strengths_array(num_steps, scale - 1.0, sigmas)
 
 
@@ -232,7 +286,7 @@ def _params(text: str, spec: str, allowed: tuple[str, ...]) -> dict[str, float]:
 
 
 def _parse_interval(name: str, rest: str, text: str, spec: str) -> WeightSchedule:
-    allowed = ("start", "stop") if name == "diffusers-interval" else ("start", "stop", "sigma_lo", "sigma_hi")
+    allowed = ("start", "stop") if name in ("diffusers-interval", "remove") else ("start", "stop", "sigma_lo", "sigma_hi")
     params = _params(rest, text, allowed)
     if "sigma_lo" in params or "sigma_hi" in params:
         if "start" in params or "stop" in params:
@@ -262,16 +316,78 @@ def parse_schedule(spec: str | WeightSchedule | None, grid: str | None = None) -
     if isinstance(spec, WeightSchedule):
         return spec if grid is None else replace(spec, grid=grid)
     text = spec.strip()
-    body, at, grid_name = text.partition("@")
-    if at:
-        grid_name = grid_name.strip().lower()
-        if grid_name not in GRIDS:
-            raise StorylabError(f"schedule '{spec}': unknown step grid '{grid_name}' (choose from {', '.join(GRIDS)})")
-        grid = grid_name
-    elif grid is not None and grid not in GRIDS:
+    body, *suffixes = text.split("@")
+    slide = False
+    for suffix in (x.strip().lower() for x in suffixes):
+        if suffix == "slide":
+            slide = True
+        elif suffix in GRIDS:
+            grid = suffix
+        else:
+            raise StorylabError(f"schedule '{spec}': unknown step grid '{suffix}' (choose from {', '.join(GRIDS)}, "
+                                "or @slide for the slide's literal V/Λ formulas)")
+    if not suffixes and grid is not None and grid not in GRIDS:
         raise StorylabError(f"unknown step grid '{grid}' (choose from {', '.join(GRIDS)})")
     schedule = _parse_body(body.strip(), text, spec)
+    if slide:
+        if schedule.shape not in _SLIDE_READING or schedule.interval is not None or schedule.absolute:
+            raise StorylabError(f"schedule '{spec}': @slide applies to v-shape and lambda-shape only")
+        schedule = replace(schedule, shape=_SLIDE_READING[schedule.shape])
     return replace(schedule, grid=grid or "endpoints", spec=text)
+
+
+# The slide's literal formulas (t < T/2 is the second half of sampling) give the other name's shape.
+_SLIDE_READING = {"v-shape": "lambda-shape", "lambda-shape": "v-shape"}
+
+
+def _scale_value(text: str, spec: str) -> float:
+    value = _number(text, "a scale", spec)
+    if value < 0:
+        raise StorylabError(f"schedule '{spec}': scales must be >= 0, got {value:g}")
+    return value
+
+
+def _parse_list(rest: str, text: str, spec: str) -> WeightSchedule:
+    from pathlib import Path
+
+    items = rest.replace(",", " ").split()
+    if not items:
+        raise StorylabError(f"schedule '{spec}': list needs scales, e.g. list:3,3,5,7 or list:<file>")
+    try:
+        [float(v) for v in items]
+    except ValueError:
+        path = Path(rest.strip())
+        if not path.is_file():
+            raise StorylabError(f"schedule '{spec}': list needs numbers or a file of numbers, and no file "
+                                f"'{path}' exists") from None
+        items = path.read_text().replace(",", " ").split()
+        if not items:
+            raise StorylabError(f"schedule '{spec}': the file '{path}' holds no scales")
+    return WeightSchedule(values=tuple(_scale_value(v, spec) for v in items), spec=text)
+
+
+def _parse_piecewise(rest: str, text: str, spec: str) -> WeightSchedule:
+    pieces, decimal = [], []
+    for part in filter(None, (x.strip() for x in rest.split("+"))):
+        scale, sep, count = part.lower().partition("x")
+        if not sep:
+            raise StorylabError(f"schedule '{spec}': expected <scale>x<steps> pieces joined by '+', got '{part}'")
+        value = _scale_value(scale.strip(), spec)
+        amount = _number(count.strip(), "a piece's length", spec)
+        if amount <= 0:
+            raise StorylabError(f"schedule '{spec}': a piece's length must be > 0, got '{count.strip()}'")
+        decimal.append("." in count or "e" in count.lower())
+        if not decimal[-1] and int(amount) != amount:
+            raise StorylabError(f"schedule '{spec}': a piece's step count must be an integer, got '{count.strip()}'")
+        pieces.append((value, amount))
+    if not pieces:
+        raise StorylabError(f"schedule '{spec}': piecewise needs pieces, e.g. piecewise:3x3+7x45")
+    if any(decimal) and not all(decimal):
+        raise StorylabError(f"schedule '{spec}': give every piece in steps (3x3) or every piece as a fraction (3x0.1), not both")
+    unit = "fraction" if decimal[0] else "steps"
+    if unit == "fraction" and not math.isclose(sum(a for _, a in pieces), 1.0, abs_tol=1e-9):
+        raise StorylabError(f"schedule '{spec}': fractions must add up to 1, got {sum(a for _, a in pieces):g}")
+    return WeightSchedule(pieces=tuple(pieces), piece_unit=unit, spec=text)
 
 
 def _parse_body(body: str, text: str, spec: str) -> WeightSchedule:
@@ -281,7 +397,11 @@ def _parse_body(body: str, text: str, spec: str) -> WeightSchedule:
         if rest:
             raise StorylabError(f"schedule '{spec}': '{name}' takes no parameters")
         return WeightSchedule(shape=name, spec=text)
-    if name in ("pcs", "pcs-mean"):
+    if name == "list":
+        return _parse_list(rest, text, spec)
+    if name == "piecewise":
+        return _parse_piecewise(rest, text, spec)
+    if name in ("pcs", "pcs-mean", "pcs-dec"):
         params = _params(rest, text, ("s",))
         if "s" not in params:
             raise StorylabError(f"schedule '{spec}': {name} needs an exponent, e.g. {name}:s=0.5")
@@ -296,9 +416,12 @@ def _parse_body(body: str, text: str, spec: str) -> WeightSchedule:
         if floor < 0:
             raise StorylabError(f"schedule '{spec}': the clamp floor c must be >= 0, got {floor:g}")
         base = _parse_body(inner, text, spec)
-        if base.interval is not None or base.sigma_interval is not None or base.floor is not None:
+        if base.interval is not None or base.sigma_interval is not None or base.floor is not None or base.absolute:
             raise StorylabError(f"schedule '{spec}': clamp takes a shape, not '{inner}'")
         return WeightSchedule(shape=base.shape, exponent=base.exponent, floor=floor, spec=text)
     if name in ("interval", "diffusers-interval"):
         return _parse_interval(name, rest, text, spec)
+    if name == "remove":
+        removed = _parse_interval(name, rest, text, spec)
+        return replace(removed, invert=True)
     raise StorylabError(f"unknown schedule '{spec}' (choose from {SPEC_HELP})")

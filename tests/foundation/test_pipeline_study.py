@@ -262,3 +262,39 @@ def test_plain_condition_arrays_become_the_images_the_pipeline_gets():
     assert np.array_equal(np.asarray(kwargs["image"][1]), rgb)
     assert (kwargs["controlnet_conditioning_scale"], kwargs["control_guidance_start"], kwargs["control_guidance_end"]) == \
         ([1.0, 0.5], [0.0, 0.1], [1.0, 0.6])
+
+
+def test_study_runs_every_rule_on_sdxl_and_modular_cfg_equals_the_classic_pipeline(tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+
+    from tests.foundation.tiny_pipelines import tiny_sdxl
+
+    tiny_sdxl(tmp_path / "build").save_pretrained(tmp_path / "xl")
+    (tmp_path / "p.txt").write_text("a b\n")
+    rules = "cfg,cfg-zero*,tcfg,fdg,apg-mix,pag,seg,slg,autoguidance"
+    res = run_cli("evaluate", "pipeline", "--model", tmp_path / "xl", "--prompts", tmp_path / "p.txt", "--schedules",
+                  "constant;linear", "--scales", "3", "--n", "2", "--steps", "3", "--out", tmp_path / "o",
+                  "--no-progress", "--rules", rules)
+    assert res.returncode == 0, res.stderr
+    study = json.loads((tmp_path / "o" / "study.json").read_text())
+    cells = {(c["rule"], c["schedule"]): c for c in study["cells"]}
+    assert set(cells) == {(r, s) for r in rules.split(",") for s in ("constant", "linear")}
+    for (rule, spec), cell in cells.items():
+        images = [_pixels(tmp_path / "o" / cell["folder"] / f"p000_{j:02d}.png") for j in range(2)]
+        assert all(i.shape == (16, 16, 3) for i in images), rule
+    # the modular TCFG/CFG-Zero* cells differ from CFG's; every rule's NFE is counted from the UNet's batches
+    cfg = _pixels(tmp_path / "o" / cells[("cfg", "constant")]["folder"] / "p000_00.png")
+    assert not np.array_equal(cfg, _pixels(tmp_path / "o" / cells[("tcfg", "constant")]["folder"] / "p000_00.png"))
+    assert cells[("tcfg", "constant")]["nfe_per_image"] == 3 * 2  # cond + uncond at each of 3 steps
+    assert cells[("tcfg", "linear")]["nfe_per_image"] == 1 + 2 * 2  # linear: the first step is conditional
+    assert cells[("pag", "constant")]["nfe_per_image"] == 2 + 3 * 2  # diffusers' window excludes step 0 (start < step)
+    res = run_cli("evaluate", "pipeline", "--model", tmp_path / "xl", "--prompts", tmp_path / "p.txt", "--schedules",
+                  "constant", "--scales", "3", "--n", "1", "--steps", "2", "--out", tmp_path / "o2", "--rules", "cfg++")
+    assert res.returncode == 2 and "guidance 'cfg++' does not run on a diffusers pipeline" in res.stderr
+
+
+def test_rules_other_than_cfg_on_sd15_are_one_clear_line(assets, tmp_path):
+    res = run_cli("evaluate", "pipeline", "--model", assets / "sd", "--prompts", assets / "prompts.txt", "--schedules",
+                  "constant", "--scales", "2", "--n", "1", "--steps", "2", "--out", tmp_path / "o", "--rules", "cfg,pag")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "not for StableDiffusionPipeline" in lines[0], res.stderr

@@ -161,6 +161,9 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
                       apg_eta: float = typer.Option(0.0, "--apg-eta", help="APG: weight of the parallel component."),
                       apg_norm: float = typer.Option(0.0, "--apg-norm", help="APG: norm threshold r (0 = off)."),
                       apg_momentum: float = typer.Option(0.0, "--apg-momentum", help="APG: momentum beta."),
+                      rule_option: list[str] = typer.Option(None, "--rule-option", help="KEY=VALUE option of the rule (repeatable), e.g. zero_init_steps=2 (cfg-zero*), low_scale=1.5 (fdg), cfg_scale=3 (pag/seg/slg), blur_sigma=inf (seg), apg_scale=5 (apg-mix); a key the rule does not take is an error."),
+                      guide_checkpoint: Optional[Path] = typer.Option(None, "--guide-checkpoint", help="AutoGuidance's weak model: an earlier checkpoint or a smaller denoiser of the same data (--guidance autoguidance). [default: none]"),
+                      uncond_checkpoint: Optional[Path] = typer.Option(None, "--uncond-checkpoint", help="A separate (smaller) unconditional network for CFG's unconditional branch (Karras et al. 2024). [default: the denoiser itself]"),
                       sweep_scale: Optional[str] = typer.Option(None, "--sweep-scale", help="START:STOP:COUNT, e.g. 0:5.5:12: "
                                                                 "the lecture's figure, guidance scale growing across COUNT columns, each row one fixed noise. [default: off]"),
                       nearest: int = typer.Option(0, "--nearest", help="K > 0: the memorisation check, each sample above its K nearest "
@@ -210,16 +213,20 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
         if not 0 <= negative_class < model.num_classes:
             raise StorylabError("--guidance negative needs --negative-class between 0 and 9")
         negative = torch.full_like(labels, negative_class)
+    from storylab.guidance.registry import parse_rule_options
+
     rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum,
-                      data=model.config.data, image_size=model.config.image_size)
-    hooks = {}
+                      data=model.config.data, image_size=model.config.image_size,
+                      options=parse_rule_options(guidance, rule_option))
+    hooks = {"guide": _load_denoiser(guide_checkpoint) if guide_checkpoint else None,
+             "uncond_model": _load_denoiser(uncond_checkpoint) if uncond_checkpoint else None}
     if control:
         from storylab.images.commands.control_cli import load_controls, parse_control
         from storylab.images.control.controlnet import ControlledDenoiser
 
         controlled = ControlledDenoiser(model, load_controls([parse_control(c) for c in control], model, control_polarity))
-        hooks = {"denoiser": controlled, "on_step": controlled.observe,
-                 "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)}
+        hooks.update({"denoiser": controlled, "on_step": controlled.observe,
+                      "conditions": controlled.conditions(labels, model.null_class, control_uncond, negative)})
     setting = f"{guidance}, schedule {schedule}, {sampler} {steps} steps, seed {seed}"
 
     def draw(at_scale: float, show: bool = False) -> torch.Tensor:
@@ -332,6 +339,10 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         batch_size: int = typer.Option(64, "--batch-size", help="Images per sampling batch (batch k draws its noise with seed + k)."),
                         classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
                         features: Optional[Path] = typer.Option(None, "--features", help="Feature network for FID/precision/recall/adherence (from `storylab train features`); default: the shipped one."),
+                        rules: Optional[str] = typer.Option(None, "--rules", help=f"Rank guidance rules instead: every rule x schedule x scale on the same seeds (comma-separated, from {', '.join(RULES)}); writes study.json, table.md and pareto.png. [default: off]"),
+                        rule_option: list[str] = typer.Option(None, "--rule-option", help="RULE:KEY=VALUE option of one rule of --rules (repeatable), e.g. fdg:low_scale=1.5."),
+                        guide_checkpoint: Optional[Path] = typer.Option(None, "--guide-checkpoint", help="AutoGuidance's weak model (with --rules autoguidance). [default: none]"),
+                        uncond_checkpoint: Optional[Path] = typer.Option(None, "--uncond-checkpoint", help="A separate unconditional network for the rules' unconditional branch (with --rules). [default: the denoiser itself]"),
                         ) -> None:
     """The schedule study of Wang et al. 2024: FID, precision, recall, density, coverage, diversity, adherence."""
     from storylab.images.study.study import parse_list, run_study
@@ -340,6 +351,22 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
     scale_list = parse_scales(scales)
     if not all(math.isfinite(s) and s >= 0 for s in scale_list):
         raise StorylabError(f"--scales must be finite numbers >= 0, got '{scales}'")
+    if rules is not None:
+        from storylab.images.study.rule_study import (markdown_table, parse_per_rule_options, parse_rule_list,
+                                                      run_rule_study)
+
+        if guidance != "cfg":
+            raise StorylabError("--guidance and --rules both choose the rule: give the rules in --rules")
+        rule_list = parse_rule_list(rules)
+        options = parse_per_rule_options(rule_option, rule_list)
+        _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+        result = run_rule_study(out, checkpoint, rule_list, spec_list, scale_list, per_class, steps, seed, options,
+                                guide_checkpoint, uncond_checkpoint, classifier, features, batch_size=batch_size)
+        print(markdown_table(result), end="")
+        print(f"wrote {out / 'study.json'}, {out / 'table.md'}, {out / 'pareto.png'}")
+        return
+    if rule_option or guide_checkpoint or uncond_checkpoint:
+        raise StorylabError("--rule-option, --guide-checkpoint and --uncond-checkpoint go with --rules")
     if guidance not in ("cfg", "classifier"):
         raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
     _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")

@@ -79,6 +79,7 @@ def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0
     """
     import torch
 
+    from storylab.guidance.names import RULE_NETWORKS
     from storylab.guidance.schedules import parse_schedule
     from storylab.images.networks.denoiser import sample_digits
     from storylab.images.study.grid import grid_array
@@ -91,12 +92,18 @@ def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0
         raise StorylabError("classifier guidance needs its classifier: use `storylab sample digits --guidance classifier`")
     path, names = check_dataset(dataset)
     weights = parse_schedule(schedule).scales(int(steps), float(scale)).tolist()  # a bad spec fails before sampling
+    guide = None
+    if rule in RULE_NETWORKS and RULE_NETWORKS[rule] == "weak":
+        guide_path = shipped(dataset, "guide")
+        if not guide_path.exists():
+            raise StorylabError(f"AutoGuidance needs a weak guide model, and none is shipped for '{dataset}' ({guide_path})")
+        guide = _denoiser(str(guide_path))
     model = _denoiser(str(path))
     labels = torch.arange(len(names)).repeat_interleave(int(per_class))
     t0 = time.perf_counter()
     with torch.inference_mode():
         images, guided = sample_digits(model, labels, rule, float(scale), schedule, sampler, int(steps), int(seed),
-                                       return_model=True)
+                                       return_model=True, guide=guide)
     seconds = time.perf_counter() - t0
     grid = grid_array(images, nrow=int(per_class), upscale=max(1, round(48 / images.shape[-1])))  # 48 px tiles
     pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()

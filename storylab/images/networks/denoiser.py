@@ -149,7 +149,7 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
                   schedule: str | None = "constant", sampler: str = "ddim", steps: int = 50, seed: int = 0,
                   negative: torch.Tensor | None = None, eta: float = 0.0, denoiser: Callable | None = None,
                   conditions: dict[str, Any] | None = None, return_model: bool = False,
-                  on_step: Callable[[Any], None] | None = None) -> Any:
+                  on_step: Callable[[Any], None] | None = None, guide: Any = None, uncond_model: Any = None) -> Any:
     """Sample images of the given ``labels`` ``(B,)``; returns ``(B, 1, S, S)`` in [-1, 1] (S = the model's image size).
 
     ``rule`` is a :class:`GuidanceRule` or a name (none, cfg, negative, cfg++, apg; classifier
@@ -157,15 +157,21 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
     wrapper (ControlNet) replace the network and the per-branch conditions; ``on_step(ctx)`` is
     called with every :class:`StepContext` before the guided model sees it (ControlNet's start/end
     windows read ``ctx.step`` there, since the guided model hands the denoiser only x, t and cond).
+    ``guide`` is AutoGuidance's weak model, ``uncond_model`` a separate unconditional network
+    (:func:`storylab.images.networks.guidance_networks.guidance_networks`).
     """
+    from storylab.images.networks.guidance_networks import guidance_networks
+
     rule = make_rule(rule) if isinstance(rule, str) else rule
+    networks = guidance_networks(model, rule, guide, uncond_model, denoiser)
     generator = torch.Generator().manual_seed(seed)
     size = model.config.unet
     side = model.config.image_size
     x = torch.randn((labels.shape[0], size.in_channels, side, side), generator=generator)
     conds = conditions or guidance_conditions(model, labels, negative)
     guided = Guided(denoiser or model.denoiser, conds["cond"], rule=rule, scale=scale, schedule=schedule,
-                    uncond=conds.get("uncond"), negative=conds.get("negative"), prediction=model.config.prediction)
+                    uncond=conds.get("uncond"), negative=conds.get("negative"), prediction=model.config.prediction,
+                    networks=networks)
     model_fn = guided if on_step is None else _Observed(guided, on_step)
     if sampler == "ddim":
         out = ddim_sample(model_fn, x, model.alpha_bar, steps, eta=eta, clip_x0=1.0, generator=generator)

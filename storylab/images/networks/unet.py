@@ -15,11 +15,15 @@ mirrored decoder that concatenates the encoder's skips. ``channels`` and ``block
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from storylab.errors import StorylabError
 
 
 @dataclass
@@ -72,20 +76,69 @@ class ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+def gaussian_blur_queries(q: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur a query map (B, C, h, w) with a Gaussian of ``sigma`` (SEG, Hong 2024, eq. 8); inf = its spatial mean.
+
+    Kernel size ceil(6 sigma) + 1 made odd and clipped to the largest odd size the map allows, reflect padding.
+    """
+    if math.isinf(sigma):
+        return q.mean(dim=(-2, -1), keepdim=True).expand_as(q)
+    side = min(q.shape[-2:])
+    size = min(math.ceil(6 * sigma) + 1 - math.ceil(6 * sigma) % 2, side - (side % 2 - 1))
+    half = (size - 1) / 2
+    x = torch.linspace(-half, half, size, dtype=q.dtype, device=q.device)
+    k1 = torch.exp(-0.5 * (x / sigma) ** 2)
+    k1 = k1 / k1.sum()
+    kernel = (k1[:, None] * k1[None, :]).expand(q.shape[1], 1, size, size)
+    pad = size // 2
+    return F.conv2d(F.pad(q, (pad, pad, pad, pad), mode="reflect"), kernel, groups=q.shape[1])
+
+
 class SelfAttention(nn.Module):
-    """Single-head self-attention over spatial positions with a residual connection."""
+    """Single-head self-attention over spatial positions with a residual connection.
+
+    ``perturbation`` (set by :func:`perturbed_attention` for perturbation guidance, ``None`` otherwise):
+    ``identity`` replaces the attention map by the identity, so the output is the values (PAG, Ahn et
+    al. 2024, eq. 8); ``blur`` blurs the queries by a Gaussian of ``blur_sigma`` (SEG, Hong 2024);
+    ``skip`` skips the layer (its residual only: skip-layer guidance).
+    """
 
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
         self.norm = nn.GroupNorm(groups, channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
+        self.perturbation: str | None = None
+        self.blur_sigma = math.inf
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.perturbation == "skip":
+            return x
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)  # each (B, C, HW)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B, HW, C)
+        if self.perturbation == "identity":
+            out = v.transpose(1, 2)  # (B, HW, C): the identity attention map picks each position's own value
+        else:
+            if self.perturbation == "blur":
+                q = gaussian_blur_queries(q.reshape(b, c, h, w), self.blur_sigma).reshape(b, c, h * w)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B, HW, C)
         return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
+
+
+@contextmanager
+def perturbed_attention(module: nn.Module, perturbation: str, blur_sigma: float = math.inf) -> Iterator[None]:
+    """Apply ``perturbation`` (identity, blur or skip) to every :class:`SelfAttention` of ``module`` inside the block."""
+    layers = [m for m in module.modules() if isinstance(m, SelfAttention)]
+    if not layers:
+        raise StorylabError("this network has no self-attention layer to perturb")
+    saved = [(m.perturbation, m.blur_sigma) for m in layers]
+    for m in layers:
+        m.perturbation, m.blur_sigma = perturbation, blur_sigma
+    try:
+        yield
+    finally:
+        for m, (kind, sigma) in zip(layers, saved):
+            m.perturbation, m.blur_sigma = kind, sigma
 
 
 class Encoder(nn.Module):

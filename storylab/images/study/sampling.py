@@ -22,19 +22,35 @@ from storylab.errors import StorylabError
 
 def build_rule(guidance: str, labels: torch.Tensor, classifier_path: str | Path, num_classes: int, rescale: float = 0.0,
                apg_eta: float = 0.0, apg_norm: float = 0.0, apg_momentum: float = 0.0, data: str | None = None,
-               image_size: int | None = None):
+               image_size: int | None = None, options: dict | None = None):
     """Make the guidance rule named on the command line (loading the classifier for classifier guidance).
 
     ``data`` and ``image_size`` are the denoiser's: a classifier of another data set or size is one clear error.
+    The option flags (0 = not given) and ``options`` (``--rule-option KEY=VALUE``, parsed) go only to a rule
+    that takes them: a flag the rule does not use is one clear line, never silently ignored.
     """
     from storylab.guidance import make_rule
+    from storylab.guidance.registry import canonical_rule, rule_options
 
-    if guidance == "classifier":
+    name = canonical_rule(guidance)
+    chosen = dict(options or {})
+    flags = {"--rescale": ("rescale", rescale), "--apg-eta": ("eta", apg_eta), "--apg-norm": ("norm_threshold", apg_norm),
+             "--apg-momentum": ("momentum", apg_momentum)}
+    takes = rule_options(name)
+    for flag, (key, value) in flags.items():
+        if math.isclose(value, 0.0, abs_tol=1e-12):
+            continue
+        if key not in takes:
+            raise StorylabError(f"{flag} is not used by guidance '{name}'")
+        if key in chosen:
+            raise StorylabError(f"{flag} and --rule-option {key} give the same option twice")
+        chosen[key] = value
+    if name == "classifier":
         from storylab.images.networks.noisy_classifier import load_classifier
 
         clf = load_classifier(Path(classifier_path), num_classes=num_classes, data=data, image_size=image_size)
-        return make_rule("classifier", classifier=clf, labels=labels)
-    return make_rule(guidance, rescale=rescale, eta=apg_eta, norm_threshold=apg_norm, momentum=apg_momentum)
+        return make_rule("classifier", classifier=clf, labels=labels, **chosen)
+    return make_rule(name, **chosen)
 
 
 def parse_sweep(text: str) -> list[float]:
