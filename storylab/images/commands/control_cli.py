@@ -272,7 +272,7 @@ def evaluate_controlnet_cmd(out: Optional[Path] = typer.Option(None, "--out", sh
                                                                       help="Comma list of kinds (shipped nets) or KIND=CKPT pairs."),
                             scales: str = typer.Option("0,0.5,1,1.5", "--scales", help="Comma list of control scales (0 = base model)."),
                             count: int = typer.Option(100, "--count", help="Held-out conditions per setting."),
-                            steps: int = typer.Option(20, "--steps", help="DDIM steps."),
+                            steps: int = typer.Option(20, "--steps", help="Sampling steps (DDPM, the images wing's default sampler)."),
                             guidance_scale: float = typer.Option(3.0, "--guidance-scale", help="CFG scale when the class is given."),
                             seed: int = typer.Option(0, "--seed", help="Random seed (same noise in every row)."),
                             control_uncond: bool = typer.Option(True, "--control-uncond/--no-control-uncond",
@@ -389,14 +389,14 @@ def panel_conditions(kind: str, base: Any, size: int, seed: int, steps: int = 15
     from storylab.images.control.conditions import extract_batch
     from storylab.images.control.control_training import eval_conditions
     from storylab.images.data.datasets import installed
-    from storylab.images.networks.denoiser import sample_digits
+    from storylab.images.networks.denoiser import DEFAULT_SAMPLER, sample_digits
 
     data = base.config.data
     if installed(data):
         _, labels, conds = eval_conditions(kind, 2, seed=seed, size=size, data=data)
         return labels, conds
     labels = torch.tensor([seed % base.num_classes, (seed + 1) % base.num_classes])
-    sources = sample_digits(base, labels, "cfg", 3.0, "constant", "ddim", steps, seed)
+    sources = sample_digits(base, labels, "cfg", 3.0, "constant", DEFAULT_SAMPLER, steps, seed)
     return labels, extract_batch(kind, sources, size=size, seed=seed + 7)
 
 

@@ -322,7 +322,7 @@ def evaluate_zoo_cmd(out: Path = typer.Option(Path("zoo-eval"), "--out", help="F
                      per_class: int = typer.Option(50, "--per-class", help="Samples per class for every model."),
                      cfg_scale: float = typer.Option(1.0, "--cfg-scale", help="CFG scale of the diffusion rows (1 = conditional)."),
                      features: Optional[Path] = typer.Option(None, "--features", help="Feature network for the metrics (from `storylab train features`); default: the shipped one."),
-                     steps: int = typer.Option(50, "--steps", help="DDIM steps of the diffusion rows."),
+                     steps: int = typer.Option(50, "--steps", help="Sampling steps of the diffusion rows (pixel diffusion: DDPM; latent diffusion: its own sampler)."),
                      seed: int = typer.Option(0, "--seed", help="Random seed."),
                      data: str = typer.Option("digits", "--data", help=DATA_HELP + "; every checkpoint must be trained on it.")) -> None:
     """One table for the zoo and the pixel diffusion model: reconstruction, FID vs floor, precision, recall, density, coverage, diversity, adherence, time, size."""

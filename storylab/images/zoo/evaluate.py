@@ -73,12 +73,12 @@ def parse_checkpoints(text: str, rows: Sequence[str], data: str = DEFAULT_DATA) 
 
 
 def draw(row: str, model: Any, labels: torch.Tensor, seed: int, cfg_scale: float, steps: int) -> torch.Tensor:
-    """Samples of one row (the diffusion rows with DDIM and CFG at ``cfg_scale``)."""
+    """Samples of one row (the diffusion row with the default sampler and CFG at ``cfg_scale``)."""
     generator = torch.Generator().manual_seed(seed)
     if row == "diffusion":
-        from storylab.images.networks.denoiser import sample_digits
+        from storylab.images.networks.denoiser import DEFAULT_SAMPLER, sample_digits
 
-        return sample_digits(model, labels, "cfg", cfg_scale, "constant", "ddim", steps, seed)
+        return sample_digits(model, labels, "cfg", cfg_scale, "constant", DEFAULT_SAMPLER, steps, seed)
     if row == "ldm":
         return model.sample(labels, generator, scale=cfg_scale, steps=steps)
     return model.sample(labels, generator)
