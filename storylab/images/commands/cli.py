@@ -336,6 +336,8 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         per_class: int = typer.Option(50, "--per-class", help="Samples per class for each cell."),
                         steps: int = typer.Option(DEFAULT_SAMPLE_STEPS, "--steps", help="Sampling steps."),
                         sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help="Sampler: ddpm, ddim or edm-heun."),
+                        bootstrap: int = typer.Option(200, "--bootstrap", min=0, max=100_000,
+                                                      help="Bootstrap resamples for the 95 % intervals of FID and adherence (0: none)."),
                         seed: int = typer.Option(0, "--seed", help="Random seed (same noise for every cell)."),
                         batch_size: int = typer.Option(64, "--batch-size", help="Images per sampling batch (batch k draws its noise with seed + k)."),
                         classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
@@ -356,7 +358,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
     if sampler not in SAMPLERS:
         raise StorylabError(f"unknown --sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features,
-              batch_size=batch_size, sampler=sampler)
+              batch_size=batch_size, sampler=sampler, bootstrap=bootstrap)
 
 
 def _load_denoiser(checkpoint: Path):

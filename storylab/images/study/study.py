@@ -26,9 +26,11 @@ from storylab.guidance.schedules import parse_schedule
 from storylab.images.assets import ASSETS
 from storylab.images.study.sampling import build_rule
 from storylab.io import atomic_savefig, atomic_write_json
-from storylab.metrics import adherence, distribution_report, extract_features, mean_pairwise_distance, vendi_score
+from storylab.metrics import (adherence, distribution_report, extract_features, mean_pairwise_distance, predict_classes,
+                              vendi_score)
 from storylab.metrics.floor import balanced_floor, balanced_subset, fid_warning
 from storylab.metrics.frechet import frechet_distance_to_stats
+from storylab.metrics.significance import bootstrap_interval
 from storylab.training.progress import progress_bar
 
 SHIPPED_STUDY = ASSETS / "fashion_mnist_study.json"  # the study of docs/fashion_mnist_study.md, for the demo
@@ -64,8 +66,12 @@ def within_class_diversity(feats: torch.Tensor, labels: torch.Tensor) -> tuple[f
 
 
 def score_samples(images: torch.Tensor, labels: torch.Tensor, feature_net: Any, real_feats: Any,
-                  stats: tuple[np.ndarray, np.ndarray, int] | None = None) -> dict[str, float]:
+                  stats: tuple[np.ndarray, np.ndarray, int] | None = None, bootstrap: int = 0) -> dict[str, Any]:
     """All study metrics of one sample set against the real (test split) features.
+
+    ``bootstrap`` > 0 adds 95 % bootstrap intervals over that many resamples of the generated set
+    (``fid_interval``: basic interval, which removes the upward bias of resampled FIDs; ``adherence_interval``:
+    percentile interval; needs ``stats``).
 
     ``real_feats`` is the real side of precision/recall/density/coverage; FID is taken against
     ``stats`` (mean, covariance, count of the whole test split) when given, else against ``real_feats``.
@@ -76,7 +82,15 @@ def score_samples(images: torch.Tensor, labels: torch.Tensor, feature_net: Any, 
         report["fid"] = frechet_distance_to_stats(*stats, feats)
         report["n_real"] = int(stats[2])
     vendi, pairwise = within_class_diversity(feats, labels)
-    return {**report, "vendi": vendi, "pairwise": pairwise, "adherence": adherence(feature_net, images, labels)}
+    out = {**report, "vendi": vendi, "pairwise": pairwise, "adherence": adherence(feature_net, images, labels)}
+    if bootstrap and stats is not None:
+        fake = feats.numpy().astype(np.float64)
+        correct = (predict_classes(feature_net, images) == labels).numpy()
+        out["fid_interval"] = bootstrap_interval(lambda idx: frechet_distance_to_stats(*stats, fake[idx]), len(fake),
+                                                 resamples=bootstrap, method="basic")
+        out["adherence_interval"] = bootstrap_interval(lambda idx: float(correct[idx].mean()), len(correct),
+                                                       resamples=bootstrap)
+    return out
 
 
 def real_reference(feature_net: Any, n_fake: int, seed: int = 0, repeats: int = 10, data: str = "digits",
@@ -146,10 +160,11 @@ def sample_cell(model: Any, labels: torch.Tensor, guidance: str, scale: float, s
 def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], scales: Sequence[float], guidance: str,
               per_class: int, steps: int, seed: int, classifier_path: str | Path,
               features: str | Path | None = None, floor_repeats: int = 10, batch_size: int = 64,
-              sampler: str | None = None) -> dict[str, Any]:
+              sampler: str | None = None, bootstrap: int = 200) -> dict[str, Any]:
     """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results.
 
-    Each cell samples in batches of ``batch_size`` (see :func:`sample_cell`).
+    Each cell samples in batches of ``batch_size`` (see :func:`sample_cell`); ``bootstrap`` resamples give each
+    cell's 95 % intervals of FID and adherence (0: none).
     """
     from storylab.images.data.datasets import resolve
     from storylab.images.networks.denoiser import load_digit_model
@@ -173,7 +188,7 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
                 images, mean_scale, nfe = sample_cell(model, labels, guidance, scale, spec, steps, seed, batch_size,
                                                       classifier_path, bar.advance, sampler)
                 seconds = time.perf_counter() - t0
-                metrics = score_samples(images, labels, feature_net, ref["test_feats"], ref["stats"])
+                metrics = score_samples(images, labels, feature_net, ref["test_feats"], ref["stats"], bootstrap)
                 cells.append({"schedule": spec, "scale": scale, "mean_scale": mean_scale, **metrics,
                               "nfe_per_sample": nfe, "seconds": seconds})
     floor = {k: v for k, v in ref["floor"].items() if k != "fid_values"}
@@ -294,8 +309,13 @@ def study_rows(result: dict[str, Any]) -> list[list[str]]:
     rows = [[f"real vs real (n = {floor.get('n_fake', result['n_fake'])})", "-", "-", fid_floor,
              *(_cell(floor[k]) for k in METRIC_KEYS[1:]), "-", "-"]]
     for c in result["cells"]:
+        cells = [_cell(c[k]) for k in METRIC_KEYS]
+        for key in ("fid", "adherence"):
+            if c.get(f"{key}_interval"):
+                low, high = c[f"{key}_interval"]
+                cells[METRIC_KEYS.index(key)] += f" [{low:.3f}, {high:.3f}]"
         rows.append([c["schedule"], f"{c['scale']:g}", f"{c.get('mean_scale', c['scale']):.3g}",
-                     *(_cell(c[k]) for k in METRIC_KEYS), f"{c['nfe_per_sample']:.0f}", f"{c['seconds']:.1f}"])
+                     *cells, f"{c['nfe_per_sample']:.0f}", f"{c['seconds']:.1f}"])
     return rows
 
 
@@ -307,7 +327,7 @@ def print_study(result: dict[str, Any]) -> None:
     console = Console(width=max(150, Console().width))
     table = Table(title=f"schedule study on {result.get('data', 'digits')} ({result['guidance']}, "
                         f"n = {result['n_fake']} samples per cell, FID vs {result['n_real']} test images, "
-                        f"{result['steps']} DDIM steps)")
+                        f"{result['steps']} {result.get('sampler', 'ddim').upper()} steps)")
     for col in STUDY_HEADER:
         table.add_column(col, justify="right")
     floor_row, *rows = study_rows(result)
@@ -316,7 +336,8 @@ def print_study(result: dict[str, Any]) -> None:
         table.add_row(*row)
     console.print(table)
     console.print("scale = nominal mean scale asked for; mean scale = mean of the per-step scales the schedule applied; "
-                  "real vs real FID = mean ± std over class-balanced train subsets of the same n")
+                  "real vs real FID = mean ± std over class-balanced train subsets of the same n; "
+                  "[low, high] = 95 % bootstrap interval over the generated samples")
     if result.get("fid_warning"):
         console.print(result["fid_warning"])
     best = result["ranking"][0]
