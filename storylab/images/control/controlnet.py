@@ -182,7 +182,9 @@ class ControlNet(nn.Module):
         return down, mid
 
 
-LATER_FIELDS = {"data": "digits", "image_size": 8}  # DigitDiffusionConfig fields newer than the shipped ControlNets
+# DigitDiffusionConfig (and UNetConfig) fields newer than the first shipped ControlNets, with their defaults
+LATER_FIELDS = {"data": "digits", "image_size": 8, "loss_weighting": "uniform", "snr_gamma": 5.0}
+LATER_UNET_FIELDS = {"time_dim": 0}
 
 
 def base_identity(model: DigitDiffusion) -> str:
@@ -195,6 +197,9 @@ def base_identity(model: DigitDiffusion) -> str:
     for key, default in LATER_FIELDS.items():
         if config.get(key) == default:
             config.pop(key)
+    for key, default in LATER_UNET_FIELDS.items():
+        if config.get("unet", {}).get(key) == default:
+            config["unet"].pop(key)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for key, value in sorted(model.unet.state_dict().items()):
         digest.update(key.encode())

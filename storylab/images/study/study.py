@@ -309,13 +309,8 @@ def study_rows(result: dict[str, Any]) -> list[list[str]]:
     rows = [[f"real vs real (n = {floor.get('n_fake', result['n_fake'])})", "-", "-", fid_floor,
              *(_cell(floor[k]) for k in METRIC_KEYS[1:]), "-", "-"]]
     for c in result["cells"]:
-        cells = [_cell(c[k]) for k in METRIC_KEYS]
-        for key in ("fid", "adherence"):
-            if c.get(f"{key}_interval"):
-                low, high = c[f"{key}_interval"]
-                cells[METRIC_KEYS.index(key)] += f" [{low:.3f}, {high:.3f}]"
         rows.append([c["schedule"], f"{c['scale']:g}", f"{c.get('mean_scale', c['scale']):.3g}",
-                     *cells, f"{c['nfe_per_sample']:.0f}", f"{c['seconds']:.1f}"])
+                     *(_cell(c[k]) for k in METRIC_KEYS), f"{c['nfe_per_sample']:.0f}", f"{c['seconds']:.1f}"])
     return rows
 
 
@@ -336,8 +331,16 @@ def print_study(result: dict[str, Any]) -> None:
         table.add_row(*row)
     console.print(table)
     console.print("scale = nominal mean scale asked for; mean scale = mean of the per-step scales the schedule applied; "
-                  "real vs real FID = mean ± std over class-balanced train subsets of the same n; "
-                  "[low, high] = 95 % bootstrap interval over the generated samples")
+                  "real vs real FID = mean ± std over class-balanced train subsets of the same n")
+    if any(c.get("fid_interval") for c in result["cells"]):
+        intervals = Table(title="95 % bootstrap intervals over the generated samples (FID: basic interval)")
+        for col in ("schedule", "scale", "FID", "FID 95 %", "adherence", "adherence 95 %"):
+            intervals.add_column(col, justify="right")
+        for c in result["cells"]:
+            (f_lo, f_hi), (a_lo, a_hi) = c["fid_interval"], c["adherence_interval"]
+            intervals.add_row(c["schedule"], f"{c['scale']:g}", _cell(c["fid"]), f"{f_lo:.3f} - {f_hi:.3f}",
+                              _cell(c["adherence"]), f"{a_lo:.3f} - {a_hi:.3f}")
+        console.print(intervals)
     if result.get("fid_warning"):
         console.print(result["fid_warning"])
     best = result["ranking"][0]
