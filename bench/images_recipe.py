@@ -2,10 +2,13 @@
 
 Every recipe trains on the same Fashion-MNIST batches (one shared loader, one batch drawn per round and
 given to every recipe that is due), one thread, and the recipe that has spent the least training time so
-far takes the next step, so all of them see the same machine load and end with the same minutes. At each
+far takes the next step, so all of them see the same machine load and end with the same minutes. Training
+time is the CPU time of the training steps (``time.thread_time``, one thread): on a shared machine a step's
+wall time also counts the moments other processes held the core, which would charge a load spike to
+whichever recipe happened to be stepping; on an idle machine the two are the same. At each
 ``--every`` minutes of its own training time a recipe's EMA weights are scored with the same metric:
-FID of ``--per-class`` samples per class at CFG ``--cfg`` (the ``sample`` command's default sampler and
-steps) against the test split, with the class-balanced real-vs-real floor at the same n beside it.
+FID of ``--per-class`` samples per class at CFG ``--cfg`` (the default sampler, DDPM, at the studies'
+20 steps) against the test split, with the class-balanced real-vs-real floor at the same n beside it.
 
 Recipes (``--recipes``):
 
@@ -130,10 +133,10 @@ def diffusers_recipe(target_params: int, total_steps: int) -> Recipe:
 
 def score(model: DigitDiffusion, per_class: int, cfg: float, feature_net, ref) -> dict[str, float]:
     from storylab.images.study.study import score_samples
-    from storylab.images.networks.denoiser import DEFAULT_SAMPLER, DEFAULT_SAMPLE_STEPS
+    from storylab.images.defaults import DEFAULT_SAMPLER, STUDY_STEPS
 
     labels = torch.arange(10).repeat_interleave(per_class)
-    parts = [sample_digits(model, labels[i:i + 100], "cfg", cfg, "constant", DEFAULT_SAMPLER, DEFAULT_SAMPLE_STEPS, k)
+    parts = [sample_digits(model, labels[i:i + 100], "cfg", cfg, "constant", DEFAULT_SAMPLER, STUDY_STEPS, k)
              for k, i in enumerate(range(0, labels.shape[0], 100))]
     images = torch.cat(parts)
     metrics = score_samples(images, labels, feature_net, ref["test_feats"], ref["stats"])
@@ -143,7 +146,7 @@ def score(model: DigitDiffusion, per_class: int, cfg: float, feature_net, ref) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=20.0, help="training minutes per recipe")
+    parser.add_argument("--minutes", type=float, default=20.0, help="training minutes (CPU) per recipe")
     parser.add_argument("--every", type=float, default=5.0, help="score every this many training minutes")
     parser.add_argument("--per-class", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=3.0)
@@ -178,13 +181,13 @@ def main() -> None:
         for name in names:
             r = build(name, 1000)
             x, y = batch()
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             for _ in range(10):
                 loss = r.loss(x, y)
                 r.optimizer.zero_grad()
                 loss.backward()
                 r.ema_update()
-            probe[name] = (time.perf_counter() - t0) / 10
+            probe[name] = (time.thread_time() - t0) / 10
     recipes = [build(n, args.assumed_steps or max(100, int(args.minutes * 60 / probe[n]))) for n in names]
     budget, every = args.minutes * 60, args.every * 60
     next_score = {r.name: every for r in recipes}
@@ -195,12 +198,12 @@ def main() -> None:
             if r.seconds >= budget or r.seconds > min(q.seconds for q in recipes if q.seconds < budget) + 1.0:
                 continue  # the recipe that is ahead waits, so all spend the same minutes under the same load
             r.net.train()
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             loss = r.loss(x, y)
             r.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             r.ema_update()
-            r.seconds += time.perf_counter() - t0
+            r.seconds += time.thread_time() - t0
             r.steps += 1
             if r.seconds >= next_score[r.name] or r.seconds >= budget:
                 next_score[r.name] += every
@@ -213,7 +216,7 @@ def main() -> None:
               "batch_size": args.batch_size, "minutes": args.minutes, "wall_minutes": (time.perf_counter() - wall0) / 60,
               "recipes": {r.name: {"params": r.params, "steps": r.steps, "curve": r.curve} for r in recipes}}
     print(f"\nFID against training minutes (n = {result['n']}, floor {floor['fid']:.2f} ± {floor['fid_std']:.2f}, "
-          f"CFG {args.cfg}, one thread):")
+          f"CFG {args.cfg}, CPU minutes of one thread):")
     for r in recipes:
         print(f"  {r.name:>14} ({r.params:,} parameters, {r.steps} steps): "
               + ", ".join(f"{p['minutes']:.1f} min {p['fid']:.1f}" for p in r.curve))
@@ -256,7 +259,7 @@ def plot(result: dict, path: str) -> None:
                 label=f"{name} ({rec['params'] / 1e3:.0f}k params)")
     ax.axhline(result["floor"], color="grey", ls="--", label=f"real-vs-real floor {result['floor']:.1f}")
     ax.set_yscale("log")
-    ax.set_xlabel("training minutes (one thread)")
+    ax.set_xlabel("training minutes (CPU time of one thread)")
     ax.set_ylabel(f"FID (n = {result['n']}, CFG {result['cfg']})")
     ax.set_title("Fashion-MNIST pixel diffusion: recipes at equal wall-clock")
     ax.legend()

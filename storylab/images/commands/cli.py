@@ -16,7 +16,7 @@ from storylab.errors import StorylabError
 from storylab.guidance.names import RULES, SPEC_HELP, parse_scales
 from storylab.images.assets import CLASSIFIER, DENOISER, shipped
 from storylab.images.commands.data_commands import register
-from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER
+from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER, STUDY_STEPS
 from storylab.images.data.datasets import DATA_HELP, class_names_of
 from storylab.io import next_free, run_path, use_hint
 
@@ -334,7 +334,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         scales: str = typer.Option("1.5,3,5", "--scales", help="Comma-separated mean guidance scales."),
                         guidance: str = typer.Option("cfg", "--guidance", help="Guidance rule (cfg or classifier)."),
                         per_class: int = typer.Option(50, "--per-class", help="Samples per class for each cell."),
-                        steps: int = typer.Option(DEFAULT_SAMPLE_STEPS, "--steps", help="Sampling steps."),
+                        steps: int = typer.Option(STUDY_STEPS, "--steps", help="Sampling steps."),
                         sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help="Sampler: ddpm, ddim or edm-heun."),
                         bootstrap: int = typer.Option(200, "--bootstrap", min=0, max=100_000,
                                                       help="Bootstrap resamples for the 95 % intervals of FID and adherence (0: none)."),

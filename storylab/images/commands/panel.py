@@ -17,7 +17,7 @@ import numpy as np
 
 from storylab.errors import StorylabError
 from storylab.images.assets import ASSETS, DENOISER, shipped
-from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER
+from storylab.images.defaults import DEFAULT_SAMPLER, STUDY_STEPS
 
 # data set name -> its shipped denoiser checkpoint (class names come from storylab.images.data.datasets,
 # imported only when a panel runs, so that importing the panels stays free of torch).
@@ -72,7 +72,7 @@ class GridResult:
 
 
 def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0, schedule: str = "constant",
-                  sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_SAMPLE_STEPS, seed: int = 0, per_class: int = 1) -> GridResult:
+                  sampler: str = DEFAULT_SAMPLER, steps: int = STUDY_STEPS, seed: int = 0, per_class: int = 1) -> GridResult:
     """One guided sample per class (``per_class`` each) with the shipped denoiser; rows are classes.
 
     The rule, scale convention and schedule grammar are those of :mod:`storylab.guidance`
