@@ -31,7 +31,7 @@ import typer
 
 from storylab.cli_groups import app
 from storylab.images.commands.control_cli import controlnet_section
-from storylab.images.defaults import DEFAULT_SAMPLER
+from storylab.images.defaults import DEFAULT_SAMPLER, resolve_sampler
 
 DEMO_SCHEDULES = ("constant", "linear", "cosine", "invlinear")
 DEMO_SCALE = 3.0
@@ -125,7 +125,8 @@ def guidance_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
               "Vendi per class", "NFE per sample", "time (s)"]
     best = max(results, key=lambda r: r["adherence"])
     n = int(labels.shape[0])
-    settings = (f"Settings used: {cfg.dataset}, CFG at mean scale {DEMO_SCALE:g}, {cfg.steps} {DEFAULT_SAMPLER.upper()} steps, {n} samples "
+    sampler_name = resolve_sampler(DEFAULT_SAMPLER, model.config.prediction).upper()
+    settings = (f"Settings used: {cfg.dataset}, CFG at mean scale {DEMO_SCALE:g}, {cfg.steps} {sampler_name} steps, {n} samples "
                 f"per schedule ({cfg.per_class} per class), batches of {DEMO_BATCH}, seed {seed}. At n = {n} FID is "
                 f"read only against the real-vs-real floor at the same n ({floor['fid']:.2f} ± {floor['fid_std']:.2f}); "
                 "the full study (next section) uses 400 samples per cell.")
@@ -141,7 +142,7 @@ def guidance_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
                         ("weights.png", "The per-step guidance scale of each schedule over sampling progress "
                                         "(0 = pure noise, 1 = data); all have the same mean.")],
             "header": header, "rows": rows, "note": settings,
-            "summary": f"best adherence {best['adherence']:.3f} ({best['schedule']}) at n = {n}, {cfg.steps} {DEFAULT_SAMPLER.upper()} steps",
+            "summary": f"best adherence {best['adherence']:.3f} ({best['schedule']}) at n = {n}, {cfg.steps} {sampler_name} steps",
             "metrics": {"dataset": cfg.dataset, "class_names": list(names), "settings": results, "real_vs_real": floor,
                         "n_fake": n, "n_real": ref["n_real"], "steps": cfg.steps, "batch_size": DEMO_BATCH}}
 

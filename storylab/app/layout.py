@@ -30,7 +30,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
     from storylab.camera.generate import CHAR_MOTIONS
     from storylab.guidance.names import RULES
     from storylab.images.commands.panel import CONTROL_KINDS, DATASETS
-    from storylab.images.defaults import DEFAULT_SAMPLER
+    from storylab.images.defaults import DEFAULT_SAMPLER, IMAGE_SAMPLERS
 
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="storylab-app-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                                       elem_id="guidance-scale")
                     sched_a = gr.Textbox("constant", label="schedule A", info=SCHEDULE_HINT, elem_id="guidance-schedule-a")
                     sched_b = gr.Textbox("linear", label="schedule B (same seeds)", elem_id="guidance-schedule-b")
-                    sampler = gr.Radio(["ddpm", "ddim", "edm-heun"], value=DEFAULT_SAMPLER, label="sampler",
+                    sampler = gr.Radio(list(IMAGE_SAMPLERS), value=DEFAULT_SAMPLER, label="sampler",
                                        elem_id="guidance-sampler")
                     steps = gr.Slider(2, 100, value=20, step=1, label="steps", elem_id="guidance-steps")
                     seed = gr.Number(0, precision=0, label="seed", elem_id="guidance-seed")

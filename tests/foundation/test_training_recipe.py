@@ -95,3 +95,18 @@ def test_ddpm_sampler_matches_diffusers_ddpm_scheduler_step_by_step(steps):
         theirs = sched.step(eps_net(theirs, torch.full((3,), int(t))), t, theirs, generator=gen).prev_sample
         assert torch.allclose(trace[i], theirs, atol=1e-6), f"step {i}"
     assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_auto_sampler_is_heun_for_v_models_and_ddpm_for_eps_models():
+    from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, sample_digits
+    from storylab.images.networks.unet import UNetConfig
+
+    labels = torch.tensor([0, 1])
+    for prediction, expected in (("v", "edm-heun"), ("x0", "edm-heun"), ("eps", "ddpm")):
+        torch.manual_seed(0)
+        model = DigitDiffusion(DigitDiffusionConfig(unet=UNetConfig(channels=8, emb_dim=16, groups=4),
+                                                    prediction=prediction)).eval()
+        auto = sample_digits(model, labels, "cfg", 2.0, "constant", "auto", 3, 5)
+        assert torch.equal(auto, sample_digits(model, labels, "cfg", 2.0, "constant", expected, 3, 5)), prediction
+        other = "ddpm" if expected == "edm-heun" else "edm-heun"
+        assert not torch.equal(auto, sample_digits(model, labels, "cfg", 2.0, "constant", other, 3, 5)), prediction

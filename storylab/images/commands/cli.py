@@ -16,7 +16,7 @@ from storylab.errors import StorylabError
 from storylab.guidance.names import RULES, SPEC_HELP, parse_scales
 from storylab.images.assets import CLASSIFIER, DENOISER, shipped
 from storylab.images.commands.data_commands import register
-from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER, STUDY_STEPS
+from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER, IMAGE_SAMPLERS, SAMPLER_HELP, STUDY_STEPS
 from storylab.images.data.datasets import DATA_HELP, class_names_of
 from storylab.io import next_free, run_path, use_hint
 
@@ -156,7 +156,7 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
                       guidance: str = typer.Option("cfg", "--guidance", help=f"Guidance rule: {', '.join(RULES)}."),
                       scale: float = typer.Option(3.0, "--scale", help="Guidance scale (diffusers convention, 1 = conditional; gamma for classifier; lambda for cfg++)."),
                       schedule: str = typer.Option("constant", "--schedule", help=f"Weight schedule SPEC: {SPEC_HELP}."),
-                      sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help="Sampler: ddpm, ddim or edm-heun."),
+                      sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help=SAMPLER_HELP),
                       steps: int = typer.Option(DEFAULT_SAMPLE_STEPS, "--steps", help="Sampling steps."),
                       seed: int = typer.Option(0, "--seed", help="Random seed."),
                       classes: str = typer.Option("all", "--classes", help="Classes to draw: 'all', e.g. '3,5', or 'none' (no class; with --control)."),
@@ -335,7 +335,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         guidance: str = typer.Option("cfg", "--guidance", help="Guidance rule (cfg or classifier)."),
                         per_class: int = typer.Option(50, "--per-class", help="Samples per class for each cell."),
                         steps: int = typer.Option(STUDY_STEPS, "--steps", help="Sampling steps."),
-                        sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help="Sampler: ddpm, ddim or edm-heun."),
+                        sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help=SAMPLER_HELP),
                         bootstrap: int = typer.Option(200, "--bootstrap", min=0, max=100_000,
                                                       help="Bootstrap resamples for the 95 % intervals of FID and adherence (0: none)."),
                         seed: int = typer.Option(0, "--seed", help="Random seed (same noise for every cell)."),
@@ -353,10 +353,8 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
     if guidance not in ("cfg", "classifier"):
         raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
     _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
-    from storylab.diffusion import SAMPLERS
-
-    if sampler not in SAMPLERS:
-        raise StorylabError(f"unknown --sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
+    if sampler not in IMAGE_SAMPLERS:
+        raise StorylabError(f"unknown --sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features,
               batch_size=batch_size, sampler=sampler, bootstrap=bootstrap)
 

@@ -19,7 +19,7 @@ from torch import nn
 from storylab.diffusion import alphas_cumprod, beta_schedule, ddim_sample, ddpm_sample, diffusion_loss, edm_heun_sample
 from storylab.errors import StorylabError
 from storylab.guidance import Guided, GuidanceRule, make_rule
-from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER
+from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER, IMAGE_SAMPLERS, resolve_sampler
 from storylab.images.networks.unet import DigitUNet, UNetConfig
 from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
 
@@ -207,6 +207,7 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
     conds = conditions or guidance_conditions(model, labels, negative)
     guided = Guided(denoiser or model.denoiser, conds["cond"], rule=rule, scale=scale, schedule=schedule,
                     uncond=conds.get("uncond"), negative=conds.get("negative"), prediction=model.config.prediction)
+    sampler = resolve_sampler(sampler, model.config.prediction)
     model_fn = guided if on_step is None else _Observed(guided, on_step)
     if sampler == "ddim":
         out = ddim_sample(model_fn, x, model.alpha_bar, steps, eta=eta, clip_x0=1.0, generator=generator)
@@ -215,7 +216,7 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
     elif sampler == "edm-heun":
         out = _vp_heun(model_fn, x, model, steps)
     else:
-        raise StorylabError(f"unknown sampler '{sampler}' (ddpm, ddim or edm-heun)")
+        raise StorylabError(f"unknown sampler '{sampler}' ({', '.join(IMAGE_SAMPLERS)})")
     out = out.clamp(-1, 1)
     return (out, guided) if return_model else out
 

@@ -24,6 +24,7 @@ from storylab.guidance.plots import plot_weights
 from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.schedules import parse_schedule
 from storylab.images.assets import ASSETS
+from storylab.images.defaults import DEFAULT_SAMPLER, resolve_sampler
 from storylab.images.study.sampling import build_rule
 from storylab.io import atomic_savefig, atomic_write_json
 from storylab.metrics import (adherence, distribution_report, extract_features, mean_pairwise_distance, predict_classes,
@@ -193,7 +194,7 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
                               "nfe_per_sample": nfe, "seconds": seconds})
     floor = {k: v for k, v in ref["floor"].items() if k != "fid_values"}
     result = {"data": resolve(data).name, "class_names": list(resolve(data).class_names), "guidance": guidance,
-              "sampler": sampler or _default_sampler(),
+              "sampler": resolve_sampler(sampler or DEFAULT_SAMPLER, model.config.prediction),
               "schedule_version": SCHEDULE_VERSION, "steps": steps, "per_class": per_class, "seed": seed,
               "batch_size": batch_size,
               "checkpoint": str(checkpoint),
@@ -205,12 +206,6 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
     plot_weights(specs, max(scales), steps, out / "weights.png")
     print_study(result)
     return result
-
-
-def _default_sampler() -> str:
-    from storylab.images.networks.denoiser import DEFAULT_SAMPLER
-
-    return DEFAULT_SAMPLER
 
 
 def rank_schedules(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
