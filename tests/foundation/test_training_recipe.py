@@ -110,3 +110,28 @@ def test_auto_sampler_is_heun_for_v_models_and_ddpm_for_eps_models():
         assert torch.equal(auto, sample_digits(model, labels, "cfg", 2.0, "constant", expected, 3, 5)), prediction
         other = "ddpm" if expected == "edm-heun" else "edm-heun"
         assert not torch.equal(auto, sample_digits(model, labels, "cfg", 2.0, "constant", other, 3, 5)), prediction
+
+
+def test_vp_heun_queries_the_network_at_the_timestep_of_each_sigma():
+    """The VP model inside EDM Heun sees x_t = x_sigma / sqrt(1 + sigma^2) at the t whose sigma_t is sigma."""
+    from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, _vp_heun
+    from storylab.images.networks.unet import UNetConfig
+
+    model = DigitDiffusion(DigitDiffusionConfig(unet=UNetConfig(channels=8, emb_dim=16, groups=4)))
+    ab = model.alpha_bar.double()
+    table = ((1 - ab) / ab).sqrt()
+    seen = []
+
+    def guided(ctx):
+        seen.append((float(ctx.t[0]), ctx.a, ctx.s))
+        return Prediction(torch.zeros_like(ctx.x))
+
+    _vp_heun(guided, torch.zeros(1, 1, 8, 8), model, 4)
+    for t, a, s in seen:
+        sigma = s / a
+        lo = int(t)
+        w = t - lo
+        hi = min(lo + 1, ab.shape[0] - 1)
+        interp = torch.exp((1 - w) * table[lo].log() + w * table[hi].log())  # log-sigma interpolation
+        assert float(interp) == pytest.approx(sigma, rel=1e-5)  # t reaches the network in float32
+        assert a == pytest.approx((1 + sigma ** 2) ** -0.5) and a ** 2 + s ** 2 == pytest.approx(1.0)

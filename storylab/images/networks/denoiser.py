@@ -235,20 +235,28 @@ class _Observed:
 def _vp_heun(guided: Callable, x: torch.Tensor, model: DigitDiffusion, steps: int) -> torch.Tensor:
     """EDM Heun on the VP model: sample in sigma space x_sigma = x_t / sqrt(ab) (Karras et al. 2022, sec. 3).
 
-    The VP network is queried at the timestep whose sigma_t = sqrt((1 - ab) / ab) is nearest.
+    At each sigma of the Karras grid the VP network sees x_t = x_sigma / sqrt(1 + sigma^2) at the fractional
+    timestep whose sigma_t = sqrt((1 - ab_t) / ab_t) equals sigma, interpolated linearly in log sigma between
+    the trained integer timesteps (k-diffusion's ``DiscreteSchedule.sigma_to_t``); the network's sinusoidal
+    embedding takes fractional t.
     """
     ab = model.alpha_bar.double()
-    sigmas_table = ((1 - ab) / ab).sqrt()
+    log_sigmas = ((1 - ab) / ab).sqrt().log()  # increasing in t
+    index = torch.arange(ab.shape[0], dtype=torch.float64)
+
+    def sigma_to_t(sigma: float) -> float:
+        ls = torch.tensor(sigma, dtype=torch.float64).log().clamp(log_sigmas[0], log_sigmas[-1])
+        hi = int(torch.searchsorted(log_sigmas, ls).clamp(1, ab.shape[0] - 1))
+        w = float((ls - log_sigmas[hi - 1]) / (log_sigmas[hi] - log_sigmas[hi - 1]))
+        return float(index[hi - 1] + w)
 
     class _VPAsVE:
         def __call__(self, ctx):
             sigma = float(ctx.s)
-            t = int(torch.argmin((sigmas_table - sigma).abs()))
-            a = float(ab[t].sqrt())
-            inner = type(ctx)(x=ctx.x * a, t=torch.full_like(ctx.t, t, dtype=torch.long), step=ctx.step,
-                              num_steps=ctx.num_steps, a=a, s=float((1 - ab[t]).sqrt()),
-                              corrector=ctx.corrector)
+            a = (1.0 + sigma ** 2) ** -0.5
+            inner = type(ctx)(x=ctx.x * a, t=torch.full(ctx.t.shape, sigma_to_t(sigma), dtype=ctx.x.dtype),
+                              step=ctx.step, num_steps=ctx.num_steps, a=a, s=sigma * a, corrector=ctx.corrector)
             return guided(inner)  # eps is the same in VP and VE parameterisations
 
-    return edm_heun_sample(_VPAsVE(), x, steps, sigma_min=float(sigmas_table[0]), sigma_max=min(80.0, float(sigmas_table[-1])),
-                           rho=7.0)
+    sigma_min, sigma_max = float(log_sigmas[0].exp()), min(80.0, float(log_sigmas[-1].exp()))
+    return edm_heun_sample(_VPAsVE(), x, steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=7.0)
