@@ -16,7 +16,7 @@ from storylab.errors import StorylabError
 from storylab.guidance.names import RULES, SPEC_HELP, parse_scales
 from storylab.images.assets import CLASSIFIER, DENOISER, shipped
 from storylab.images.commands.data_commands import register
-from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER, IMAGE_SAMPLERS, SAMPLER_HELP, STUDY_STEPS
+from storylab.images.defaults import DEFAULT_SAMPLER, IMAGE_SAMPLERS, SAMPLER_HELP, default_steps, resolve_sampler
 from storylab.images.data.datasets import DATA_HELP, class_names_of
 from storylab.io import next_free, run_path, use_hint
 
@@ -157,7 +157,8 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
                       scale: float = typer.Option(3.0, "--scale", help="Guidance scale (diffusers convention, 1 = conditional; gamma for classifier; lambda for cfg++)."),
                       schedule: str = typer.Option("constant", "--schedule", help=f"Weight schedule SPEC: {SPEC_HELP}."),
                       sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help=SAMPLER_HELP),
-                      steps: int = typer.Option(DEFAULT_SAMPLE_STEPS, "--steps", help="Sampling steps."),
+                      steps: Optional[int] = typer.Option(None, "--steps", show_default="10 for edm-heun, 50 for ddpm/ddim",
+                                                          help="Sampling steps."),
                       seed: int = typer.Option(0, "--seed", help="Random seed."),
                       classes: str = typer.Option("all", "--classes", help="Classes to draw: 'all', e.g. '3,5', or 'none' (no class; with --control)."),
                       per_class: int = typer.Option(10, "--per-class", help="Samples per class (one grid row each)."),
@@ -196,7 +197,11 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
     from storylab.images.control.conditions import POLARITIES
     from storylab.images.study.sampling import build_rule, parse_sweep
 
-    _positive(steps, "--steps"), _positive(per_class, "--per-class")
+    if steps is not None:
+        _positive(steps, "--steps")
+    _positive(per_class, "--per-class")
+    if sampler not in IMAGE_SAMPLERS:
+        raise StorylabError(f"unknown --sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
     out = out if out is not None else next_free(run_path("samples.png"))
     if out.suffix.lower() != ".png":
         raise StorylabError(f"--out must be a .png file, got {out}")
@@ -208,6 +213,8 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
         raise StorylabError(f"unknown --control-polarity '{control_polarity}' (choose from {', '.join(POLARITIES)})")
     sweep = parse_sweep(sweep_scale) if sweep_scale else None
     model = _load_denoiser(checkpoint)
+    sampler = resolve_sampler(sampler, model.config.prediction)
+    steps = steps or default_steps(sampler, model.config.prediction)
     class_names = class_names_of(model.config.data, model.num_classes)
     wanted = ([model.null_class] if classes.strip().lower() == "none"
               else parse_classes(classes, model.num_classes, class_names))
@@ -334,7 +341,8 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         scales: str = typer.Option("1.5,3,5", "--scales", help="Comma-separated mean guidance scales."),
                         guidance: str = typer.Option("cfg", "--guidance", help="Guidance rule (cfg or classifier)."),
                         per_class: int = typer.Option(50, "--per-class", help="Samples per class for each cell."),
-                        steps: int = typer.Option(STUDY_STEPS, "--steps", help="Sampling steps."),
+                        steps: Optional[int] = typer.Option(None, "--steps", show_default="10 for edm-heun, 20 for ddpm/ddim",
+                                                            help="Sampling steps."),
                         sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help=SAMPLER_HELP),
                         bootstrap: int = typer.Option(200, "--bootstrap", min=0, max=100_000,
                                                       help="Bootstrap resamples for the 95 % intervals of FID and adherence (0: none)."),
@@ -352,7 +360,9 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
         raise StorylabError(f"--scales must be finite numbers >= 0, got '{scales}'")
     if guidance not in ("cfg", "classifier"):
         raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
-    _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+    _positive(per_class, "--per-class"), _positive(batch_size, "--batch-size")
+    if steps is not None:
+        _positive(steps, "--steps")
     if sampler not in IMAGE_SAMPLERS:
         raise StorylabError(f"unknown --sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features,

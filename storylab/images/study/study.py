@@ -24,7 +24,7 @@ from storylab.guidance.plots import plot_weights
 from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.schedules import parse_schedule
 from storylab.images.assets import ASSETS
-from storylab.images.defaults import DEFAULT_SAMPLER, resolve_sampler
+from storylab.images.defaults import DEFAULT_SAMPLER, default_steps, resolve_sampler
 from storylab.images.study.sampling import build_rule
 from storylab.io import atomic_savefig, atomic_write_json
 from storylab.metrics import (adherence, distribution_report, extract_features, mean_pairwise_distance, predict_classes,
@@ -159,7 +159,7 @@ def sample_cell(model: Any, labels: torch.Tensor, guidance: str, scale: float, s
 
 
 def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], scales: Sequence[float], guidance: str,
-              per_class: int, steps: int, seed: int, classifier_path: str | Path,
+              per_class: int, steps: int | None, seed: int, classifier_path: str | Path,
               features: str | Path | None = None, floor_repeats: int = 10, batch_size: int = 64,
               sampler: str | None = None, bootstrap: int = 200) -> dict[str, Any]:
     """Run every (schedule, scale) cell, write study.json + plots into ``out``, print a table; return the results.
@@ -173,6 +173,8 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
 
     out = Path(out)
     model = load_digit_model(checkpoint)
+    sampler = resolve_sampler(sampler or DEFAULT_SAMPLER, model.config.prediction)
+    steps = steps or default_steps(sampler, model.config.prediction, study=True)
     data = model.config.data
     feature_net = load_digit_feature_net(features, data=data)  # None: the data set's shipped network
     labels = torch.arange(model.num_classes).repeat_interleave(per_class)
@@ -194,7 +196,7 @@ def run_study(out: str | Path, checkpoint: str | Path, specs: Sequence[str], sca
                               "nfe_per_sample": nfe, "seconds": seconds})
     floor = {k: v for k, v in ref["floor"].items() if k != "fid_values"}
     result = {"data": resolve(data).name, "class_names": list(resolve(data).class_names), "guidance": guidance,
-              "sampler": resolve_sampler(sampler or DEFAULT_SAMPLER, model.config.prediction),
+              "sampler": sampler,
               "schedule_version": SCHEDULE_VERSION, "steps": steps, "per_class": per_class, "seed": seed,
               "batch_size": batch_size,
               "checkpoint": str(checkpoint),
