@@ -19,7 +19,7 @@ from torch import nn
 from storylab.diffusion import alphas_cumprod, beta_schedule, ddim_sample, ddpm_sample, diffusion_loss, edm_heun_sample
 from storylab.errors import StorylabError
 from storylab.guidance import Guided, GuidanceRule, make_rule
-from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER, IMAGE_SAMPLERS, resolve_sampler
+from storylab.images.defaults import DEFAULT_SAMPLER, IMAGE_SAMPLERS, default_steps, resolve_sampler
 from storylab.images.networks.unet import DigitUNet, UNetConfig
 from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
 
@@ -187,7 +187,7 @@ def guidance_conditions(model: DigitDiffusion, labels: torch.Tensor, negative: t
 
 @torch.no_grad()
 def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRule | str = "cfg", scale: float = 3.0,
-                  schedule: str | None = "constant", sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_SAMPLE_STEPS, seed: int = 0,
+                  schedule: str | None = "constant", sampler: str = DEFAULT_SAMPLER, steps: int | None = None, seed: int = 0,
                   negative: torch.Tensor | None = None, eta: float = 0.0, denoiser: Callable | None = None,
                   conditions: dict[str, Any] | None = None, return_model: bool = False,
                   on_step: Callable[[Any], None] | None = None) -> Any:
@@ -208,6 +208,7 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
     guided = Guided(denoiser or model.denoiser, conds["cond"], rule=rule, scale=scale, schedule=schedule,
                     uncond=conds.get("uncond"), negative=conds.get("negative"), prediction=model.config.prediction)
     sampler = resolve_sampler(sampler, model.config.prediction)
+    steps = steps or default_steps(sampler, model.config.prediction)
     model_fn = guided if on_step is None else _Observed(guided, on_step)
     if sampler == "ddim":
         out = ddim_sample(model_fn, x, model.alpha_bar, steps, eta=eta, clip_x0=1.0, generator=generator)
