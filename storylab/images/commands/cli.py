@@ -201,7 +201,7 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
         _positive(steps, "--steps")
     _positive(per_class, "--per-class")
     if sampler not in IMAGE_SAMPLERS:
-        raise StorylabError(f"unknown --sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
+        raise StorylabError(f"unknown sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
     out = out if out is not None else next_free(run_path("samples.png"))
     if out.suffix.lower() != ".png":
         raise StorylabError(f"--out must be a .png file, got {out}")
@@ -364,7 +364,7 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
     if steps is not None:
         _positive(steps, "--steps")
     if sampler not in IMAGE_SAMPLERS:
-        raise StorylabError(f"unknown --sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
+        raise StorylabError(f"unknown sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features,
               batch_size=batch_size, sampler=sampler, bootstrap=bootstrap)
 
