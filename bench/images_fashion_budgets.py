@@ -95,7 +95,7 @@ def curve(points: list[str], per_class: int, steps: int, scales: list[float], ba
     except Exception as exc:  # noqa: BLE001 - the data package may be absent; the curve still runs
         print(f"(no real test images: {exc})")
     print(f"real-vs-real floor at n = {ref['n_floor']}: FID {ref['floor']['fid']:.3f} ± {ref['floor']['fid_std']:.3f}")
-    print(f"n = {labels.shape[0]}, {steps} {DEFAULT_SAMPLER.upper()} steps, constant CFG at scales {', '.join(f'{s:g}' for s in scales)}")
+    print(f"n = {labels.shape[0]}, {steps} steps of the default sampler ({DEFAULT_SAMPLER}), constant CFG at scales {', '.join(f'{s:g}' for s in scales)}")
     print("minutes  best-scale  FID@best  FID/floor  adherence@3" + "".join(f"  FID@{s:g}" for s in scales))
     for point in points:
         path, minutes = point.rsplit("@", 1)
