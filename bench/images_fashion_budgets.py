@@ -3,7 +3,7 @@
 1. Training throughput: images/s of a training step (forward + backward + AdamW) of our 28x28 UNet
    against diffusers' ``UNet2DModel`` with a class embedding, widened to the same parameter count,
    interleaved step by step so that machine load hits both alike.
-2. Sampling: ``storylab sample fashion-mnist``'s work - 100 images, 50 DDIM steps, CFG - seconds per
+2. Sampling: ``storylab sample fashion-mnist``'s work - 100 images, its default sampler and steps, CFG - seconds per
    image and the share of the wall time spent inside the network.
 3. Quality at training time (``--curve CKPT@MINUTES ...``): FID at the best of a few mean scales and
    adherence at scale 3 for each checkpoint, against the class-balanced real-vs-real floor at the same n,
@@ -21,6 +21,7 @@ import time
 import torch
 
 from storylab.images.assets import shipped
+from storylab.images.defaults import DEFAULT_SAMPLE_STEPS, DEFAULT_SAMPLER
 from storylab.images.networks.denoiser import DigitDiffusion, DigitDiffusionConfig, load_digit_model, sample_digits
 from storylab.images.networks.unet import UNetConfig
 
@@ -66,7 +67,7 @@ def throughput(channels: int, steps: int, batch: int) -> dict[str, float]:
     return {name: {"params": _params(net), "images_per_s": steps * batch / spent[name]} for name, net in nets.items()}
 
 
-def sampling(checkpoint, n: int = 100, steps: int = 50) -> dict[str, float]:
+def sampling(checkpoint, n: int = 100, steps: int = DEFAULT_SAMPLE_STEPS) -> dict[str, float]:
     from foundation_digits import timed_denoiser  # the sibling bench script (bench/ is on sys.path when run)
 
     model = load_digit_model(checkpoint)
@@ -74,7 +75,7 @@ def sampling(checkpoint, n: int = 100, steps: int = 50) -> dict[str, float]:
     labels = torch.arange(model.num_classes).repeat_interleave(n // model.num_classes)
     t0 = time.perf_counter()
     with torch.no_grad():
-        sample_digits(model, labels, "cfg", 3.0, "constant", "ddim", steps, 0, denoiser=denoiser)
+        sample_digits(model, labels, "cfg", 3.0, "constant", DEFAULT_SAMPLER, steps, 0, denoiser=denoiser)
     wall = time.perf_counter() - t0
     return {"s_per_image": wall / labels.shape[0], "network_share": inside["s"] / wall, "wall_s": wall}
 
@@ -94,7 +95,7 @@ def curve(points: list[str], per_class: int, steps: int, scales: list[float], ba
     except Exception as exc:  # noqa: BLE001 - the data package may be absent; the curve still runs
         print(f"(no real test images: {exc})")
     print(f"real-vs-real floor at n = {ref['n_floor']}: FID {ref['floor']['fid']:.3f} ± {ref['floor']['fid_std']:.3f}")
-    print(f"n = {labels.shape[0]}, {steps} DDIM steps, constant CFG at scales {', '.join(f'{s:g}' for s in scales)}")
+    print(f"n = {labels.shape[0]}, {steps} steps of the default sampler ({DEFAULT_SAMPLER}), constant CFG at scales {', '.join(f'{s:g}' for s in scales)}")
     print("minutes  best-scale  FID@best  FID/floor  adherence@3" + "".join(f"  FID@{s:g}" for s in scales))
     for point in points:
         path, minutes = point.rsplit("@", 1)
@@ -130,7 +131,7 @@ def main() -> None:
         print(f"ratio storylab / diffusers: {a / b:.2f}")
     if not args.skip_sampling:
         s = sampling(args.checkpoint)
-        print(f"sample 100 images, 50 DDIM steps, CFG: {s['s_per_image']:.3f} s/image ({s['wall_s']:.1f} s), "
+        print(f"sample 100 images, {DEFAULT_SAMPLE_STEPS} {DEFAULT_SAMPLER.upper()} steps, CFG: {s['s_per_image']:.3f} s/image ({s['wall_s']:.1f} s), "
               f"network share {s['network_share']:.3f}")
     if args.curve:
         curve(args.curve, args.per_class, args.sample_steps, [float(x) for x in args.scales.split(",")], args.batch_size)

@@ -31,6 +31,7 @@ import typer
 
 from storylab.cli_groups import app
 from storylab.images.commands.control_cli import controlnet_section
+from storylab.images.defaults import DEFAULT_SAMPLER, resolve_sampler
 
 DEMO_SCHEDULES = ("constant", "linear", "cosine", "invlinear")
 DEMO_SCALE = 3.0
@@ -46,9 +47,9 @@ class DemoConfig:
 
     dataset: str = "fashion-mnist"
     per_class: int = 4             # guidance samples per class and schedule (live part)
-    steps: int = 10                # DDIM steps of the live guidance part
+    steps: int = 10                # sampling steps (the images wing's default sampler) of the live guidance part
     schedules: tuple[str, ...] = DEMO_SCHEDULES
-    control_steps: int = 20        # DDIM steps of the ControlNet part
+    control_steps: int = 20        # sampling steps of the ControlNet part
     control_per_condition: int = 8
     zoo_per_class: int = 4
     captions: tuple[tuple[str, str], ...] = DEMO_CAPTIONS
@@ -124,7 +125,8 @@ def guidance_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
               "Vendi per class", "NFE per sample", "time (s)"]
     best = max(results, key=lambda r: r["adherence"])
     n = int(labels.shape[0])
-    settings = (f"Settings used: {cfg.dataset}, CFG at mean scale {DEMO_SCALE:g}, {cfg.steps} DDIM steps, {n} samples "
+    sampler_name = resolve_sampler(DEFAULT_SAMPLER, model.config.prediction).upper()
+    settings = (f"Settings used: {cfg.dataset}, CFG at mean scale {DEMO_SCALE:g}, {cfg.steps} {sampler_name} steps, {n} samples "
                 f"per schedule ({cfg.per_class} per class), batches of {DEMO_BATCH}, seed {seed}. At n = {n} FID is "
                 f"read only against the real-vs-real floor at the same n ({floor['fid']:.2f} ± {floor['fid_std']:.2f}); "
                 "the full study (next section) uses 400 samples per cell.")
@@ -140,7 +142,7 @@ def guidance_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
                         ("weights.png", "The per-step guidance scale of each schedule over sampling progress "
                                         "(0 = pure noise, 1 = data); all have the same mean.")],
             "header": header, "rows": rows, "note": settings,
-            "summary": f"best adherence {best['adherence']:.3f} ({best['schedule']}) at n = {n}, {cfg.steps} DDIM steps",
+            "summary": f"best adherence {best['adherence']:.3f} ({best['schedule']}) at n = {n}, {cfg.steps} {sampler_name} steps",
             "metrics": {"dataset": cfg.dataset, "class_names": list(names), "settings": results, "real_vs_real": floor,
                         "n_fake": n, "n_real": ref["n_real"], "steps": cfg.steps, "batch_size": DEMO_BATCH}}
 
@@ -166,7 +168,7 @@ def study_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
     return {"title": title,
             "intro": (f"`storylab evaluate fashion-mnist` run once on the shipped models and stored with storylab: "
                       f"{len(result['cells'])} cells, {result['n_fake']} samples each ({result['per_class']} per class), "
-                      f"{result['steps']} DDIM steps, {result['guidance']} guidance, seed {result['seed']}; FID against "
+                      f"{result['steps']} {result.get('sampler', 'ddim').upper()} steps, {result['guidance']} guidance, seed {result['seed']}; FID against "
                       f"{result['n_real']} test images, the real-vs-real floor over class-balanced train subsets of the "
                       "same n. 'mean scale' is the mean of the per-step scales a schedule really applied."),
             "figures": [("fid_vs_adherence.png", "FID against adherence, one curve per schedule (markers = nominal "

@@ -30,6 +30,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
     from storylab.camera.generate import CHAR_MOTIONS
     from storylab.guidance.names import RULES
     from storylab.images.commands.panel import CONTROL_KINDS, DATASETS
+    from storylab.images.defaults import DEFAULT_SAMPLER, IMAGE_SAMPLERS
 
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="storylab-app-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -41,13 +42,13 @@ def build_app(work_dir: str | Path | None = None) -> Any:
         with gr.Tab("Guidance", id="guidance", elem_id="tab-guidance"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    dataset = gr.Dropdown(list(DATASETS), value="digits", label="data set", elem_id="guidance-dataset")
+                    dataset = gr.Dropdown(list(DATASETS), value="fashion-mnist", label="data set", elem_id="guidance-dataset")
                     rule = gr.Dropdown(rules, value="cfg", label="guidance rule", elem_id="guidance-rule")
                     scale = gr.Slider(1.0, 9.0, value=3.0, step=0.25, label="guidance scale (1 = conditional)",
                                       elem_id="guidance-scale")
                     sched_a = gr.Textbox("constant", label="schedule A", info=SCHEDULE_HINT, elem_id="guidance-schedule-a")
                     sched_b = gr.Textbox("linear", label="schedule B (same seeds)", elem_id="guidance-schedule-b")
-                    sampler = gr.Radio(["ddim", "ddpm", "edm-heun"], value="ddim", label="sampler",
+                    sampler = gr.Radio(list(IMAGE_SAMPLERS), value=DEFAULT_SAMPLER, label="sampler",
                                        elem_id="guidance-sampler")
                     steps = gr.Slider(2, 100, value=20, step=1, label="steps", elem_id="guidance-steps")
                     seed = gr.Number(0, precision=0, label="seed", elem_id="guidance-seed")
@@ -87,7 +88,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     end = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="end", elem_id="control-end")
                     label = gr.Dropdown(["none"] + [str(i) for i in range(10)], value="none",
                                         label="class (none = no label, no CFG)", elem_id="control-class")
-                    c_steps = gr.Slider(2, 50, value=20, step=1, label="DDIM steps", elem_id="control-steps")
+                    c_steps = gr.Slider(2, 50, value=20, step=1, label="sampling steps", elem_id="control-steps")
                     c_seed = gr.Number(0, precision=0, label="seed", elem_id="control-seed")
                     c_go = gr.Button("Sample", variant="primary", elem_id="control-run")
                 with gr.Column(scale=2):

@@ -37,10 +37,10 @@ def test_guidance_tab_generates_two_grids_with_their_cost(page):
         "the live w(t) plot is missing")
     status, _ = page.run("guidance-run", "guidance-status")
     assert not status.startswith("error"), status
-    assert status.startswith("10 classes x 1, cfg on digits, ddim 20 steps, seed 0")
+    assert status.startswith("10 classes x 1, cfg on fashion-mnist, ddpm 20 steps, seed 0")  # the tab's defaults
     for elem in ("guidance-grid-a", "guidance-grid-b"):
         w, h = page.image_size(elem)
-        assert w > 10 * 8 and h > 8, (elem, w, h)  # ten 8x8 digits side by side, enlarged
+        assert w > 10 * 28 and h > 28, (elem, w, h)  # ten 28x28 Fashion-MNIST images side by side
     rows = page.table("guidance-table")
     header, body = rows[0], rows[1:]
     assert header == ["schedule", "samples", "NFE per sample", "mean scale", "time (s)"]

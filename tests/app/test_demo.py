@@ -113,7 +113,8 @@ def test_tiny_demo_draws_fashion_mnist_with_class_names_and_the_shipped_study(ti
     assert sections["guidance"]["dataset"] == "fashion-mnist" and sections["guidance"]["class_names"] == FASHION_NAMES
     page = (out / "report.html").read_text(encoding="utf-8")
     assert all(name in page for name in ("T-shirt/top", "Ankle boot", "Pullover", "Sneaker"))
-    assert f"{cfg.steps} DDIM steps" in page  # the live part says what settings it used
+    # the live part says what settings it used: the shipped v-prediction model draws with EDM Heun (sampler auto)
+    assert f"{cfg.steps} EDM-HEUN steps" in page
     # the class grid: 10 rows of 28x28 tiles zoomed 2x with 2-pixel gaps, per_class columns, names in a left margin
     grid = np.asarray(Image.open(out / "class_grid.png").convert("L"))
     tile = 28 * 2 + 2

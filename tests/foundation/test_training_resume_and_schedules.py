@@ -55,12 +55,14 @@ def test_the_cosine_schedule_decays_from_lr_to_zero_after_warmup():
     assert used[warmup] > used[warmup + 1] > used[-1]  # decays, not rises
 
 
-def test_the_ema_follows_the_weights_with_its_decay():
+@pytest.mark.parametrize("warmup", [False, True])
+def test_the_ema_follows_the_weights_with_its_decay(warmup):
     decay = 0.8
-    model, state, seen = _trajectory(_config(10, lr_schedule="constant", ema_decay=decay))
+    model, state, seen = _trajectory(_config(10, lr_schedule="constant", ema_decay=decay, ema_warmup=warmup))
     ema = seen[0]  # PyTorch's AveragedModel copies the weights at its first update
-    for w in seen[1:]:
-        ema = decay * ema + (1 - decay) * w
+    for n, w in enumerate(seen[1:], start=1):
+        d = min(decay, (1 + n) / (10 + n)) if warmup else decay  # diffusers' EMAModel warm-up
+        ema = d * ema + (1 - d) * w
     assert float(state.ema_model.w.detach()) == pytest.approx(ema, rel=1e-9)
     assert float(state.ema_model.w.detach()) != pytest.approx(0.0, abs=1e-3)  # it moved from the initial weights
     assert float(state.ema_model.w.detach()) != pytest.approx(seen[-1], abs=1e-3)  # and lags behind the weights

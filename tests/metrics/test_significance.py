@@ -39,3 +39,26 @@ def test_mcnemar_exact_values():
     assert mcnemar_exact(a, b) == pytest.approx(2 * 0.5 ** 6)  # six discordant examples, all for a
     one_apart = np.array([1, 1, 0], bool), np.array([1, 0, 0], bool)
     assert mcnemar_exact(*one_apart) == pytest.approx(1.0)
+
+
+def test_bootstrap_interval_of_a_mean_matches_the_normal_theory_width():
+    from storylab.metrics.significance import bootstrap_interval
+
+    x = np.random.default_rng(3).normal(size=2000)
+    low, high = bootstrap_interval(lambda idx: float(x[idx].mean()), len(x), resamples=2000)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))  # the normal-theory 95 % half-width of a mean
+    assert low < x.mean() < high
+    assert (high - low) / 2 == pytest.approx(half, rel=0.1)
+
+
+def test_basic_bootstrap_reflects_the_percentiles_about_the_full_sample_score():
+    from storylab.metrics.significance import bootstrap_interval
+
+    x = np.random.default_rng(4).normal(size=300)
+    stat = lambda idx: float(x[idx].std(ddof=0))  # noqa: E731 - biased low under resampling, like FID is biased high
+    p_low, p_high = bootstrap_interval(stat, len(x), resamples=500, seed=1)
+    b_low, b_high = bootstrap_interval(stat, len(x), resamples=500, seed=1, method="basic")
+    full = float(x.std(ddof=0))
+    assert (b_low, b_high) == pytest.approx((2 * full - p_high, 2 * full - p_low))
+    with pytest.raises(ValueError, match="unknown bootstrap method"):
+        bootstrap_interval(stat, len(x), method="bca")

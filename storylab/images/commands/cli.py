@@ -16,13 +16,14 @@ from storylab.errors import StorylabError
 from storylab.guidance.names import RULES, SPEC_HELP, parse_scales
 from storylab.images.assets import CLASSIFIER, DENOISER, shipped
 from storylab.images.commands.data_commands import register
+from storylab.images.defaults import DEFAULT_SAMPLER, IMAGE_SAMPLERS, SAMPLER_HELP, default_steps, resolve_sampler
 from storylab.images.data.datasets import DATA_HELP, class_names_of
 from storylab.io import next_free, run_path, use_hint
 
 
-# Defaults of the 28x28 denoiser (`train fashion-mnist`, `train mnist`): the shipped Fashion-MNIST model's settings,
-# 26 minutes on 2 CPU cores shared by 9 sessions (docs/images.md); --channels 32 --steps 3000 is the next size up.
-FASHION_TRAINING = {"steps": 1000, "batch_size": 64, "lr": 1e-3, "channels": 16}
+# Defaults of the 28x28 denoiser (`train fashion-mnist`, `train mnist`): the shipped Fashion-MNIST model's settings
+# (docs/fashion_mnist_study.md gives its minutes and load).
+FASHION_TRAINING = {"steps": 8000, "batch_size": 64, "channels": 16}
 
 
 def _command_line() -> str:
@@ -57,11 +58,17 @@ def train_denoiser_cmd(out: Path = typer.Option(run_path("digits_denoiser.safete
                                                      "the shipped model is never overwritten unless named here."),
                        steps: int = typer.Option(1000, "--steps", help="Optimisation steps (the shipped digits model used 1500)."),
                        batch_size: int = typer.Option(128, "--batch-size", help="Batch size per process."),
-                       lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (cosine decay after warm-up)."),
+                       recipe: str = typer.Option("v-min-snr", "--recipe",
+                                                  help="Training recipe: v-min-snr (v target, Min-SNR-5 weights, EMA "
+                                                       "warm-up, lr 2e-3) or eps (the first recipe: eps target, uniform "
+                                                       "weights, lr 2e-3 for digits and 1e-3 at 28x28)."),
+                       lr: Optional[float] = typer.Option(None, "--lr", show_default="the recipe's",
+                                                          help="Peak AdamW learning rate (cosine decay after warm-up)."),
                        channels: int = typer.Option(32, "--channels", help="UNet base width (64 or 128 for a bigger model)."),
                        p_uncond: float = typer.Option(0.1, "--p-uncond", help="Probability of dropping the label (CFG training)."),
                        schedule: str = typer.Option("cosine", "--beta-schedule", help="Noise schedule: linear or cosine."),
-                       prediction: str = typer.Option("eps", "--prediction", help="Network target: eps, x0 or v."),
+                       prediction: Optional[str] = typer.Option(None, "--prediction", show_default="the recipe's",
+                                                                help="Network target: eps, x0 or v."),
                        seed: int = typer.Option(0, "--seed", help="Random seed."),
                        resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT's .state.safetensors if present."),
                        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -70,26 +77,26 @@ def train_denoiser_cmd(out: Path = typer.Option(run_path("digits_denoiser.safete
     """Train the class-conditional diffusion model on a data set's train split (Accelerate)."""
     from storylab.diffusion import BETA_SCHEDULES, PREDICTIONS
     from storylab.images.data.datasets import resolve
-    from storylab.images.networks.denoiser import DigitDiffusionConfig, train_digit_model
-    from storylab.images.networks.unet import UNetConfig
-    from storylab.training import TrainConfig
+    from storylab.images.networks.denoiser import RECIPES, recipe_config, train_digit_model
 
     _positive(steps, "--steps"), _positive(batch_size, "--batch-size"), _positive(channels, "--channels")
+    if recipe not in RECIPES:
+        raise StorylabError(f"unknown --recipe '{recipe}' (choose from {', '.join(RECIPES)})")
     if schedule not in BETA_SCHEDULES:
         raise StorylabError(f"unknown --beta-schedule '{schedule}' (choose from {', '.join(BETA_SCHEDULES)})")
-    if prediction not in PREDICTIONS:
+    if prediction is not None and prediction not in PREDICTIONS:
         raise StorylabError(f"unknown --prediction '{prediction}' (choose from {', '.join(PREDICTIONS)})")
     if not 0 <= p_uncond < 1:
         raise StorylabError(f"--p-uncond must be in [0, 1), got {p_uncond}")
     if channels % 8:
         raise StorylabError(f"--channels must be a multiple of 8 (GroupNorm groups), got {channels}")
+    if lr is not None and not lr > 0:
+        raise StorylabError(f"--lr must be > 0, got {lr}")
     ds = resolve(data)
-    config = DigitDiffusionConfig(unet=UNetConfig(channels=channels, num_classes=ds.num_classes), beta_schedule=schedule,
-                                  prediction=prediction, p_uncond=p_uncond, data=ds.name, image_size=ds.image_size)
-    tc = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), ema_decay=0.995,
-                     checkpoint_every=250, seed=seed, progress=progress)
+    config, tc = recipe_config(recipe, data=data, channels=channels, steps=steps, lr=lr, p_uncond=p_uncond,
+                               beta_schedule=schedule, seed=seed, progress=progress, prediction=prediction)
     _, info = train_digit_model(out, config, tc, batch_size, resume=resume,
-                                extra={"command": _command_line(), "seed": seed})
+                                extra={"command": _command_line(), "seed": seed, "recipe": recipe})
     print(f"saved {out}  ({info['seconds']:.0f} s, final loss {info['loss']:.4f})")
     print(use_hint("storylab", "sample", ds.name if ds.path is None else "digits", "--checkpoint", out))
 
@@ -149,8 +156,9 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
                       guidance: str = typer.Option("cfg", "--guidance", help=f"Guidance rule: {', '.join(RULES)}."),
                       scale: float = typer.Option(3.0, "--scale", help="Guidance scale (diffusers convention, 1 = conditional; gamma for classifier; lambda for cfg++)."),
                       schedule: str = typer.Option("constant", "--schedule", help=f"Weight schedule SPEC: {SPEC_HELP}."),
-                      sampler: str = typer.Option("ddim", "--sampler", help="Sampler: ddpm, ddim or edm-heun."),
-                      steps: int = typer.Option(50, "--steps", help="Sampling steps."),
+                      sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help=SAMPLER_HELP),
+                      steps: Optional[int] = typer.Option(None, "--steps", show_default="10 for edm-heun, 50 for ddpm/ddim",
+                                                          help="Sampling steps."),
                       seed: int = typer.Option(0, "--seed", help="Random seed."),
                       classes: str = typer.Option("all", "--classes", help="Classes to draw: 'all', e.g. '3,5', or 'none' (no class; with --control)."),
                       per_class: int = typer.Option(10, "--per-class", help="Samples per class (one grid row each)."),
@@ -192,7 +200,11 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
     from storylab.images.control.conditions import POLARITIES
     from storylab.images.study.sampling import build_rule, parse_sweep
 
-    _positive(steps, "--steps"), _positive(per_class, "--per-class")
+    if steps is not None:
+        _positive(steps, "--steps")
+    _positive(per_class, "--per-class")
+    if sampler not in IMAGE_SAMPLERS:
+        raise StorylabError(f"unknown sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
     out = out if out is not None else next_free(run_path("samples.png"))
     if out.suffix.lower() != ".png":
         raise StorylabError(f"--out must be a .png file, got {out}")
@@ -204,6 +216,8 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
         raise StorylabError(f"unknown --control-polarity '{control_polarity}' (choose from {', '.join(POLARITIES)})")
     sweep = parse_sweep(sweep_scale) if sweep_scale else None
     model = _load_denoiser(checkpoint)
+    sampler = resolve_sampler(sampler, model.config.prediction)
+    steps = steps or default_steps(sampler, model.config.prediction)
     class_names = class_names_of(model.config.data, model.num_classes)
     wanted = ([model.null_class] if classes.strip().lower() == "none"
               else parse_classes(classes, model.num_classes, class_names))
@@ -334,7 +348,11 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
                         scales: str = typer.Option("1.5,3,5", "--scales", help="Comma-separated mean guidance scales."),
                         guidance: str = typer.Option("cfg", "--guidance", help="Guidance rule (cfg or classifier)."),
                         per_class: int = typer.Option(50, "--per-class", help="Samples per class for each cell."),
-                        steps: int = typer.Option(25, "--steps", help="DDIM steps."),
+                        steps: Optional[int] = typer.Option(None, "--steps", show_default="10 for edm-heun, 20 for ddpm/ddim",
+                                                            help="Sampling steps."),
+                        sampler: str = typer.Option(DEFAULT_SAMPLER, "--sampler", help=SAMPLER_HELP),
+                        bootstrap: int = typer.Option(200, "--bootstrap", min=0, max=100_000,
+                                                      help="Bootstrap resamples for the 95 % intervals of FID and adherence (0: none)."),
                         seed: int = typer.Option(0, "--seed", help="Random seed (same noise for every cell)."),
                         batch_size: int = typer.Option(64, "--batch-size", help="Images per sampling batch (batch k draws its noise with seed + k)."),
                         classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
@@ -359,7 +377,9 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
             raise StorylabError("--guidance and --rules both choose the rule: give the rules in --rules")
         rule_list = parse_rule_list(rules)
         options = parse_per_rule_options(rule_option, rule_list)
-        _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+        _positive(per_class, "--per-class"), _positive(batch_size, "--batch-size")
+        if steps is not None:
+            _positive(steps, "--steps")
         result = run_rule_study(out, checkpoint, rule_list, spec_list, scale_list, per_class, steps, seed, options,
                                 guide_checkpoint, uncond_checkpoint, classifier, features, batch_size=batch_size)
         print(markdown_table(result), end="")
@@ -369,9 +389,13 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
         raise StorylabError("--rule-option, --guide-checkpoint and --uncond-checkpoint go with --rules")
     if guidance not in ("cfg", "classifier"):
         raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
-    _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+    _positive(per_class, "--per-class"), _positive(batch_size, "--batch-size")
+    if steps is not None:
+        _positive(steps, "--steps")
+    if sampler not in IMAGE_SAMPLERS:
+        raise StorylabError(f"unknown sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features,
-              batch_size=batch_size)
+              batch_size=batch_size, sampler=sampler, bootstrap=bootstrap)
 
 
 def _load_denoiser(checkpoint: Path):

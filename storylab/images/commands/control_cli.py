@@ -270,7 +270,7 @@ def evaluate_controlnet_cmd(out: Optional[Path] = typer.Option(None, "--out", sh
                                                                       help="Comma list of kinds (shipped nets) or KIND=CKPT pairs."),
                             scales: str = typer.Option("0,0.5,1,1.5", "--scales", help="Comma list of control scales (0 = base model)."),
                             count: int = typer.Option(100, "--count", help="Held-out conditions per setting."),
-                            steps: int = typer.Option(20, "--steps", help="DDIM steps."),
+                            steps: int = typer.Option(20, "--steps", help="Sampling steps (DDPM, the images wing's default sampler)."),
                             guidance_scale: float = typer.Option(3.0, "--guidance-scale", help="CFG scale when the class is given."),
                             seed: int = typer.Option(0, "--seed", help="Random seed (same noise in every row)."),
                             control_uncond: bool = typer.Option(True, "--control-uncond/--no-control-uncond",
@@ -314,7 +314,7 @@ def evaluate_controlnet_cmd(out: Optional[Path] = typer.Option(None, "--out", sh
     if all(curves.values()):
         plot_convergence(curves, out / "convergence.png")
     uncond = "unconditional branch " + ("controlled" if control_uncond else "not controlled")
-    table = Table(title=f"ControlNet evaluation ({count} held-out conditions, {steps} DDIM steps, CFG {guidance_scale:g} with a "
+    table = Table(title=f"ControlNet evaluation ({count} held-out conditions, {steps} steps of the default sampler, CFG {guidance_scale:g} with a "
                         f"class, {uncond}; scale 0 = base model)")
     for h in ("condition", "class", "scale", "fidelity", "FID", "real-vs-real FID", "adherence"):
         table.add_column(h, justify="right")
@@ -370,7 +370,7 @@ def controlnet_section(out: Path, seed: int, per_condition: int = 8, steps: int 
     _control_figure(panels, out / figure)
     source = ("a held-out test image" if installed(ds) else
               f"a base-model sample ({ds.name} is not installed here; seed {seed + 3})")
-    return {"title": title + f" ({steps} DDIM steps, scale 1; class 'none' = no label, no CFG)",
+    return {"title": title + f" ({steps} sampling steps, scale 1; class 'none' = no label, no CFG)",
             "images": [figure], "header": header, "rows": rows, "metrics": metrics,
             "note": f"each condition is extracted from {source}"}
 
@@ -387,14 +387,14 @@ def panel_conditions(kind: str, base: Any, size: int, seed: int, steps: int = 15
     from storylab.images.control.conditions import extract_batch
     from storylab.images.control.control_training import eval_conditions
     from storylab.images.data.datasets import installed
-    from storylab.images.networks.denoiser import sample_digits
+    from storylab.images.networks.denoiser import DEFAULT_SAMPLER, sample_digits
 
     data = base.config.data
     if installed(data):
         _, labels, conds = eval_conditions(kind, 2, seed=seed, size=size, data=data)
         return labels, conds
     labels = torch.tensor([seed % base.num_classes, (seed + 1) % base.num_classes])
-    sources = sample_digits(base, labels, "cfg", 3.0, "constant", "ddim", steps, seed)
+    sources = sample_digits(base, labels, "cfg", 3.0, "constant", DEFAULT_SAMPLER, steps, seed)
     return labels, extract_batch(kind, sources, size=size, seed=seed + 7)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from storylab.errors import StorylabError
 from storylab.images.assets import ASSETS, DENOISER, shipped
+from storylab.images.defaults import DEFAULT_SAMPLER, STUDY_STEPS
 
 # data set name -> its shipped denoiser checkpoint (class names come from storylab.images.data.datasets,
 # imported only when a panel runs, so that importing the panels stays free of torch).
@@ -71,7 +72,7 @@ class GridResult:
 
 
 def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0, schedule: str = "constant",
-                  sampler: str = "ddim", steps: int = 20, seed: int = 0, per_class: int = 1) -> GridResult:
+                  sampler: str = DEFAULT_SAMPLER, steps: int = STUDY_STEPS, seed: int = 0, per_class: int = 1) -> GridResult:
     """One guided sample per class (``per_class`` each) with the shipped denoiser; rows are classes.
 
     The rule, scale convention and schedule grammar are those of :mod:`storylab.guidance`
@@ -181,9 +182,9 @@ def control_samples(image: Any, kind: str = "scribble", control_scale: float = 1
     t0 = time.perf_counter()
     dn = ControlledDenoiser(base, [Control(net, cond_b, float(control_scale), float(start), float(end))])
     with torch.inference_mode():
-        controlled = sample_digits(base, labels, rule, g, "constant", "ddim", int(steps), int(seed), denoiser=dn,
+        controlled = sample_digits(base, labels, rule, g, "constant", DEFAULT_SAMPLER, int(steps), int(seed), denoiser=dn,
                                    conditions=dn.conditions(labels, base.null_class, False), on_step=dn.observe)
-        plain = sample_digits(base, labels, rule, g, "constant", "ddim", int(steps), int(seed))
+        plain = sample_digits(base, labels, rule, g, "constant", DEFAULT_SAMPLER, int(steps), int(seed))
     seconds = time.perf_counter() - t0
     f_c, f_b = condition_fidelity(kind, controlled, cond_b), condition_fidelity(kind, plain, cond_b)
     return ControlResult(cond[0, 0].numpy(), grid_array(controlled, nrow=int(count), upscale=6),

@@ -322,7 +322,8 @@ def evaluate_zoo_cmd(out: Path = typer.Option(Path("zoo-eval"), "--out", help="F
                      per_class: int = typer.Option(50, "--per-class", help="Samples per class for every model."),
                      cfg_scale: float = typer.Option(1.0, "--cfg-scale", help="CFG scale of the diffusion rows (1 = conditional)."),
                      features: Optional[Path] = typer.Option(None, "--features", help="Feature network for the metrics (from `storylab train features`); default: the shipped one."),
-                     steps: int = typer.Option(50, "--steps", help="DDIM steps of the diffusion rows."),
+                     steps: Optional[int] = typer.Option(None, "--steps", show_default="10 EDM Heun steps for a v-prediction pixel model, 50 DDPM for an eps one, 50 DDIM for latent diffusion",
+                                                         help="Sampling steps of the diffusion rows (pixel diffusion: the images wing's default sampler; latent diffusion: DDIM)."),
                      seed: int = typer.Option(0, "--seed", help="Random seed."),
                      data: str = typer.Option("digits", "--data", help=DATA_HELP + "; every checkpoint must be trained on it.")) -> None:
     """One table for the zoo and the pixel diffusion model: reconstruction, FID vs floor, precision, recall, density, coverage, diversity, adherence, time, size."""
@@ -331,6 +332,6 @@ def evaluate_zoo_cmd(out: Path = typer.Option(Path("zoo-eval"), "--out", help="F
     name = _dataset(data).name
     rows = parse_families(families)
     paths = parse_checkpoints(checkpoints, rows, name)
-    if per_class < 1 or steps < 1:
+    if per_class < 1 or (steps is not None and steps < 1):
         raise StorylabError("--per-class and --steps must be >= 1")
     evaluate_zoo(out, rows, paths, per_class, cfg_scale, steps, seed, features, data=name)

@@ -28,7 +28,7 @@ from storylab.images.control.conditions import check_kind, condition_fidelity, e
 from storylab.images.control.controlnet import (Control, ControlledDenoiser, ControlNet, ControlNetConfig, ControlNetTraining,
                                         hint_channels_for, load_controlnet, save_controlnet)
 from storylab.images.data.datasets import load_split
-from storylab.images.networks.denoiser import DigitDiffusion, load_digit_model, sample_digits
+from storylab.images.networks.denoiser import DEFAULT_SAMPLER, DigitDiffusion, load_digit_model, sample_digits
 from storylab.training import TrainConfig, load_checkpoint, load_resume_state, state_path_for, train
 
 
@@ -122,9 +122,9 @@ def controlled_samples(base: DigitDiffusion, nets: list[ControlNet] | ControlNet
     use = torch.full((n,), base.null_class) if labels is None else labels
     rule, g_scale = ("none", 1.0) if labels is None else (guidance, guidance_scale)
     if not nets:
-        return sample_digits(base, use, rule, g_scale, "constant", "ddim", steps, seed)
+        return sample_digits(base, use, rule, g_scale, "constant", DEFAULT_SAMPLER, steps, seed)
     dn = ControlledDenoiser(base, [Control(net, c, s) for net, c, s in zip(nets, conds, scales)])
-    return sample_digits(base, use, rule, g_scale, "constant", "ddim", steps, seed, denoiser=dn,
+    return sample_digits(base, use, rule, g_scale, "constant", DEFAULT_SAMPLER, steps, seed, denoiser=dn,
                          conditions=dn.conditions(use, base.null_class, uncond_control), on_step=dn.observe)
 
 

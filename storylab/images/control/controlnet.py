@@ -183,6 +183,10 @@ class ControlNet(nn.Module):
 
 
 LATER_FIELDS = {"data": "digits", "image_size": 8}  # DigitDiffusionConfig fields newer than the shipped ControlNets
+# The training-recipe fields (DigitDiffusionConfig, UNetConfig) came later still: a base that has all of them at
+# their defaults was made before they existed, and its identity leaves them out as a group.
+RECIPE_FIELDS = {"loss_weighting": "uniform", "snr_gamma": 5.0}
+RECIPE_UNET_FIELDS = {"time_dim": 0}
 
 
 def base_identity(model: DigitDiffusion) -> str:
@@ -195,6 +199,13 @@ def base_identity(model: DigitDiffusion) -> str:
     for key, default in LATER_FIELDS.items():
         if config.get(key) == default:
             config.pop(key)
+    unet = config.get("unet", {})
+    if (all(config.get(k) == d for k, d in RECIPE_FIELDS.items())
+            and all(unet.get(k) == d for k, d in RECIPE_UNET_FIELDS.items())):
+        for key in RECIPE_FIELDS:
+            config.pop(key, None)
+        for key in RECIPE_UNET_FIELDS:
+            unet.pop(key, None)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for key, value in sorted(model.unet.state_dict().items()):
         digest.update(key.encode())

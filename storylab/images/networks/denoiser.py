@@ -19,6 +19,7 @@ from torch import nn
 from storylab.diffusion import alphas_cumprod, beta_schedule, ddim_sample, ddpm_sample, diffusion_loss, edm_heun_sample
 from storylab.errors import StorylabError
 from storylab.guidance import Guided, GuidanceRule, make_rule
+from storylab.images.defaults import DEFAULT_SAMPLER, IMAGE_SAMPLERS, default_steps, resolve_sampler
 from storylab.images.networks.unet import DigitUNet, UNetConfig
 from storylab.training import TrainConfig, load_checkpoint, save_checkpoint, state_path_for, train
 
@@ -33,6 +34,8 @@ class DigitDiffusionConfig:
     beta_schedule: str = "cosine"
     num_timesteps: int = 1000
     prediction: str = "eps"
+    loss_weighting: str = "uniform"  # or "min-snr" (Hang et al. 2023), with gamma ``snr_gamma``
+    snr_gamma: float = 5.0
     p_uncond: float = 0.1
     data: str = "digits"
     image_size: int = 8
@@ -81,7 +84,45 @@ class DigitDiffusion(nn.Module):
         """DDPM loss with condition dropout: labels replaced by the null class with prob. p_uncond."""
         drop = torch.rand(labels.shape[0], device=labels.device) < self.config.p_uncond
         labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
-        return diffusion_loss(self.denoiser, images, labels, self.alpha_bar, self.config.prediction)
+        return diffusion_loss(self.denoiser, images, labels, self.alpha_bar, self.config.prediction,
+                              weighting=self.config.loss_weighting, snr_gamma=self.config.snr_gamma)
+
+
+# The training recipes of ``storylab train`` (``--recipe``). ``v-min-snr`` is the default, chosen side by side
+# against ``eps`` and diffusers' example recipe at equal minutes (bench/images_recipe.py, docs/fashion_mnist_study.md):
+# v-prediction (Salimans & Ho 2022) with Min-SNR-5 weighting (Hang et al. 2023), a 64-wide timestep embedding, EMA
+# warm-up. ``eps`` is the first recipe: eps target, uniform weights (Ho et al. 2020), fixed EMA decay.
+RECIPES: dict[str, dict[str, Any]] = {
+    "v-min-snr": {"prediction": "v", "loss_weighting": "min-snr", "snr_gamma": 5.0, "time_dim": 64, "ema_warmup": True,
+                  "lr": 2e-3},
+    "eps": {"prediction": "eps", "loss_weighting": "uniform", "snr_gamma": 5.0, "time_dim": 0, "ema_warmup": False,
+            "lr": None},  # None: the data set's first learning rate (2e-3 for digits, 1e-3 at 28x28)
+}
+DEFAULT_RECIPE = "v-min-snr"
+
+
+def recipe_config(recipe: str, data: str = "digits", channels: int = 32, steps: int = 1000, lr: float | None = None,
+                  p_uncond: float = 0.1, beta_schedule: str = "cosine", seed: int = 0, progress: bool = True,
+                  prediction: str | None = None) -> tuple[DigitDiffusionConfig, TrainConfig]:
+    """The model and optimisation settings of a named recipe (:data:`RECIPES`) for a data set.
+
+    ``lr`` and ``prediction`` override the recipe's. Warm-up is min(100, steps / 10) steps, then cosine decay.
+    """
+    from storylab.images.data.datasets import resolve
+
+    if recipe not in RECIPES:
+        raise StorylabError(f"unknown recipe '{recipe}' (choose from {', '.join(RECIPES)})")
+    r = RECIPES[recipe]
+    ds = resolve(data)
+    first_lr = 2e-3 if ds.image_size <= 8 else 1e-3
+    config = DigitDiffusionConfig(unet=UNetConfig(channels=channels, num_classes=ds.num_classes, time_dim=r["time_dim"]),
+                                  beta_schedule=beta_schedule, prediction=prediction or r["prediction"],
+                                  loss_weighting=r["loss_weighting"], snr_gamma=r["snr_gamma"], p_uncond=p_uncond,
+                                  data=ds.name, image_size=ds.image_size)
+    lr = lr if lr is not None else (r["lr"] if r["lr"] is not None else first_lr)
+    tc = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), ema_decay=0.995,
+                     ema_warmup=r["ema_warmup"], checkpoint_every=250, seed=seed, progress=progress)
+    return config, tc
 
 
 def save_digit_model(path: str | Path, model: DigitDiffusion, extra: dict | None = None) -> Path:
@@ -146,7 +187,7 @@ def guidance_conditions(model: DigitDiffusion, labels: torch.Tensor, negative: t
 
 @torch.no_grad()
 def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRule | str = "cfg", scale: float = 3.0,
-                  schedule: str | None = "constant", sampler: str = "ddim", steps: int = 50, seed: int = 0,
+                  schedule: str | None = "constant", sampler: str = DEFAULT_SAMPLER, steps: int | None = None, seed: int = 0,
                   negative: torch.Tensor | None = None, eta: float = 0.0, denoiser: Callable | None = None,
                   conditions: dict[str, Any] | None = None, return_model: bool = False,
                   on_step: Callable[[Any], None] | None = None, guide: Any = None, uncond_model: Any = None) -> Any:
@@ -172,6 +213,8 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
     guided = Guided(denoiser or model.denoiser, conds["cond"], rule=rule, scale=scale, schedule=schedule,
                     uncond=conds.get("uncond"), negative=conds.get("negative"), prediction=model.config.prediction,
                     networks=networks)
+    sampler = resolve_sampler(sampler, model.config.prediction)
+    steps = steps or default_steps(sampler, model.config.prediction)
     model_fn = guided if on_step is None else _Observed(guided, on_step)
     if sampler == "ddim":
         out = ddim_sample(model_fn, x, model.alpha_bar, steps, eta=eta, clip_x0=1.0, generator=generator)
@@ -180,7 +223,7 @@ def sample_digits(model: DigitDiffusion, labels: torch.Tensor, rule: GuidanceRul
     elif sampler == "edm-heun":
         out = _vp_heun(model_fn, x, model, steps)
     else:
-        raise StorylabError(f"unknown sampler '{sampler}' (ddpm, ddim or edm-heun)")
+        raise StorylabError(f"unknown sampler '{sampler}' ({', '.join(IMAGE_SAMPLERS)})")
     out = out.clamp(-1, 1)
     return (out, guided) if return_model else out
 
@@ -199,20 +242,28 @@ class _Observed:
 def _vp_heun(guided: Callable, x: torch.Tensor, model: DigitDiffusion, steps: int) -> torch.Tensor:
     """EDM Heun on the VP model: sample in sigma space x_sigma = x_t / sqrt(ab) (Karras et al. 2022, sec. 3).
 
-    The VP network is queried at the timestep whose sigma_t = sqrt((1 - ab) / ab) is nearest.
+    At each sigma of the Karras grid the VP network sees x_t = x_sigma / sqrt(1 + sigma^2) at the fractional
+    timestep whose sigma_t = sqrt((1 - ab_t) / ab_t) equals sigma, interpolated linearly in log sigma between
+    the trained integer timesteps (k-diffusion's ``DiscreteSchedule.sigma_to_t``); the network's sinusoidal
+    embedding takes fractional t.
     """
     ab = model.alpha_bar.double()
-    sigmas_table = ((1 - ab) / ab).sqrt()
+    log_sigmas = ((1 - ab) / ab).sqrt().log()  # increasing in t
+    index = torch.arange(ab.shape[0], dtype=torch.float64)
+
+    def sigma_to_t(sigma: float) -> float:
+        ls = torch.tensor(sigma, dtype=torch.float64).log().clamp(log_sigmas[0], log_sigmas[-1])
+        hi = int(torch.searchsorted(log_sigmas, ls).clamp(1, ab.shape[0] - 1))
+        w = float((ls - log_sigmas[hi - 1]) / (log_sigmas[hi] - log_sigmas[hi - 1]))
+        return float(index[hi - 1] + w)
 
     class _VPAsVE:
         def __call__(self, ctx):
             sigma = float(ctx.s)
-            t = int(torch.argmin((sigmas_table - sigma).abs()))
-            a = float(ab[t].sqrt())
-            inner = type(ctx)(x=ctx.x * a, t=torch.full_like(ctx.t, t, dtype=torch.long), step=ctx.step,
-                              num_steps=ctx.num_steps, a=a, s=float((1 - ab[t]).sqrt()),
-                              corrector=ctx.corrector)
+            a = (1.0 + sigma ** 2) ** -0.5
+            inner = type(ctx)(x=ctx.x * a, t=torch.full(ctx.t.shape, sigma_to_t(sigma), dtype=ctx.x.dtype),
+                              step=ctx.step, num_steps=ctx.num_steps, a=a, s=sigma * a, corrector=ctx.corrector)
             return guided(inner)  # eps is the same in VP and VE parameterisations
 
-    return edm_heun_sample(_VPAsVE(), x, steps, sigma_min=float(sigmas_table[0]), sigma_max=min(80.0, float(sigmas_table[-1])),
-                           rho=7.0)
+    sigma_min, sigma_max = float(log_sigmas[0].exp()), min(80.0, float(log_sigmas[-1].exp()))
+    return edm_heun_sample(_VPAsVE(), x, steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=7.0)

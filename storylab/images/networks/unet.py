@@ -37,6 +37,7 @@ class UNetConfig:
     num_classes: int = 10
     groups: int = 8
     dropout: float = 0.0
+    time_dim: int = 0  # width of the sinusoidal timestep embedding; 0 = ``channels`` (the first models' choice)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,7 +149,8 @@ class Encoder(nn.Module):
         super().__init__()
         c, e = cfg.channels, cfg.emb_dim
         self.cfg = cfg
-        self.time_mlp = nn.Sequential(nn.Linear(c, e), nn.SiLU(), nn.Linear(e, e))
+        self.time_dim = cfg.time_dim or c
+        self.time_mlp = nn.Sequential(nn.Linear(self.time_dim, e), nn.SiLU(), nn.Linear(e, e))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, e)
         self.conv_in = nn.Conv2d(cfg.in_channels, c, 3, padding=1)
         self.blocks = nn.ModuleList()
@@ -170,7 +172,7 @@ class Encoder(nn.Module):
 
     def embed(self, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Timestep + class embedding ``(B, emb_dim)``; label ``num_classes`` is the null class."""
-        return self.time_mlp(timestep_embedding(t, self.cfg.channels)) + self.class_emb(labels)
+        return self.time_mlp(timestep_embedding(t, self.time_dim)) + self.class_emb(labels)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, hint: torch.Tensor | None = None
                 ) -> tuple[list[torch.Tensor], torch.Tensor]:

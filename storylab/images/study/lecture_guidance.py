@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from storylab.images.defaults import DEFAULT_SAMPLER, default_steps, resolve_sampler
 from storylab.errors import StorylabError
 from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.io import atomic_path, atomic_savefig, atomic_write_json
@@ -82,12 +83,13 @@ def _floor(ref: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ref["floor"].items() if k != "fid_values"}
 
 
-def run_removal_sweep(out: str | Path, checkpoint: str | Path, scales: Sequence[float], per_class: int, steps: int,
+def run_removal_sweep(out: str | Path, checkpoint: str | Path, scales: Sequence[float], per_class: int, steps: int | None,
                       seed: int, points: int = 9, width: float = 0.2, features: str | Path | None = None,
                       floor_repeats: int = 10, batch_size: int = 64) -> dict[str, Any]:
     """Remove CFG from [0, a], [b, 1] or a sliding window; write study.json, table.md and removal.png into ``out``."""
     windows = removal_windows(points, width)
     model, feature_net, labels, ref, warning = _setup(checkpoint, per_class, seed, features, floor_repeats)
+    steps = steps or default_steps(DEFAULT_SAMPLER, model.config.prediction, study=True)
     batches = -(-int(labels.shape[0]) // batch_size)
     cells: list[dict[str, Any]] = []
     with progress_bar("guidance removal", total=len(scales) * (len(windows) + 1) * batches) as bar:
@@ -99,7 +101,8 @@ def run_removal_sweep(out: str | Path, checkpoint: str | Path, scales: Sequence[
                 cells.append({**cell, **w})
     n = int(labels.shape[0])
     result = {"experiment": "guidance removal (Wang et al. 2024, Sec. 3)", "data": model.config.data,
-              "schedule_version": SCHEDULE_VERSION, "sampler": "ddim", "steps": steps, "per_class": per_class,
+              "schedule_version": SCHEDULE_VERSION,
+              "sampler": resolve_sampler(DEFAULT_SAMPLER, model.config.prediction), "steps": steps, "per_class": per_class,
               "seed": seed, "checkpoint": str(checkpoint), "n_fake": n, "n_real": ref["n_real"], "width": width,
               "fid_warning": warning, "real_vs_real": _floor(ref), "cells": cells}
     out = Path(out)
@@ -118,7 +121,7 @@ def _fmt(value: Any) -> str:
 def removal_table(result: dict[str, Any]) -> str:
     """Markdown table of the removal sweep: the removed window, its scale, FID, adherence, recall, NFE."""
     floor = result["real_vs_real"]
-    lines = [f"Guidance removal on {result['data']}: n = {result['n_fake']} samples per cell, DDIM {result['steps']} "
+    lines = [f"Guidance removal on {result['data']}: n = {result['n_fake']} samples per cell, {result['sampler'].upper()} {result['steps']} "
              f"steps, FID against {result['n_real']} test images; real vs real (n = {floor.get('n_fake')}): "
              f"FID {_fmt(floor['fid'])}.", "",
              "| removed | scale | FID | adherence | recall | Vendi | NFE |", "|---|---|---|---|---|---|---|"]
@@ -174,12 +177,13 @@ def code_slide_loops(w0: float) -> list[dict[str, Any]]:
             {"loop": f"w = max(1, {w0:g} * 2 t / T)", "scale": w0 + 1.0, "schedule": "clamp:linear:c=1@paper"}]
 
 
-def run_code_slide_loops(out: str | Path, checkpoint: str | Path, per_class: int, steps: int, seed: int,
+def run_code_slide_loops(out: str | Path, checkpoint: str | Path, per_class: int, steps: int | None, seed: int,
                          w0: float = 2.0, features: str | Path | None = None, floor_repeats: int = 10,
                          batch_size: int = 64, show: int = 8) -> dict[str, Any]:
     """The three loops on the same seeds: study.json, table.md and loops.png (``show`` samples per class each)."""
     loops = code_slide_loops(w0)
     model, feature_net, labels, ref, warning = _setup(checkpoint, per_class, seed, features, floor_repeats)
+    steps = steps or default_steps(DEFAULT_SAMPLER, model.config.prediction, study=True)
     batches = -(-int(labels.shape[0]) // batch_size)
     cells, grids = [], []
     with progress_bar("code-slide loops", total=len(loops) * batches) as bar:
@@ -191,13 +195,14 @@ def run_code_slide_loops(out: str | Path, checkpoint: str | Path, per_class: int
             grids.append(keep)
     n = int(labels.shape[0])
     result = {"experiment": "Wang et al. 2024, Figure 1's loops", "data": model.config.data,
-              "schedule_version": SCHEDULE_VERSION, "sampler": "ddim", "steps": steps, "per_class": per_class,
+              "schedule_version": SCHEDULE_VERSION,
+              "sampler": resolve_sampler(DEFAULT_SAMPLER, model.config.prediction), "steps": steps, "per_class": per_class,
               "seed": seed, "checkpoint": str(checkpoint), "w0": w0, "n_fake": n, "n_real": ref["n_real"],
               "fid_warning": warning, "real_vs_real": _floor(ref), "cells": cells}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "study.json", result)
-    lines = [f"Figure 1's loops on {result['data']}: n = {n} samples per loop, DDIM {steps} steps, the same seeds; "
+    lines = [f"Figure 1's loops on {result['data']}: n = {n} samples per loop, {result['sampler'].upper()} {steps} steps, the same seeds; "
              f"real vs real (n = {result['real_vs_real'].get('n_fake')}): FID {_fmt(result['real_vs_real']['fid'])}.", "",
              "| loop | SPEC, scale | FID | adherence | recall | Vendi | mean scale |", "|---|---|---|---|---|---|---|"]
     for c in cells:

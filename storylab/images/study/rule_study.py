@@ -1,6 +1,6 @@
 """One study that ranks the guidance rules: every rule x every schedule x every scale on the same seeds.
 
-Each cell draws ``per_class`` DDIM samples of every class with the same noise (batch k uses seed
+Each cell draws ``per_class`` samples (the images wing's default sampler) of every class with the same noise (batch k uses seed
 ``seed + k`` in every cell) and is scored like the schedule study (:mod:`storylab.images.study.study`):
 FID against the test split with the real-vs-real floor at the same n, precision/recall,
 density/coverage, within-class diversity (Vendi, mean pairwise distance), adherence (the feature
@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from storylab.images.defaults import DEFAULT_SAMPLER, default_steps, resolve_sampler
 from storylab.errors import StorylabError
 from storylab.guidance.names import SCHEDULE_VERSION
 from storylab.guidance.registry import canonical_rule, parse_rule_options
@@ -74,7 +75,7 @@ def sample_rule_cell(model: Any, labels: torch.Tensor, rule: str, options: dict[
         chunk = labels[start:start + batch_size]
         made = build_rule(rule, chunk, Path(classifier_path or ""), model.num_classes, data=model.config.data,
                           image_size=model.config.image_size, options=options)
-        images, guided = sample_digits(model, chunk, made, scale, spec, "ddim", steps, seed + k, return_model=True,
+        images, guided = sample_digits(model, chunk, made, scale, spec, DEFAULT_SAMPLER, steps, seed + k, return_model=True,
                                        guide=guide if rule == "autoguidance" else None, uncond_model=uncond_model)
         parts.append(images)
         strengths = np.asarray(guided.strengths(steps), dtype=np.float64)
@@ -106,6 +107,7 @@ def run_rule_study(out: str | Path, checkpoint: str | Path, rules: Sequence[str]
         raise StorylabError("--guide-checkpoint is used by autoguidance only, which --rules does not name")
     out = Path(out)
     model = load_digit_model(checkpoint)
+    steps = steps or default_steps(DEFAULT_SAMPLER, model.config.prediction, study=True)
     guide = load_digit_model(guide_checkpoint) if guide_checkpoint else None
     uncond_model = load_digit_model(uncond_checkpoint) if uncond_checkpoint else None
     data = model.config.data
@@ -133,7 +135,8 @@ def run_rule_study(out: str | Path, checkpoint: str | Path, rules: Sequence[str]
                                   "mean_scale": mean_scale, **metrics, "nfe_per_sample": nfe, "seconds": seconds,
                                   "seconds_per_image": seconds / n})
     floor = {k: v for k, v in ref["floor"].items() if k != "fid_values"}
-    result = {"data": resolve(data).name, "schedule_version": SCHEDULE_VERSION, "steps": steps, "sampler": "ddim",
+    result = {"data": resolve(data).name, "schedule_version": SCHEDULE_VERSION, "steps": steps,
+              "sampler": resolve_sampler(DEFAULT_SAMPLER, model.config.prediction),
               "per_class": per_class, "seed": seed, "batch_size": batch_size, "checkpoint": str(checkpoint),
               "guide_checkpoint": None if guide_checkpoint is None else str(guide_checkpoint),
               "uncond_checkpoint": None if uncond_checkpoint is None else str(uncond_checkpoint),
@@ -172,7 +175,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
 
 def markdown_table(result: dict[str, Any]) -> str:
     """The ranking table in Markdown, with n, the sampler and the floor stated above it; * = on the Pareto front."""
-    lines = [f"Rule study on {result['data']}: n = {result['n_fake']} samples per cell, DDIM {result['steps']} steps, "
+    lines = [f"Rule study on {result['data']}: n = {result['n_fake']} samples per cell, {result['sampler'].upper()} {result['steps']} steps, "
              f"FID against {result['n_real']} test images; * = on the FID/adherence Pareto front.", "",
              "| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(result)]

@@ -28,10 +28,12 @@ import torch
 from storylab.errors import StorylabError
 from storylab.images.zoo.common import (DEFAULT_DATA, check_data_matches, load_data_split, load_zoo_model,
                                         reconstruction_error, shipped_path)
+from storylab.images.defaults import DEFAULT_SAMPLER, default_steps, resolve_sampler
 from storylab.images.zoo.figures import class_labels, class_names
 from storylab.io import atomic_savefig, atomic_write_json, atomic_write_text
 from storylab.training.progress import progress_bar
 
+LDM_STEPS = 50  # DDIM steps of the latent diffusion row unless --steps says otherwise
 ROWS = ("ae", "vae", "cvae", "vqvae", "gan", "ldm", "diffusion")
 TITLES = {"ae": "AE", "vae": "VAE", "cvae": "CVAE", "vqvae": "VQ-VAE", "gan": "GAN", "ldm": "latent diffusion",
           "diffusion": "pixel diffusion"}
@@ -72,15 +74,15 @@ def parse_checkpoints(text: str, rows: Sequence[str], data: str = DEFAULT_DATA) 
     return paths
 
 
-def draw(row: str, model: Any, labels: torch.Tensor, seed: int, cfg_scale: float, steps: int) -> torch.Tensor:
-    """Samples of one row (the diffusion rows with DDIM and CFG at ``cfg_scale``)."""
+def draw(row: str, model: Any, labels: torch.Tensor, seed: int, cfg_scale: float, steps: int | None) -> torch.Tensor:
+    """Samples of one row (the diffusion row with the default sampler and CFG at ``cfg_scale``)."""
     generator = torch.Generator().manual_seed(seed)
     if row == "diffusion":
         from storylab.images.networks.denoiser import sample_digits
 
-        return sample_digits(model, labels, "cfg", cfg_scale, "constant", "ddim", steps, seed)
+        return sample_digits(model, labels, "cfg", cfg_scale, "constant", DEFAULT_SAMPLER, steps, seed)
     if row == "ldm":
-        return model.sample(labels, generator, scale=cfg_scale, steps=steps)
+        return model.sample(labels, generator, scale=cfg_scale, steps=steps or LDM_STEPS)
     return model.sample(labels, generator)
 
 
@@ -141,8 +143,12 @@ def evaluate_row(row: str, path: Path, labels: torch.Tensor, feature_net: Any, r
               "vendi": metrics["vendi"], "adherence": metrics["adherence"] if conditional else None,
               "seconds_per_image": seconds / labels.shape[0], "parameters": int(params),
               "n_fake": int(labels.shape[0]), **family_facts(row, model, test)}
-    if row in ("ldm", "diffusion"):
-        result.update({"cfg_scale": cfg_scale, "ddim_steps": steps})
+    if row == "ldm":
+        result.update({"cfg_scale": cfg_scale, "sampler": "ddim", "sampling_steps": steps or LDM_STEPS})
+    if row == "diffusion":
+        sampler = resolve_sampler(DEFAULT_SAMPLER, model.config.prediction)
+        result.update({"cfg_scale": cfg_scale, "sampler": sampler,
+                       "sampling_steps": steps or default_steps(sampler, model.config.prediction)})
     return result, images
 
 
@@ -216,7 +222,8 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         if "codebook_usage" in r:
             notes.append(f"codebook usage {r['codebook_usage']:.0%} (test), perplexity {r['perplexity']:.1f}")
         if "cfg_scale" in r:
-            notes.append(f"CFG {r['cfg_scale']:g}, DDIM {r['ddim_steps']}")
+            notes.append(f"CFG {r['cfg_scale']:g}, {r.get('sampler', 'ddim').upper()} "
+                         f"{r.get('sampling_steps', r.get('ddim_steps'))}")
         rows.append([r["title"], _fmt(r["reconstruction_mse"], ".4f"), _fmt(r["fid"]), _fmt(r["precision"]),
                      _fmt(r["recall"]), _fmt(r.get("density")), _fmt(r.get("coverage")), _fmt(r.get("vendi"), ".2f"),
                      _fmt(r["adherence"]), _fmt(1000 * r["seconds_per_image"], ".2f"),

@@ -216,7 +216,7 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
     model = GAN(config)
     opt_g = torch.optim.Adam(model.generator.parameters(), lr=tc.lr, betas=tc.betas)
     opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=tc.lr, betas=tc.betas)
-    ema = make_ema(model.generator, tc.ema_decay) if tc.ema_decay else None
+    ema = make_ema(model.generator, tc.ema_decay, tc.ema_warmup) if tc.ema_decay else None
     start = 0
     saved = load_resume_state(state_path)
     if saved is not None:

@@ -70,19 +70,19 @@ def test_shipped_fashion_mnist_reference_scores_without_the_data(monkeypatch, tm
 def test_sample_cell_batch_k_draws_the_noise_of_seed_plus_k():
     import torch
 
-    from storylab.images.networks.denoiser import sample_digits
+    from storylab.images.networks.denoiser import DEFAULT_SAMPLER, sample_digits
     from storylab.images.study.study import sample_cell
 
     torch.manual_seed(0)
     model = DigitDiffusion(DigitDiffusionConfig(unet=UNetConfig(channels=8, emb_dim=16, groups=4))).eval()
     labels = torch.tensor([0, 1, 2, 3, 4])
     one, mean_scale, nfe = sample_cell(model, labels, "cfg", 3.0, "linear", 2, 7, batch_size=5)
-    assert torch.equal(one, sample_digits(model, labels, "cfg", 3.0, "linear", "ddim", 2, 7))  # one batch: seed itself
+    assert torch.equal(one, sample_digits(model, labels, "cfg", 3.0, "linear", DEFAULT_SAMPLER, 2, 7))  # one batch: seed itself
     assert mean_scale == pytest.approx(3.0) and nfe == 2 + 1  # linear's first scale is 1: no unconditional pass there
     parts, _, _ = sample_cell(model, labels, "cfg", 3.0, "linear", 2, 7, batch_size=2)
-    expected = torch.cat([sample_digits(model, labels[0:2], "cfg", 3.0, "linear", "ddim", 2, 7),
-                          sample_digits(model, labels[2:4], "cfg", 3.0, "linear", "ddim", 2, 8),
-                          sample_digits(model, labels[4:5], "cfg", 3.0, "linear", "ddim", 2, 9)])
+    expected = torch.cat([sample_digits(model, labels[0:2], "cfg", 3.0, "linear", DEFAULT_SAMPLER, 2, 7),
+                          sample_digits(model, labels[2:4], "cfg", 3.0, "linear", DEFAULT_SAMPLER, 2, 8),
+                          sample_digits(model, labels[4:5], "cfg", 3.0, "linear", DEFAULT_SAMPLER, 2, 9)])
     assert parts.shape == (5, 1, 8, 8) and torch.equal(parts, expected)
     assert not torch.equal(parts, one)  # different batches draw different noise
 
