@@ -154,7 +154,8 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
                       seed: int = typer.Option(0, "--seed", help="Random seed."),
                       classes: str = typer.Option("all", "--classes", help="Classes to draw: 'all', e.g. '3,5', or 'none' (no class; with --control)."),
                       per_class: int = typer.Option(10, "--per-class", help="Samples per class (one grid row each)."),
-                      negative_class: int = typer.Option(-1, "--negative-class", help="Class to steer away from (with --guidance negative)."),
+                      negative_class: int = typer.Option(-1, "--negative-class", help="Class to steer away from (with --guidance negative or negative3)."),
+                      negative_scale: float = typer.Option(1.0, "--negative-scale", help="negative3: the negative branch's scale s_n."),
                       rescale: float = typer.Option(0.0, "--rescale", help="Guidance rescale phi (Lin et al.), 0 = off."),
                       classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
                       eta: float = typer.Option(0.0, "--eta", help="DDIM stochasticity eta."),
@@ -205,13 +206,13 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
     wanted = ([model.null_class] if classes.strip().lower() == "none"
               else parse_classes(classes, model.num_classes, class_names))
     labels = torch.tensor([c for c in wanted for _ in range(per_class)])
-    negative = None
-    if guidance == "negative":
-        if not 0 <= negative_class < model.num_classes:
-            raise StorylabError("--guidance negative needs --negative-class between 0 and 9")
-        negative = torch.full_like(labels, negative_class)
     rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum,
-                      data=model.config.data, image_size=model.config.image_size)
+                      data=model.config.data, image_size=model.config.image_size, negative_scale=negative_scale)
+    negative = None
+    if rule.needs_negative:  # negative and negative3 evaluate a negative branch
+        if not 0 <= negative_class < model.num_classes:
+            raise StorylabError(f"--guidance {guidance} needs --negative-class between 0 and {model.num_classes - 1}")
+        negative = torch.full_like(labels, negative_class)
     hooks = {}
     if control:
         from storylab.images.commands.control_cli import load_controls, parse_control

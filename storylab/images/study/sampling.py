@@ -22,7 +22,7 @@ from storylab.errors import StorylabError
 
 def build_rule(guidance: str, labels: torch.Tensor, classifier_path: str | Path, num_classes: int, rescale: float = 0.0,
                apg_eta: float = 0.0, apg_norm: float = 0.0, apg_momentum: float = 0.0, data: str | None = None,
-               image_size: int | None = None):
+               image_size: int | None = None, negative_scale: float = 1.0):
     """Make the guidance rule named on the command line (loading the classifier for classifier guidance).
 
     ``data`` and ``image_size`` are the denoiser's: a classifier of another data set or size is one clear error.
@@ -34,7 +34,8 @@ def build_rule(guidance: str, labels: torch.Tensor, classifier_path: str | Path,
 
         clf = load_classifier(Path(classifier_path), num_classes=num_classes, data=data, image_size=image_size)
         return make_rule("classifier", classifier=clf, labels=labels)
-    return make_rule(guidance, rescale=rescale, eta=apg_eta, norm_threshold=apg_norm, momentum=apg_momentum)
+    return make_rule(guidance, rescale=rescale, eta=apg_eta, norm_threshold=apg_norm, momentum=apg_momentum,
+                     negative_scale=negative_scale)
 
 
 def parse_sweep(text: str) -> list[float]:
