@@ -100,14 +100,18 @@ def evaluate_pipeline(
                               negative_prompt=negative_prompt, clip=clip, reference=reference,
                               controls=controls or None, progress=progress)
     result = run_pipeline_study(cfg)
+    scored = (f"; FID and PRDC per cell at n = {len(result['prompts']) * n} against {result['n_reference']} reference "
+              "images" if result.get("n_reference") and result["features"] else "")
     table = Table(title=f"pipeline study: {len(result['prompts'])} prompts x {n} images, {steps} steps"
-                        f" (features: {'CLIP image embeddings' if result['features'] else 'none'})")
+                        f" (features: {'CLIP image embeddings' if result['features'] else 'none'}{scored})")
     for col in ("schedule", "scale", "CLIP", "FID", "prec", "recall", "dens", "cov", "Vendi", "NFE", "s/img"):
         table.add_column(col, justify="left" if col == "schedule" else "right")
     for row in summary_rows(result):
         table.add_row(*row)
     console = Console()
     console.print(table)
+    if result.get("fid_warning"):
+        console.print(result["fid_warning"], soft_wrap=True)
     for c in result["controls"]:
         made = f"{c['extractor']} of {c['input']} ({c['size']} px)" if "extractor" in c else c.get("control_image", "")
         console.print(f"ControlNet {c['controlnet']}: {made}, scale {c['scale']:g}, window {c['start']:g}-{c['end']:g} of sampling "

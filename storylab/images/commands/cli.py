@@ -344,19 +344,25 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
     if guidance not in ("cfg", "classifier"):
         raise StorylabError(f"--guidance must be cfg or classifier for the schedule study, got '{guidance}'")
     _positive(per_class, "--per-class"), _positive(steps, "--steps"), _positive(batch_size, "--batch-size")
+    _check_shipped(checkpoint)
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features,
               batch_size=batch_size)
+
+
+def _check_shipped(checkpoint: Path) -> None:
+    """A missing shipped denoiser is one line saying how to train it."""
+    if not Path(checkpoint).exists():
+        for data in ("fashion-mnist", "mnist"):
+            if Path(checkpoint) == shipped(data, "denoiser"):
+                raise StorylabError(f"no {data} denoiser is shipped ({checkpoint}); train one with "
+                                    f"`storylab train {data}` and pass --checkpoint runs/{data.replace('-', '_')}_denoiser.safetensors")
 
 
 def _load_denoiser(checkpoint: Path):
     """Load a denoiser checkpoint; a missing shipped one says how to train it."""
     from storylab.images.networks.denoiser import load_digit_model
 
-    if not Path(checkpoint).exists():
-        for data in ("fashion-mnist", "mnist"):
-            if Path(checkpoint) == shipped(data, "denoiser"):
-                raise StorylabError(f"no {data} denoiser is shipped ({checkpoint}); train one with "
-                                    f"`storylab train {data}` and pass --checkpoint runs/{data.replace('-', '_')}_denoiser.safetensors")
+    _check_shipped(checkpoint)
     return load_digit_model(checkpoint)
 
 
