@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> None:
         print(exc.ctx.get_help())
         sys.exit(0)
     except exc_types.UsageError as exc:  # unknown command or option, a value of the wrong type or range
+        if getattr(exc, "possibilities", None):  # "Possible options" never names a hidden alias
+            from storylab.cli_types import public_options
+
+            exc.possibilities = public_options(exc.possibilities)
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         sys.exit(2)

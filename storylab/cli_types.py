@@ -206,6 +206,11 @@ def _short_default(value: Any) -> str | None:
     return None
 
 
+def public_options(names: list[str]) -> list[str]:
+    """Option names as ``--help`` shows them: a hidden alias becomes the name it stands for (once)."""
+    return list(dict.fromkeys(HIDDEN_ALIASES.get(n, n) for n in names))
+
+
 def _with_aliases(param: Any, aliases: list[str]) -> None:
     """Accept ``aliases`` on the command line without listing them in ``--help``."""
     original = param.add_to_parser
