@@ -119,14 +119,18 @@ def evaluate_pipeline(
                               controls=controls or None, progress=progress,
                               rules=[r.strip() for r in rules.split(",") if r.strip()] or ["cfg"])
     result = run_pipeline_study(cfg)
+    scored = (f"; FID and PRDC per cell at n = {len(result['prompts']) * n} against {result['n_reference']} reference "
+              "images" if result.get("n_reference") and result["features"] else "")
     table = Table(title=f"pipeline study: {len(result['prompts'])} prompts x {n} images, {steps} steps"
-                        f" (features: {'CLIP image embeddings' if result['features'] else 'none'})")
+                        f" (features: {'CLIP image embeddings' if result['features'] else 'none'}{scored})")
     for col in ("rule: schedule", "scale", "CLIP", "FID", "prec", "recall", "dens", "cov", "Vendi", "NFE", "s/img"):
         table.add_column(col, justify="left" if col == "rule: schedule" else "right")
     for row in summary_rows(result):
         table.add_row(*row)
     console = Console()
     console.print(table)
+    if result.get("fid_warning"):
+        console.print(result["fid_warning"], soft_wrap=True)
     for c in result["controls"]:
         made = f"{c['extractor']} of {c['input']} ({c['size']} px)" if "extractor" in c else c.get("control_image", "")
         console.print(f"ControlNet {c['controlnet']}: {made}, scale {c['scale']:g}, window {c['start']:g}-{c['end']:g} of sampling "
@@ -213,6 +217,10 @@ def main(argv: list[str] | None = None) -> None:
         print(exc.ctx.get_help())
         sys.exit(0)
     except exc_types.UsageError as exc:  # unknown command or option, a value of the wrong type or range
+        if getattr(exc, "possibilities", None):  # "Possible options" never names a hidden alias
+            from storylab.cli_types import public_options
+
+            exc.possibilities = public_options(exc.possibilities)
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         sys.exit(2)

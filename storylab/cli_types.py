@@ -114,6 +114,7 @@ RULES: dict[str, Bound] = {
     "--p-std": positive(20),
     # sampling and guidance
     "--scale": Bound(0, 1000), "--per-class": count(1, 10_000), "--negative-class": count(-1, 9),
+    "--negative-scale": Bound(0, 1000),
     "--rescale": FRACTION, "--eta": FRACTION, "--apg-eta": FRACTION, "--apg-norm": Bound(0, 1000),
     "--apg-momentum": Bound(-1, 1), "--pairs": count(1, 100), "--nearest": Bound(hi=100_000), "--count": count(1, 100_000),
     "--size": count(8, 1024), "--frames": count(1, 10_000), "--temperature": Bound(0, 2),
@@ -207,6 +208,11 @@ def _short_default(value: Any) -> str | None:
             return None
         return f"shipped {rel.name}"
     return None
+
+
+def public_options(names: list[str]) -> list[str]:
+    """Option names as ``--help`` shows them: a hidden alias becomes the name it stands for (once)."""
+    return list(dict.fromkeys(HIDDEN_ALIASES.get(n, n) for n in names))
 
 
 def _with_aliases(param: Any, aliases: list[str]) -> None:

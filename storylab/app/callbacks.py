@@ -131,8 +131,11 @@ def weights_frame(schedule_a: str, schedule_b: str, scale: float, steps: int) ->
 
 @one_line_errors(3)
 def guidance_generate(dataset: str, rule: str, scale: float, schedule_a: str, schedule_b: str, sampler: str,
-                      steps: int, seed: int, per_class: int, progress: Progress = _no_progress) -> tuple:
-    """Two grids on the same seeds (schedule A, schedule B), a table of NFE and time, a status line."""
+                      steps: int, seed: int, per_class: int, negative_class: int | None = None,
+                      progress: Progress = _no_progress) -> tuple:
+    """Two grids on the same seeds (schedule A, schedule B), a table of NFE and time, a status line.
+
+    ``negative_class`` is the class the rules negative and negative3 steer away from."""
     import pandas as pd
 
     from storylab.images.commands.panel import guidance_grid
@@ -141,7 +144,7 @@ def guidance_generate(dataset: str, rule: str, scale: float, schedule_a: str, sc
     for k, spec in enumerate((schedule_a, schedule_b)):
         progress(k / 2, f"sampling with schedule {spec}")
         results.append(guidance_grid(dataset, rule, float(scale), spec.strip(), sampler, int(steps), int(seed),
-                                     int(per_class)))
+                                     int(per_class), None if negative_class is None else int(negative_class)))
     progress(1.0, "done")
     images = [labelled_grid(r.samples, r.class_names, r.per_class) for r in results]
     table = pd.DataFrame([{"schedule": r.schedule, "samples": r.per_class * len(r.class_names),

@@ -53,6 +53,8 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     steps = gr.Slider(2, 100, value=20, step=1, label="steps", elem_id="guidance-steps")
                     seed = gr.Number(0, precision=0, label="seed", elem_id="guidance-seed")
                     per_class = gr.Slider(1, 8, value=1, step=1, label="samples per class", elem_id="guidance-per-class")
+                    negative_class = gr.Number(0, precision=0, label="negative class (negative, negative3 steer away from it)",
+                                               elem_id="guidance-negative-class")
                     go = gr.Button("Generate", variant="primary", elem_id="guidance-run")
                 with gr.Column(scale=2):
                     curve = gr.LinePlot(cb.weights_frame("constant", "linear", 3.0, 20), x="progress",
@@ -67,11 +69,11 @@ def build_app(work_dir: str | Path | None = None) -> Any:
             for comp in (sched_a, sched_b, scale, steps):
                 comp.change(cb.weights_frame, [sched_a, sched_b, scale, steps], curve, show_progress="hidden")
 
-            def guidance(dataset_, rule_, scale_, a_, b_, sampler_, steps_, seed_, per_class_, progress=gr.Progress()):
+            def guidance(dataset_, rule_, scale_, a_, b_, sampler_, steps_, seed_, per_class_, negative_, progress=gr.Progress()):
                 return cb.guidance_generate(dataset_, rule_, scale_, a_, b_, sampler_, steps_, seed_, per_class_,
-                                            progress=progress)
+                                            negative_, progress=progress)
 
-            go.click(guidance, [dataset, rule, scale, sched_a, sched_b, sampler, steps, seed, per_class],
+            go.click(guidance, [dataset, rule, scale, sched_a, sched_b, sampler, steps, seed, per_class, negative_class],
                      [status_g, grid_a, grid_b, table_g], show_progress_on=[grid_a, grid_b])
 
         with gr.Tab("ControlNet", id="controlnet", elem_id="tab-controlnet"):

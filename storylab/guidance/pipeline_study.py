@@ -345,6 +345,7 @@ def _score_and_report(out: Path, cfg: PipelineStudyConfig, prompts: list[str], r
                       clip: Any, references: list[Path] | None) -> dict[str, Any]:
     from storylab.guidance.clip_features import clip_score
     from storylab.metrics.distribution import distribution_report, vendi_score
+    from storylab.metrics.floor import fid_warning
 
     result: dict[str, Any] = {"schedule_version": SCHEDULE_VERSION, "model": str(cfg.model), "prompts": prompts,
                               "n_per_prompt": cfg.n, "steps": cfg.steps, "seed": cfg.seed,
@@ -367,6 +368,7 @@ def _score_and_report(out: Path, cfg: PipelineStudyConfig, prompts: list[str], r
             if ref_feats is not None:
                 report = distribution_report(ref_feats, feats.numpy(), k_pr=K_PR, k_dc=K_DC)
                 record.update({k: report[k] for k in ("fid", "precision", "recall", "density", "coverage")})
+                result["fid_warning"] = fid_warning(int(feats.shape[0]), int(feats.shape[1]))
     atomic_write_json(out / "study.json", result)
     if clip is not None:
         plot_study(records, out, with_fid=references is not None)

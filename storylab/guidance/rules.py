@@ -57,6 +57,7 @@ class GuidanceRule:
 
     name = "rule"
     unguided_branch = "cond"  # the branch a step uses where the schedule's shape is 0
+    needs_negative = False  # evaluates the 'negative' branch, so a caller must give a negative condition
     raw_space = False  # combine raw network outputs (v / x_0) instead of eps
     network_branches: tuple[str, ...] = ()  # branches that need their own network (weak, perturbed)
 
@@ -116,6 +117,7 @@ class CFG(GuidanceRule):
         if not 0.0 <= self.rescale <= 1.0:
             raise StorylabError(f"guidance rescale phi must be in [0, 1], got {self.rescale}")
         self.name = "negative" if self.reference == "negative" else "cfg"
+        self.needs_negative = self.reference == "negative"
 
     def branches(self, w: float) -> tuple[str, ...]:
         if near(w, 0.0):
@@ -143,6 +145,7 @@ class NegativeCFG(GuidanceRule):
 
     negative_scale: float = 1.0
     name: str = field(default="negative3", init=False)
+    needs_negative = True
 
     def branches(self, w: float) -> tuple[str, ...]:
         return ("cond", "uncond", "negative")

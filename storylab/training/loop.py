@@ -4,8 +4,10 @@ The same code runs as one CPU process (``storylab train ...``) or on many GPUs
 (``accelerate launch -m storylab.cli train ...``): Accelerate wraps the model, optimizer and data
 loader and averages gradients across processes. The loop adds what research code usually lacks:
 an EMA of the weights, gradient clipping, warm-up + cosine learning rate, a rich progress bar,
-atomic checkpoints every ``checkpoint_every`` steps, resume after a kill, and a clear stop when the
-loss stops being finite (the last good checkpoint is kept).
+atomic checkpoints every ``checkpoint_every`` steps and every ``checkpoint_seconds`` of training,
+resume after a kill (on the trajectory of the uninterrupted run: the same batches in the same order,
+the same random draws), and a clear stop when the loss stops being finite (the last good
+checkpoint is kept).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     ema_decay: float | None = 0.999
     ema_warmup: bool = True  # decay min(ema_decay, (1 + n) / (10 + n)) at the n-th update, so early weights fade
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # 0: no periodic checkpoint (only the final one), by step or by time
+    checkpoint_seconds: float | None = 300.0  # also checkpoint when this much time has passed since the last one
     log_every: int = 50
     seed: int = 0
     progress: bool = True
@@ -76,9 +79,22 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _infinite(loader: Iterable, epoch: int = 0) -> Iterator:
+def shuffle_generator(loader: Any) -> torch.Generator | None:
+    """The torch.Generator that draws a DataLoader's shuffling order (its sampler's, or its batch sampler's sampler's)."""
+    for owner in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator):
+            return generator
+    return None
+
+
+def _infinite(loader: Iterable, epoch: int = 0, skip: int = 0,
+              on_epoch: Callable[[], None] | None = None) -> Iterator:
     """Endless batches; every pass first tells the loader's sampler (or batch sampler) its epoch, so a
-    run resumed in epoch e draws epoch e's order, not epoch 0's again.
+    run resumed in epoch e draws epoch e's order, not epoch 0's again, and the first pass leaves out
+    its first ``skip`` batches (those a run resumed in the middle of an epoch has already seen).
+    ``on_epoch()`` is called before each pass draws its order (the loop records the shuffling
+    generator's state there, so that a resume state can draw the same order again).
 
     A pass that yields no batch at all (a batch size larger than the data set with ``drop_last``)
     is a clear error instead of an endless loop."""
@@ -89,10 +105,15 @@ def _infinite(loader: Iterable, epoch: int = 0) -> Iterator:
             for name in ("sampler", "batch_sampler"):
                 if hasattr(getattr(loader, name, None), "set_epoch"):
                     getattr(loader, name).set_epoch(epoch)
+        if on_epoch is not None:
+            on_epoch()
         empty = True
-        for batch in loader:
+        for index, batch in enumerate(loader):
             empty = False
+            if index < skip:
+                continue
             yield batch
+        skip = 0
         if empty:
             size = len(loader.dataset) if hasattr(getattr(loader, "dataset", None), "__len__") else None
             batch_size = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
@@ -157,6 +178,7 @@ def _normal(value: Any) -> Any:
 
 ESTIMATE_AFTER_STEPS = 5
 ESTIMATE_AFTER_SECONDS = 1.0
+_clock = time.monotonic  # the clock of the time-based checkpoints (a test may replace it)
 
 
 def _every(callback: Any) -> int:
@@ -235,21 +257,54 @@ def train(model: nn.Module,
     if resume is not None:
         saved_step = check_resume_state(resume, state_path, model, config, description)
         start = restore_resume_state(resume, model, {"optimizer": optimizer, "scheduler": scheduler}, ema)
+        # the rate of step start + 1 under this run's schedule (a longer --steps stretches the cosine)
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * lr_lambda(config)(start)
         if accelerator.is_main_process:
             print(f"{description} is already finished: {state_path} is at step {start} of {config.steps} "
                   "(pass a larger --steps to continue, or --no-resume to start over)" if saved_step == config.steps
                   else f"resuming {description} from step {start} ({state_path})")
 
+    shuffle = shuffle_generator(loader)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    # a resumed run starts at the epoch its step falls in (from that epoch's first batch)
-    batches = _infinite(loader, start // len(loader) if start and hasattr(loader, "__len__") and len(loader) else 0)
+    # a resumed run starts at the epoch its step falls in, with that epoch's order (the shuffling
+    # generator's state at the epoch's start is in the resume state) and after the batches it had seen
+    per_epoch = len(loader) if hasattr(loader, "__len__") else 0
+    if shuffle is not None and resume is not None and resume.get("data_rng") is not None:
+        shuffle.set_state(resume["data_rng"])
+    epoch_rng: list[torch.Tensor | None] = [None]
+
+    def remember_order() -> None:
+        epoch_rng[0] = shuffle.get_state() if shuffle is not None else None
+
+    def data_order(step: int) -> torch.Tensor | None:
+        """The shuffling state that draws the order of the epoch ``step + 1`` falls in."""
+        if shuffle is None:
+            return None
+        return shuffle.get_state() if per_epoch and step % per_epoch == 0 else epoch_rng[0]
+
+    batches = _infinite(loader, start // per_epoch if start and per_epoch else 0,
+                        start % per_epoch if start and per_epoch else 0, remember_order)
     # a finished run reports the losses it ended with, not nan
     state = TrainState(step=start, losses=dict(resume.get("losses") or {}) if resume is not None else {},
                        model=accelerator.unwrap_model(model), ema_model=ema.module if ema is not None else None)
     running: dict[str, float] = {}
     count = 0
+    saved = [start, _clock()]  # the step and time of the last checkpoint
+
+    def time_for_checkpoint() -> bool:
+        """Whether checkpoint_seconds have passed since the last checkpoint (rank 0's clock decides for all)."""
+        if not config.checkpoint_seconds:
+            return False
+        due = _clock() - saved[1] >= config.checkpoint_seconds
+        if accelerator.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            due = bool(broadcast(torch.tensor([float(due)], device=accelerator.device)).item())
+        return due
 
     def checkpoint(step: int) -> None:
+        saved[:] = [step, _clock()]
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
             return
@@ -260,7 +315,8 @@ def train(model: nn.Module,
             save_resume_state(state_path, {
                 "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                "rng": torch.get_rng_state(), "step": step, "config": asdict(config), "description": description,
+                "rng": torch.get_rng_state(), "data_rng": data_order(step), "step": step, "config": asdict(config),
+                "description": description,
                 "losses": {k: float(v) for k, v in state.losses.items()}})
 
     model.train()
@@ -275,7 +331,7 @@ def train(model: nn.Module,
             if not torch.isfinite(loss.detach()).all():
                 raise StorylabError(
                     f"{description}: loss became {loss.item()} at step {step + 1}; stopped, the last good "
-                    f"checkpoint (step {step - step % config.checkpoint_every if config.checkpoint_every else 0}) is kept. "
+                    f"checkpoint (step {saved[0]}) is kept. "
                     "Lower the learning rate or check the data.")
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
@@ -298,7 +354,8 @@ def train(model: nn.Module,
                          f"({elapsed / (done - start) * 1000:.0f} ms a step)")
             # the periodic checkpoint comes before the callbacks, so a callback that ends the run
             # (an early stop, a time budget) never loses the step it saw
-            if config.checkpoint_every and (done % config.checkpoint_every == 0) and done != config.steps:
+            if config.checkpoint_every and done != config.steps and (done % config.checkpoint_every == 0
+                                                                      or time_for_checkpoint()):
                 checkpoint(done)
             logged = done % config.log_every == 0 or done == config.steps
             # a callback with an ``every`` attribute (an evaluation every N steps) is also called at

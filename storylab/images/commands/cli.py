@@ -162,7 +162,8 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
                       seed: int = typer.Option(0, "--seed", help="Random seed."),
                       classes: str = typer.Option("all", "--classes", help="Classes to draw: 'all', e.g. '3,5', or 'none' (no class; with --control)."),
                       per_class: int = typer.Option(10, "--per-class", help="Samples per class (one grid row each)."),
-                      negative_class: int = typer.Option(-1, "--negative-class", help="Class to steer away from (with --guidance negative)."),
+                      negative_class: int = typer.Option(-1, "--negative-class", help="Class to steer away from (with --guidance negative or negative3)."),
+                      negative_scale: float = typer.Option(1.0, "--negative-scale", help="negative3: the negative branch's scale s_n."),
                       rescale: float = typer.Option(0.0, "--rescale", help="Guidance rescale phi (Lin et al.), 0 = off."),
                       classifier: Path = typer.Option(CLASSIFIER, "--classifier", help="Noise-aware classifier (classifier guidance)."),
                       eta: float = typer.Option(0.0, "--eta", help="DDIM stochasticity eta."),
@@ -222,16 +223,16 @@ def sample_digits_cmd(out: Optional[Path] = typer.Option(None, "--out", help="PN
     wanted = ([model.null_class] if classes.strip().lower() == "none"
               else parse_classes(classes, model.num_classes, class_names))
     labels = torch.tensor([c for c in wanted for _ in range(per_class)])
-    negative = None
-    if guidance == "negative":
-        if not 0 <= negative_class < model.num_classes:
-            raise StorylabError("--guidance negative needs --negative-class between 0 and 9")
-        negative = torch.full_like(labels, negative_class)
     from storylab.guidance.registry import parse_rule_options
 
     rule = build_rule(guidance, labels, classifier, model.num_classes, rescale, apg_eta, apg_norm, apg_momentum,
                       data=model.config.data, image_size=model.config.image_size,
-                      options=parse_rule_options(guidance, rule_option))
+                      options=parse_rule_options(guidance, rule_option), negative_scale=negative_scale)
+    negative = None
+    if rule.needs_negative:  # negative and negative3 evaluate a negative branch
+        if not 0 <= negative_class < model.num_classes:
+            raise StorylabError(f"--guidance {guidance} needs --negative-class between 0 and {model.num_classes - 1}")
+        negative = torch.full_like(labels, negative_class)
     hooks = {"guide": _load_denoiser(guide_checkpoint) if guide_checkpoint else None,
              "uncond_model": _load_denoiser(uncond_checkpoint) if uncond_checkpoint else None}
     if control:
@@ -394,19 +395,25 @@ def evaluate_digits_cmd(out: Path = typer.Option(Path("digits-study"), "--out", 
         _positive(steps, "--steps")
     if sampler not in IMAGE_SAMPLERS:
         raise StorylabError(f"unknown sampler '{sampler}' (choose from {', '.join(IMAGE_SAMPLERS)})")
+    _check_shipped(checkpoint)
     run_study(out, checkpoint, spec_list, scale_list, guidance, per_class, steps, seed, classifier, features,
               batch_size=batch_size, sampler=sampler, bootstrap=bootstrap)
+
+
+def _check_shipped(checkpoint: Path) -> None:
+    """A missing shipped denoiser is one line saying how to train it."""
+    if not Path(checkpoint).exists():
+        for data in ("fashion-mnist", "mnist"):
+            if Path(checkpoint) == shipped(data, "denoiser"):
+                raise StorylabError(f"no {data} denoiser is shipped ({checkpoint}); train one with "
+                                    f"`storylab train {data}` and pass --checkpoint runs/{data.replace('-', '_')}_denoiser.safetensors")
 
 
 def _load_denoiser(checkpoint: Path):
     """Load a denoiser checkpoint; a missing shipped one says how to train it."""
     from storylab.images.networks.denoiser import load_digit_model
 
-    if not Path(checkpoint).exists():
-        for data in ("fashion-mnist", "mnist"):
-            if Path(checkpoint) == shipped(data, "denoiser"):
-                raise StorylabError(f"no {data} denoiser is shipped ({checkpoint}); train one with "
-                                    f"`storylab train {data}` and pass --checkpoint runs/{data.replace('-', '_')}_denoiser.safetensors")
+    _check_shipped(checkpoint)
     return load_digit_model(checkpoint)
 
 

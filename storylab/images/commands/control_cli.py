@@ -283,6 +283,7 @@ def evaluate_controlnet_cmd(out: Optional[Path] = typer.Option(None, "--out", sh
 
     from storylab.images.control.control_training import evaluate_controlnets, plot_convergence
     from storylab.io import atomic_write_json
+    from storylab.metrics.floor import fid_warning
     from storylab.training import load_checkpoint
 
     out = out or Path("controlnet-eval" if data == "digits" else f"{data.replace('/', '_')}-controlnet-eval")
@@ -309,19 +310,24 @@ def evaluate_controlnet_cmd(out: Optional[Path] = typer.Option(None, "--out", sh
         raise StorylabError("--controlnets is empty")
     curves = {kind: load_checkpoint(path).extra.get("fidelity", []) for kind, path in nets.items()}
     results = evaluate_controlnets(base, nets, scale_list, count, steps, seed, guidance_scale, progress, control_uncond)
+    warning = fid_warning(count, results[0]["feature_dim"])
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "results.json", {"command": _command_line(), "control_uncond": control_uncond, "results": results})
+    atomic_write_json(out / "results.json", {"command": _command_line(), "control_uncond": control_uncond,
+                                             "fid_warning": warning, "results": results})
     if all(curves.values()):
         plot_convergence(curves, out / "convergence.png")
     uncond = "unconditional branch " + ("controlled" if control_uncond else "not controlled")
-    table = Table(title=f"ControlNet evaluation ({count} held-out conditions, {steps} steps of the default sampler, CFG {guidance_scale:g} with a "
-                        f"class, {uncond}; scale 0 = base model)")
+    table = Table(title=f"ControlNet evaluation ({count} held-out conditions, {steps} steps of the default sampler, CFG "
+                        f"{guidance_scale:g} with a class, {uncond}; scale 0 = base model; FID at n = {count}, real-vs-real "
+                        f"FID = mean ± std over class-balanced train subsets of n = {results[0]['n_floor']})")
     for h in ("condition", "class", "scale", "fidelity", "FID", "real-vs-real FID", "adherence"):
         table.add_column(h, justify="right")
     for r in results:
         table.add_row(r["kind"], r["class"], f"{r['scale']:g}", f"{r['metric']} {r['fidelity']:.3f}", f"{r['fid']:.2f}",
-                      f"{r['fid_floor']:.2f}", f"{r['adherence']:.3f}")
+                      f"{r['fid_floor']:.2f} ± {r['fid_floor_std']:.2f}", f"{r['adherence']:.3f}")
     _console().print(table)
+    if warning:
+        print(warning)
     print(f"wrote {out}/results.json" + (", convergence.png" if all(curves.values()) else ""))
 
 

@@ -35,5 +35,7 @@ def train_features(
                f"test accuracy {scores['test_accuracy']:.4f}")
     from storylab.io import use_hint
 
-    typer.echo(use_hint("storylab", "evaluate", "digits", "--features", out) + "  (or storylab evaluate zoo --features "
-               f"{out}; without --features the metric commands use the shipped network)")
+    study = data if data in ("digits", "fashion-mnist", "mnist") else "digits"  # an IDX folder: its model's study
+    zoo = "" if data == "digits" else f" --data {data}"
+    typer.echo(use_hint("storylab", "evaluate", study, "--features", out) + f"  (or storylab evaluate zoo{zoo} "
+               f"--features {out}; without --features the metric commands use the shipped network)")

@@ -72,14 +72,17 @@ class GridResult:
 
 
 def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0, schedule: str = "constant",
-                  sampler: str = DEFAULT_SAMPLER, steps: int = STUDY_STEPS, seed: int = 0, per_class: int = 1) -> GridResult:
+                  sampler: str = DEFAULT_SAMPLER, steps: int = STUDY_STEPS, seed: int = 0, per_class: int = 1,
+                  negative_class: int | None = None) -> GridResult:
     """One guided sample per class (``per_class`` each) with the shipped denoiser; rows are classes.
 
     The rule, scale convention and schedule grammar are those of :mod:`storylab.guidance`
-    (diffusers convention: scale 1 = conditional; schedules of Wang et al. 2024).
+    (diffusers convention: scale 1 = conditional; schedules of Wang et al. 2024). The rules with a
+    negative branch (negative, negative3) steer every sample away from ``negative_class``.
     """
     import torch
 
+    from storylab.guidance import make_rule
     from storylab.guidance.names import RULE_NETWORKS
     from storylab.guidance.schedules import parse_schedule
     from storylab.images.networks.denoiser import sample_digits
@@ -93,18 +96,25 @@ def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0
         raise StorylabError("classifier guidance needs its classifier: use `storylab sample digits --guidance classifier`")
     path, names = check_dataset(dataset)
     weights = parse_schedule(schedule).scales(int(steps), float(scale)).tolist()  # a bad spec fails before sampling
+    guidance = make_rule(rule)
     guide = None
     if rule in RULE_NETWORKS and RULE_NETWORKS[rule] == "weak":
         guide_path = shipped(dataset, "guide")
         if not guide_path.exists():
             raise StorylabError(f"AutoGuidance needs a weak guide model, and none is shipped for '{dataset}' ({guide_path})")
         guide = _denoiser(str(guide_path))
-    model = _denoiser(str(path))
     labels = torch.arange(len(names)).repeat_interleave(int(per_class))
+    negative = None
+    if guidance.needs_negative:
+        if negative_class is None or not 0 <= int(negative_class) < len(names):
+            raise StorylabError(f"guidance '{rule}' steers away from a class: give a negative class between 0 and "
+                                f"{len(names) - 1}")
+        negative = torch.full_like(labels, int(negative_class))
+    model = _denoiser(str(path))
     t0 = time.perf_counter()
     with torch.inference_mode():
-        images, guided = sample_digits(model, labels, rule, float(scale), schedule, sampler, int(steps), int(seed),
-                                       return_model=True, guide=guide)
+        images, guided = sample_digits(model, labels, guidance, float(scale), schedule, sampler, int(steps), int(seed),
+                                       negative=negative, return_model=True, guide=guide)
     seconds = time.perf_counter() - t0
     grid = grid_array(images, nrow=int(per_class), upscale=max(1, round(48 / images.shape[-1])))  # 48 px tiles
     pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()

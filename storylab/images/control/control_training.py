@@ -222,7 +222,7 @@ def plot_convergence(curves: dict[str, list[dict[str, float]]], path: str | Path
 def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], scales: list[float], count: int = 100,
                          steps: int = 20, seed: int = 0, guidance_scale: float = 3.0, progress: bool = True,
                          uncond_control: bool = True) -> list[dict[str, Any]]:
-    """Fidelity, FID (with its real-vs-real floor) and class adherence per kind, scale and class mode.
+    """Fidelity, FID (with its real-vs-real floor, mean and spread) and class adherence per kind, scale and class mode.
 
     Conditions come from ``count`` held-out test digits; "class" samples with the source digit's
     label under CFG, "none" without a class. Scale 0 is the base model on the same noise and conditions.
@@ -252,7 +252,8 @@ def evaluate_controlnets(base_path: str | Path, checkpoints: dict[str, Path], sc
                     scores = score_samples(samples, labels, feature_net, ref["test_feats"], ref["stats"])
                     results.append({"kind": net.config.kind, "class": mode, "scale": scale, "metric": fid.metric,
                                     "fidelity": fid.mean, "fidelity_std": float(np.std(fid.scores)), "fid": scores["fid"],
-                                    "fid_floor": ref["floor"]["fid"], "adherence": scores["adherence"],
+                                    "fid_floor": ref["floor"]["fid"], "fid_floor_std": ref["floor"]["fid_std"],
+                                    "n_floor": ref["n_floor"], "feature_dim": ref["dim"], "adherence": scores["adherence"],
                                     "seconds": time.perf_counter() - t0, "n": count})
                     bar.advance()
     return results

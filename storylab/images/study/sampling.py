@@ -22,11 +22,11 @@ from storylab.errors import StorylabError
 
 def build_rule(guidance: str, labels: torch.Tensor, classifier_path: str | Path, num_classes: int, rescale: float = 0.0,
                apg_eta: float = 0.0, apg_norm: float = 0.0, apg_momentum: float = 0.0, data: str | None = None,
-               image_size: int | None = None, options: dict | None = None):
+               image_size: int | None = None, options: dict | None = None, negative_scale: float = 1.0):
     """Make the guidance rule named on the command line (loading the classifier for classifier guidance).
 
     ``data`` and ``image_size`` are the denoiser's: a classifier of another data set or size is one clear error.
-    The option flags (0 = not given) and ``options`` (``--rule-option KEY=VALUE``, parsed) go only to a rule
+    The option flags (0 = not given; ``negative_scale`` 1 = not given) and ``options`` (``--rule-option KEY=VALUE``, parsed) go only to a rule
     that takes them: a flag the rule does not use is one clear line, never silently ignored.
     """
     from storylab.guidance import make_rule
@@ -37,8 +37,10 @@ def build_rule(guidance: str, labels: torch.Tensor, classifier_path: str | Path,
     flags = {"--rescale": ("rescale", rescale), "--apg-eta": ("eta", apg_eta), "--apg-norm": ("norm_threshold", apg_norm),
              "--apg-momentum": ("momentum", apg_momentum)}
     takes = rule_options(name)
+    if not math.isclose(negative_scale, 1.0):  # --negative-scale: 1 (its default) = not given
+        flags["--negative-scale"] = ("negative_scale", negative_scale)
     for flag, (key, value) in flags.items():
-        if math.isclose(value, 0.0, abs_tol=1e-12):
+        if flag != "--negative-scale" and math.isclose(value, 0.0, abs_tol=1e-12):
             continue
         if key not in takes:
             raise StorylabError(f"{flag} is not used by guidance '{name}'")
