@@ -177,7 +177,7 @@ def window_scores(video: str | os.PathLike, model, subtitles: Sequence[Subtitle]
                 text, mask = text_states(texts[sl], mcfg, encoder)
             batch = ClipInputs(label=torch.zeros(len(ends[sl]), dtype=torch.long), audio=audio, frames=frames,
                                text=text, text_mask=mask)
-            scores[sl] = predict(model, batch, batch_size=config.batch_size)
+            scores[sl] = predict(model, batch)  # the forward pass in predict's own batches, as before
             bar.advance(len(ends[sl]))
     return ends, starts, scores, texts
 

@@ -188,8 +188,10 @@ def pr_figure(path: str | Path, curves_by_label: dict[str, list[dict[str, float]
             ax.plot([marks[label][0]], [marks[label][1]], "o", ms=10, mfc="none", color=line.get_color())
     ax.axhline(0.9, color="grey", ls=":", lw=1)
     ax.axvline(0.8, color="grey", ls=":", lw=1)
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
+    lo = min([r[k] for rows in curves_by_label.values() for r in rows for k in ("precision", "recall")] + [0.8])
+    lo = max(0.0, np.floor(10 * lo - 0.5) / 10)  # zoom on the data, the goal lines in view
+    ax.set_xlim(lo, 1.01)
+    ax.set_ylim(lo, 1.01)
     ax.set_xlabel("moment recall (true laughs found)")
     ax.set_ylabel("moment precision (moments on a true laugh)")
     ax.set_title(title, fontsize=10)
