@@ -483,7 +483,7 @@ def evaluate_moments_command(
     """Moment-level precision/recall of `humor detect` over whole episodes, matched to true laughter onsets."""
     from storylab.humor.detect import DetectConfig
     from storylab.humor.moments import calibrate as calibrate_rule
-    from storylab.humor.moments import episode_truths, evaluate_rule, pr_curve, pr_figure, score_episodes
+    from storylab.humor.moments import episode_counts, episode_truths, evaluate_rule, pr_curve, pr_figure, score_episodes
 
     rule = MomentRule(threshold, smooth, min_run, min_gap, anchor)
     rule.check()
@@ -506,14 +506,8 @@ def evaluate_moments_command(
     curves = score_episodes(folders, model, config, asr=asr, progress=True)
     report: dict = {"checkpoint": str(checkpoint), "tolerance": tolerance, "truth": sorted(sources),
                     "rule": vars(rule), "scores": evaluate_rule(curves, rule, tolerance, n_boot=bootstrap, seed=seed)}
-    from storylab.humor.detect import moments_from_scores
-    from storylab.humor.evaluation import moment_counts
-
-    rows = []
-    for c in curves:
-        picked = [float(c.times[k]) for k, _ in moments_from_scores(c.times, c.scores, rule)]
-        n = moment_counts(picked, c.truth, tolerance)
-        rows.append([c.name, round(c.duration / 60, 2), n["truth"], n["predicted"], n["tp"], n["predicted"] - n["tp"]])
+    rows = [[c.name, round(c.duration / 60, 2), n["truth"], n["predicted"], n["tp"], n["predicted"] - n["tp"]]
+            for c, n in zip(curves, episode_counts(curves, rule, tolerance))]
     _summary(f"funny moments per episode (match within {tolerance:g} s of a true laughter onset)",
              ["file", "minutes", "true laughs", "moments", "matched", "false alarms"], rows, stream=out)
     sc = report["scores"]

@@ -117,14 +117,20 @@ def score_episodes(folders: Sequence[str | Path], model, config: DetectConfig = 
     return curves
 
 
-def evaluate_rule(curves: Sequence[EpisodeCurve], rule: MomentRule, tolerance: float, n_boot: int = 1000,
-                  seed: int = 0) -> dict[str, object]:
-    """Moment-level scores of ``rule`` on scored episodes (:func:`storylab.humor.evaluation.moment_scores`)."""
+def episode_counts(curves: Sequence[EpisodeCurve], rule: MomentRule, tolerance: float) -> list[dict[str, object]]:
+    """Each episode's moments under ``rule`` matched to its laughs (:func:`storylab.humor.evaluation.moment_counts`)."""
     counts = []
     for c in curves:
         picked = moments_from_scores(c.times, c.scores, rule)
         counts.append(moment_counts([float(c.times[k]) for k, _ in picked], c.truth, tolerance))
-    return moment_scores(counts, [c.duration / 60 for c in curves], n_boot=n_boot, seed=seed)
+    return counts
+
+
+def evaluate_rule(curves: Sequence[EpisodeCurve], rule: MomentRule, tolerance: float, n_boot: int = 1000,
+                  seed: int = 0) -> dict[str, object]:
+    """Moment-level scores of ``rule`` on scored episodes (:func:`storylab.humor.evaluation.moment_scores`)."""
+    return moment_scores(episode_counts(curves, rule, tolerance), [c.duration / 60 for c in curves], n_boot=n_boot,
+                         seed=seed)
 
 
 THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate([np.arange(0.05, 0.9, 0.05), np.arange(0.9, 1.0, 0.01)]))
