@@ -37,9 +37,10 @@ class EpisodeCurve:
     truth: list[float]    # true laughter onsets (s)
 
     def to_json(self) -> dict:
-        """Plain JSON form (rounded as ``humor detect --json`` prints)."""
+        """Plain JSON form; scores unrounded, since P(funny) saturates near 1 and rounding would create ties
+        that move a run's first maximum."""
         return {"name": self.name, "duration": round(self.duration, 3), "truth": [round(t, 3) for t in self.truth],
-                "times": [round(float(t), 3) for t in self.times], "scores": [round(float(s), 5) for s in self.scores]}
+                "times": [round(float(t), 3) for t in self.times], "scores": [float(s) for s in self.scores]}
 
 
 def episode_truths(folder: str | Path) -> tuple[dict[str, list[float]], str]:
