@@ -271,14 +271,17 @@ def humor_section(out: Path, seed: int, cfg: DemoConfig) -> dict[str, Any]:
     laughs = [(x["start"], x["end"]) for x in truth["laughter"]]
     rows = [[str(k), f"{m.time:.1f}", f"{m.score:.3f}", f"{m.start:.1f}-{m.end:.1f}", m.text[-140:]]
             for k, m in enumerate(r.top(5), start=1)]
-    hits = sum(any(s - 1.5 <= m.time <= e for s, e in laughs) for m in r.moments)
+    from storylab.humor.evaluation import match_moments
+    hits = len(match_moments([m.time for m in r.moments], [s for s, _ in laughs], tolerance=2.0))  # one-to-one
     return {"title": title, "intro": intro,
             "figures": [("humor_timeline.png", "P(funny) of the window ending at each second, the threshold, the funny "
                                                "moments (red) and the laughter the detector found (orange). The "
                                                f"episode itself: {video.parent.name}/{video.name}.")],
             "header": header, "rows": rows,
-            "note": (f"{hits} of {len(r.moments)} moments fall where a true laugh starts (within 1.5 s before it "
-                     f"or during it); the episode has {len(laughs)} laugh(s). Detection took {r.seconds:.1f} s."),
+            "note": (f"{hits} of {len(r.moments)} moments fall on a true laugh (its onset within 2 s, one moment per "
+                     f"laugh); the episode has {len(laughs)} laugh(s). Detection took {r.seconds:.1f} s. On 8 unseen "
+                     "120 s episodes the same detector's moments have precision 0.889 at recall 0.842 with that "
+                     "tolerance (storylab humor evaluate; docs/humor.md)."),
             "summary": f"{len(r.moments)} moments, {hits} at a true laugh",
             "metrics": {"moments": [asdict(m) for m in r.moments], "true_laughter": laughs, "seconds": r.seconds}}
 

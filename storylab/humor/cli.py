@@ -16,6 +16,7 @@ import typer
 from storylab.cli_groups import evaluate_app, humor_app, train_app
 from storylab.errors import StorylabError
 from storylab.humor.config import ABLATION_SUBSETS, FunnyNetConfig, parse_modalities
+from storylab.humor.detect import MomentRule
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "humor"
 DEFAULT_CHECKPOINT = ASSETS / "funnynet_avt.safetensors"
@@ -61,6 +62,13 @@ def _laughter_config(channel: str, threshold_db: Optional[float], encoder: Optio
     return LaughterConfig(channel=channel, threshold_db=threshold_db, encoder=str(encoder) if encoder else None,
                           clusters=clusters, seed=seed, music_rule=music_rule, embed_source=embed_source)
 
+
+THRESHOLD_HELP = "Smoothed P(funny) a window needs to be part of a funny moment (default chosen on validation episodes)."
+SMOOTH_HELP = "Seconds of centred moving average over the score curve before thresholding (0 = none)."
+MIN_RUN_HELP = "Seconds a run above the threshold must last to become a moment (0 = any)."
+MIN_GAP_HELP = "Seconds that must separate two moments; the lower-scoring one is dropped (temporal NMS; 0 = none)."
+ANCHOR_HELP = ("Where a moment sits in its run above the threshold: end (its last window, nearest the laugh: windows ending "
+               "during the punchline already score high) or peak (its first maximum).")
 
 ASR_HELP = ("Text source for files without subtitles (FunnyNet-W transcribes speech): pocketsphinx (bundled en-US "
             "models), whisper:PATH (a local Whisper folder, via transformers) or none (empty text).")
@@ -388,11 +396,16 @@ def detect_command(
     as_json: bool = typer.Option(False, "--json", help="Print the funny moments as JSON on stdout."),
     plot: Optional[Path] = typer.Option(None, help="Timeline PNG; default runs/humor/<video stem>.funny.png."),
     stride: float = typer.Option(1.0, help="Seconds between scored windows."),
-    threshold: float = typer.Option(0.5, help="P(funny) above which a window counts as funny."),
+    threshold: float = typer.Option(MomentRule.threshold, help=THRESHOLD_HELP),
+    smooth: float = typer.Option(MomentRule.smooth, help=SMOOTH_HELP),
+    min_run: float = typer.Option(MomentRule.min_run, help=MIN_RUN_HELP),
+    min_gap: float = typer.Option(MomentRule.min_gap, help=MIN_GAP_HELP),
+    anchor: str = typer.Option(MomentRule.anchor, help=ANCHOR_HELP),
     keep_laughter: bool = typer.Option(False, help="Do not silence the video's own laughter before scoring (it is silenced by default, as in training)."),
     asr: str = typer.Option("pocketsphinx", help=ASR_HELP),
 ) -> None:
     """Find funny moments in a video with FunnyNet-W and write a timeline plot."""
+    MomentRule(threshold, smooth, min_run, min_gap, anchor).check()
     from storylab.humor.detect import DetectConfig, funny_moments, timeline_plot
     from storylab.humor.laughter import laughter_events
     from storylab.humor.media import media_duration
@@ -422,7 +435,7 @@ def detect_command(
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         laughter = laughter_events([video])[0].laughter if "a" in model.config.modalities or not keep_laughter else []
-    times, scores, moments = funny_moments(video, model, subs, DetectConfig(stride, threshold, not keep_laughter),
+    times, scores, moments = funny_moments(video, model, subs, DetectConfig(stride, threshold, not keep_laughter, smooth, min_run, min_gap, anchor),
                                            laughter, progress=True)
     from storylab.io import run_path
 
@@ -439,6 +452,92 @@ def detect_command(
     _summary(f"funny moments in {video.name}", ["time", "score", "moment text"],
              [[round(m.time, 1), m.score, (m.text[-60:] if m.text else "")] for m in moments])
     if not moments:
-        print(f"no funny moment found in {video.name}: no window scored P(funny) >= {threshold:g} "
+        print(f"no funny moment found in {video.name}: no window scored a smoothed P(funny) >= {threshold:g} "
               f"({len(times)} window(s) scored, the first ending at {times[0]:.1f} s)", file=sys.stderr)
     print(f"timeline plot: {plot_path}", file=sys.stderr)
+
+
+@humor_app.command("evaluate")
+def evaluate_moments_command(
+    folders: List[Path] = typer.Argument(..., help="Episode folders with truth/ (synthetic) or laughter.json (storylab humor label)."),
+    checkpoint: Path = typer.Option(DEFAULT_CHECKPOINT, help="FunnyNet-W checkpoint; default the shipped AVT model."),
+    tolerance: float = typer.Option(2.0, help="Seconds between a moment and a true laughter onset for them to match (one-to-one)."),
+    stride: float = typer.Option(1.0, help="Seconds between scored windows."),
+    threshold: float = typer.Option(MomentRule.threshold, help=THRESHOLD_HELP),
+    smooth: float = typer.Option(MomentRule.smooth, help=SMOOTH_HELP),
+    min_run: float = typer.Option(MomentRule.min_run, help=MIN_RUN_HELP),
+    min_gap: float = typer.Option(MomentRule.min_gap, help=MIN_GAP_HELP),
+    anchor: str = typer.Option(MomentRule.anchor, help=ANCHOR_HELP),
+    sweep: bool = typer.Option(False, help="Also print the precision-recall curve over the threshold (the other settings fixed)."),
+    calibrate: bool = typer.Option(False, help="Also choose the rule (threshold, smoothing, run, gap, anchor) with the highest F1 "
+                                   "among those reaching --target-precision on these folders: use validation episodes, "
+                                   "never the test ones."),
+    target_precision: float = typer.Option(0.9, help="Moment precision the calibrated rule must reach."),
+    keep_laughter: bool = typer.Option(False, help="Do not silence the episodes' own laughter before scoring."),
+    asr: str = typer.Option("none", help="Text for episodes without subtitles: " + ASR_HELP.split(": ", 1)[1]),
+    plot: Optional[Path] = typer.Option(None, help="With --sweep: write the precision-recall curve as a PNG here."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples of the episodes for the 95% intervals."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores (and curves) as JSON on stdout."),
+) -> None:
+    """Moment-level precision/recall of `humor detect` over whole episodes, matched to true laughter onsets."""
+    from storylab.humor.detect import DetectConfig
+    from storylab.humor.moments import calibrate as calibrate_rule
+    from storylab.humor.moments import episode_counts, episode_truths, evaluate_rule, pr_curve, pr_figure, score_episodes
+
+    rule = MomentRule(threshold, smooth, min_run, min_gap, anchor)
+    rule.check()
+    out = sys.stderr if as_json else sys.stdout  # --json: stdout is the JSON alone
+    if tolerance < 0:
+        raise StorylabError(f"--tolerance must be at least 0 s, got {tolerance:g}")
+    if not 0.0 < target_precision <= 1.0:
+        raise StorylabError(f"--target-precision must be in (0, 1], got {target_precision:g}")
+    if bootstrap < 0:
+        raise StorylabError(f"--bootstrap must be at least 0, got {bootstrap}")
+    if plot is not None and not sweep:
+        raise StorylabError("--plot draws the precision-recall curve: add --sweep")
+    sources = {episode_truths(f)[1] for f in folders}  # bad folders fail here, before the model loads
+    if not checkpoint.exists():
+        raise StorylabError(f"FunnyNet-W checkpoint not found: {checkpoint}")
+    from storylab.humor.train import load_funnynet
+
+    model = load_funnynet(checkpoint)
+    config = DetectConfig(stride, threshold, not keep_laughter, smooth, min_run, min_gap, anchor)
+    curves = score_episodes(folders, model, config, asr=asr, progress=True)
+    report: dict = {"checkpoint": str(checkpoint), "tolerance": tolerance, "truth": sorted(sources),
+                    "rule": vars(rule), "scores": evaluate_rule(curves, rule, tolerance, n_boot=bootstrap, seed=seed)}
+    rows = [[c.name, round(c.duration / 60, 2), n["truth"], n["predicted"], n["tp"], n["predicted"] - n["tp"]]
+            for c, n in zip(curves, episode_counts(curves, rule, tolerance))]
+    _summary(f"funny moments per episode (match within {tolerance:g} s of a true laughter onset)",
+             ["file", "minutes", "true laughs", "moments", "matched", "false alarms"], rows, stream=out)
+    sc = report["scores"]
+
+    def ci(name):
+        return f"{sc[name]:.3f} [{sc[name + '_ci'][0]:.3f}, {sc[name + '_ci'][1]:.3f}]" if name + "_ci" in sc else f"{sc[name]:.3f}"
+
+    timing = "-" if sc["timing_error_mean_abs"] is None else f"{sc['timing_error_mean_abs']:.2f} / {sc['timing_error_median']:+.2f}"
+    _summary(f"moment-level scores, {sc['episodes']} episode(s), 95% bootstrap over episodes",
+             ["precision", "recall", "F1", "false alarms / min", "timing |err| mean / median (s)"],
+             [[ci("precision"), ci("recall"), ci("f1"), sc["false_alarms_per_minute"], timing]], stream=out)
+    print(f"rule: threshold {rule.threshold:g}, smooth {rule.smooth:g} s, min run {rule.min_run:g} s, "
+          f"min gap {rule.min_gap:g} s, anchor {rule.anchor}; truth from {', '.join(sorted(sources))}", file=out)
+    if sweep:
+        rows = pr_curve(curves, rule, tolerance)
+        report["pr_curve"] = rows
+        _summary("precision-recall over the threshold", ["threshold", "precision", "recall", "F1", "false alarms / min"],
+                 [[r["threshold"], r["precision"], r["recall"], r["f1"], r["false_alarms_per_minute"]] for r in rows],
+                 stream=out)
+        if plot is not None:
+            pr_figure(plot, {"this rule": rows}, {"this rule": (sc["recall"], sc["precision"])},
+                      f"moment precision-recall over the threshold ({len(curves)} episodes, tolerance {tolerance:g} s)")
+            print(f"precision-recall plot: {plot}", file=out)
+    if calibrate:
+        best, scores, tried = calibrate_rule(curves, tolerance, target_precision)
+        report["calibrated"] = {"rule": vars(best), "scores": scores, "rules_tried": tried}
+        reached = "reaches" if scores["precision"] >= target_precision else "no rule reaches"
+        print(f"calibrated ({tried} rules tried; {reached} precision {target_precision:g}): --threshold {best.threshold:g} "
+              f"--smooth {best.smooth:g} --min-run {best.min_run:g} --min-gap {best.min_gap:g} --anchor {best.anchor} -> precision "
+              f"{scores['precision']:.3f}, recall {scores['recall']:.3f}, F1 {scores['f1']:.3f} on these episodes", file=out)
+    if as_json:
+        report["curves"] = [c.to_json() for c in curves]
+        print(json.dumps(report, indent=2))

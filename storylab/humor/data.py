@@ -92,6 +92,76 @@ class ClipInputs:
         return out
 
 
+@dataclass
+class DecodedMedia:
+    """One file decoded once for clip cutting: laughter-silenced mono audio and frames at the clip frame rate."""
+
+    mono: np.ndarray | None      # (samples,) float32 at SAMPLE_RATE, laughter silenced
+    frames: object | None        # storylab.humor.media.Frames at n_frames / window fps
+
+
+def decode_media(file: str, config: FunnyNetConfig, laughter: Sequence[tuple[float, float]] = ()) -> DecodedMedia:
+    """Decode the modalities ``config`` needs from ``file`` once (audio to silenced mono, frames at clip rate)."""
+    mono = decoded = None
+    if "a" in config.modalities:
+        mono = silence_laughter(load_audio(file).mono(), laughter)  # the multichannel track is freed here
+    if "v" in config.modalities:
+        n_frames, size = visual_spec(config)
+        decoded = load_frames(file, fps=n_frames / config.window, size=size)
+    return DecodedMedia(mono, decoded)
+
+
+def cut_clips(media: DecodedMedia, starts: Sequence[float], ends: Sequence[float], config: FunnyNetConfig
+              ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(audio (N, n_mels, T) float16 log-mel, frames (N, F, 3, S, S) uint8) of clips of one decoded file."""
+    n = len(ends)
+    audio = frames = None
+    if media.mono is not None:
+        mel_cfg = MelConfig(n_mels=config.n_mels)
+        n_time = frames_for(config.window, mel_cfg)
+        win = int(round(config.window * SAMPLE_RATE))
+        audio = torch.zeros(n, config.n_mels, n_time, dtype=torch.float16)
+        for i in range(n):
+            e = int(round(ends[i] * SAMPLE_RATE))
+            seg = media.mono[max(0, e - win):e]
+            seg = np.pad(seg, (win - len(seg), 0))  # clips clamped at 0 are padded on the left
+            audio[i] = log_mel(seg, mel_cfg)[:, :n_time].half()
+    if media.frames is not None:
+        n_frames, size = visual_spec(config)
+        decoded = media.frames
+        frames = torch.zeros(n, n_frames, 3, size, size, dtype=torch.uint8)
+        for i in range(n):
+            want = np.linspace(starts[i], ends[i], n_frames, endpoint=False)
+            pick = np.clip(np.searchsorted(decoded.times, want, side="right") - 1, 0, len(decoded.times) - 1)
+            frames[i] = torch.from_numpy(decoded.images[pick]).permute(0, 3, 1, 2)
+    return audio, frames
+
+
+def text_states(texts: Sequence[str], config: FunnyNetConfig, encoder=None, chunk: int = 64
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Subtitle token states (N, L, D) float16 and mask (N, L), encoded ``chunk`` texts at a time."""
+    if encoder is None:
+        encoder = text_encoder_for(config)
+    states, masks = [], []
+    for s in range(0, len(texts), chunk):
+        ts = encoder.token_states(list(texts[s:s + chunk]))
+        states.append(ts.states.half())
+        masks.append(ts.mask)
+    if not states:
+        return torch.zeros(0, config.text_tokens, config.text_dim), torch.zeros(0, config.text_tokens, dtype=torch.bool)
+    return torch.cat(states), torch.cat(masks)
+
+
+def text_encoder_for(config: FunnyNetConfig):
+    """The sentence encoder whose token states the model's text branch reads, checked against its width."""
+    from storylab.text_encoder import SentenceEncoder
+
+    enc = SentenceEncoder(config.text_encoder, max_length=config.text_tokens)
+    if enc.dim != config.text_dim:
+        raise StorylabError(f"text encoder width {enc.dim} differs from the model's text_dim {config.text_dim}")
+    return enc
+
+
 def clip_inputs(files: Sequence[str], starts: Sequence[float], ends: Sequence[float], labels: Sequence[int],
                 texts: Sequence[str], config: FunnyNetConfig, laughter: dict[str, list[tuple[float, float]]] | None = None,
                 progress: bool = False) -> ClipInputs:
@@ -100,8 +170,7 @@ def clip_inputs(files: Sequence[str], starts: Sequence[float], ends: Sequence[fl
 
     mods = config.modalities
     n = len(files)
-    mel_cfg = MelConfig(n_mels=config.n_mels)
-    n_time = frames_for(config.window, mel_cfg)
+    n_time = frames_for(config.window, MelConfig(n_mels=config.n_mels))
     n_frames, size = visual_spec(config)
     audio = torch.zeros(n, config.n_mels, n_time, dtype=torch.float16) if "a" in mods else None
     frames = torch.zeros(n, n_frames, 3, size, size, dtype=torch.uint8) if "v" in mods else None
@@ -111,35 +180,16 @@ def clip_inputs(files: Sequence[str], starts: Sequence[float], ends: Sequence[fl
     laughter = laughter or {}
     with progress_bar("cutting clips", total=len(by_file), enabled=progress) as bar:
         for f, idx in by_file.items():
-            if "a" in mods:
-                track = load_audio(f)
-                mono = silence_laughter(track.mono(), laughter.get(f, []))
-                win = int(round(config.window * SAMPLE_RATE))
-                for i in idx:
-                    e = int(round(ends[i] * SAMPLE_RATE))
-                    seg = mono[max(0, e - win):e]
-                    seg = np.pad(seg, (win - len(seg), 0))  # clips clamped at 0 are padded on the left
-                    audio[i] = log_mel(seg, mel_cfg)[:, :n_time].half()
-            if "v" in mods:
-                fps = n_frames / config.window
-                decoded = load_frames(f, fps=fps, size=size)
-                for i in idx:
-                    want = np.linspace(starts[i], ends[i], n_frames, endpoint=False)
-                    pick = np.clip(np.searchsorted(decoded.times, want, side="right") - 1, 0, len(decoded.times) - 1)
-                    frames[i] = torch.from_numpy(decoded.images[pick]).permute(0, 3, 1, 2)
+            media = decode_media(f, config, laughter.get(f, []))
+            a, v = cut_clips(media, [starts[i] for i in idx], [ends[i] for i in idx], config)
+            del media
+            if a is not None:
+                audio[idx] = a
+            if v is not None:
+                frames[idx] = v
             bar.advance()
     text = mask = None
     if "t" in mods:
-        from storylab.text_encoder import SentenceEncoder
-        enc = SentenceEncoder(config.text_encoder, max_length=config.text_tokens)
-        if enc.dim != config.text_dim:
-            raise StorylabError(f"text encoder width {enc.dim} differs from the model's text_dim {config.text_dim}")
-        states, masks = [], []
-        for s in range(0, n, 64):
-            ts = enc.token_states(list(texts[s:s + 64]))
-            states.append(ts.states.half())
-            masks.append(ts.mask)
-        text = torch.cat(states) if states else torch.zeros(0, config.text_tokens, config.text_dim)
-        mask = torch.cat(masks) if masks else torch.zeros(0, config.text_tokens, dtype=torch.bool)
+        text, mask = text_states(texts, config)
     return ClipInputs(label=torch.as_tensor(np.asarray(labels, dtype=np.int64)), audio=audio, frames=frames,
                       text=text, text_mask=mask)

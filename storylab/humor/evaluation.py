@@ -1,4 +1,6 @@
-"""Laughter detector evaluation: event-level P/R/F1 at an IoU threshold and time-level scores (FunnyNet-W, Sec. 4.1)."""
+"""Detector evaluation: laughter events (P/R/F1 at an IoU threshold, time-level scores; FunnyNet-W, Sec. 4.1) and
+funny moments (one-to-one matching to laughter onsets within a tolerance, pooled P/R/F1 with bootstrap intervals
+over episodes, false alarms per minute, timing error)."""
 
 from __future__ import annotations
 
@@ -66,3 +68,73 @@ def pooled_detector_scores(pairs: Sequence[tuple[Sequence[Interval], Sequence[In
     return {"event_precision": precision, "event_recall": recall,
             "event_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
             "time_accuracy": float((p == t).mean()), "events_predicted": npred, "events_truth": ntruth}
+
+
+def match_moments(predicted: Sequence[float], truth: Sequence[float], tolerance: float) -> list[tuple[int, int]]:
+    """One-to-one matching of predicted moment times to true laughter onsets within ``tolerance`` s.
+
+    The matching has the most pairs possible, and among those the least total |error| (a linear assignment,
+    Kuhn 1955 / scipy's ``linear_sum_assignment``, on |t_pred - t_true| with pairs beyond the tolerance
+    forbidden). A pair at exactly ``tolerance`` s counts. Returns (predicted index, truth index) pairs.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    p, t = np.asarray(predicted, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be at least 0 s, got {tolerance}")
+    if len(p) == 0 or len(t) == 0:
+        return []
+    err = np.abs(p[:, None] - t[None, :])
+    ok = err <= tolerance + 1e-9
+    if not ok.any():
+        return []
+    # a forbidden pair costs more than any matching of allowed pairs can save, so cardinality comes first
+    big = 1.0 + float(err[ok].sum())
+    cost = np.where(ok, err - big, 0.0)  # allowed pairs negative: every extra pair lowers the total by > 1
+    rows, cols = linear_sum_assignment(cost)
+    return sorted((int(i), int(j)) for i, j in zip(rows, cols) if ok[i, j])
+
+
+def moment_counts(predicted: Sequence[float], truth: Sequence[float], tolerance: float) -> dict[str, object]:
+    """True positives, false alarms, misses and the signed timing errors (predicted - true) of one episode."""
+    pairs = match_moments(predicted, truth, tolerance)
+    errors = [float(predicted[i] - truth[j]) for i, j in pairs]
+    return {"tp": len(pairs), "predicted": len(predicted), "truth": len(truth), "errors": errors}
+
+
+def _prf(tp: int, predicted: int, truth: int) -> tuple[float, float, float]:
+    precision = tp / predicted if predicted else float(truth == 0)
+    recall = tp / truth if truth else float(predicted == 0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def moment_scores(episodes: Sequence[dict], minutes: Sequence[float], n_boot: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> dict[str, object]:
+    """Pooled moment precision/recall/F1 over episodes, with bootstrap intervals over episodes.
+
+    ``episodes`` are :func:`moment_counts` results, ``minutes`` each episode's length. Counts are pooled
+    (micro-averaged); the intervals resample whole episodes with replacement ``n_boot`` times (percentile
+    bootstrap, Efron & Tibshirani 1993), so they reflect episode-to-episode variation. False alarms per
+    minute = unmatched predictions / total minutes; the timing error is over matched moments.
+    """
+    tp = np.array([e["tp"] for e in episodes], dtype=np.int64)
+    npred = np.array([e["predicted"] for e in episodes], dtype=np.int64)
+    ntruth = np.array([e["truth"] for e in episodes], dtype=np.int64)
+    mins = np.asarray(minutes, dtype=np.float64)
+    precision, recall, f1 = _prf(int(tp.sum()), int(npred.sum()), int(ntruth.sum()))
+    out: dict[str, object] = {"precision": precision, "recall": recall, "f1": f1, "tp": int(tp.sum()),
+                              "predicted": int(npred.sum()), "truth": int(ntruth.sum()), "episodes": len(episodes),
+                              "minutes": float(mins.sum()),
+                              "false_alarms_per_minute": float((npred - tp).sum() / mins.sum()) if mins.sum() else 0.0}
+    errors = np.array([x for e in episodes for x in e["errors"]], dtype=np.float64)
+    out["timing_error_mean_abs"] = float(np.abs(errors).mean()) if len(errors) else None
+    out["timing_error_median"] = float(np.median(errors)) if len(errors) else None
+    if len(episodes) > 1 and n_boot > 0:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, len(episodes), size=(n_boot, len(episodes)))
+        boot = np.array([_prf(int(tp[i].sum()), int(npred[i].sum()), int(ntruth[i].sum())) for i in idx])
+        lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+        for k, name in enumerate(("precision", "recall", "f1")):
+            out[f"{name}_ci"] = [float(np.percentile(boot[:, k], lo)), float(np.percentile(boot[:, k], hi))]
+    return out

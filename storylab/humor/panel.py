@@ -79,9 +79,10 @@ def check_video(path: str | Path) -> Path:
     return p
 
 
-def detect(video: str | Path, subtitles: str | Path | None = None, stride: float = 1.0, threshold: float = 0.5,
+def detect(video: str | Path, subtitles: str | Path | None = None, stride: float = 1.0, threshold: float | None = None,
            checkpoint: str | Path = SHIPPED, progress: Callable[[float, str], None] | None = None) -> HumorResult:
-    """Silence the video's own laughter, slide FunnyNet-W over it, and return the funny moments (``humor detect``)."""
+    """Silence the video's own laughter, slide FunnyNet-W over it, and return the funny moments (``humor detect``,
+    with its default moment rule; ``threshold`` None = the rule's)."""
     from storylab.humor.detect import DetectConfig, funny_moments
     from storylab.humor.laughter import laughter_events
     from storylab.humor.media import media_duration
@@ -101,7 +102,9 @@ def detect(video: str | Path, subtitles: str | Path | None = None, stride: float
     step(0.2, "detecting laughter")
     laughter = laughter_events([video])[0].laughter
     step(0.4, "scoring windows")
-    times, scores, moments = funny_moments(video, model, subs, DetectConfig(stride, threshold, True), laughter)
+    config = DetectConfig(stride=stride) if threshold is None else DetectConfig(stride=stride, threshold=threshold)
+    threshold = config.threshold
+    times, scores, moments = funny_moments(video, model, subs, config, laughter)
     step(1.0, "done")
     return HumorResult(video, times, scores, moments, list(laughter), threshold, model.config.modalities,
                        time.perf_counter() - t0)

@@ -66,15 +66,19 @@ class _ClipDataset(torch.utils.data.Dataset):
 
 
 def train_funnynet(inputs: ClipInputs, config: FunnyNetConfig, train_config: FunnyNetTrainConfig,
-                   out: str | Path, extra: dict | None = None) -> tuple[FunnyNet, dict]:
-    """Train FunnyNet-W on ``inputs`` and save the checkpoint to ``out``; returns the model and final losses."""
+                   out: str | Path, extra: dict | None = None, init: dict | None = None) -> tuple[FunnyNet, dict]:
+    """Train FunnyNet-W on ``inputs`` and save the checkpoint to ``out``; returns the model and final losses.
+
+    ``init``: a state dict of the same architecture to start from (fine-tuning; its audio statistics kept)."""
     from storylab.training import TrainConfig, save_checkpoint, state_path_for, train
 
     if len(inputs) < 2 or len(set(inputs.label.tolist())) < 2:
         raise StorylabError("training needs funny and not-funny clips; the clips table has only one class")
     torch.manual_seed(train_config.seed)
     model = FunnyNet(config)
-    if inputs.audio is not None:
+    if init is not None:
+        model.load_state_dict(init)
+    elif inputs.audio is not None:
         a = inputs.audio.float()
         model.audio_stats.copy_(torch.stack([a.mean(), a.std() + 1e-6]))
     drop_last = len(inputs) > train_config.batch_size

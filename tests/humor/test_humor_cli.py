@@ -61,7 +61,8 @@ def test_label_train_evaluate_detect(tiny_sitcom, cli, tmp_path, monkeypatch):
     assert 0 < at["mcnemar_p_vs_avt"] <= 1 and avt["mcnemar_p_vs_avt"] is None
     assert "McNemar" in r.stdout
     assert report["laughter_detector"]["events_truth"] > 0
-    r = cli("humor", "detect", str(out / "episode_002.mp4"), "--checkpoint", str(at_path), "--json", "--stride", "2")
+    r = cli("humor", "detect", str(out / "episode_002.mp4"), "--checkpoint", str(at_path), "--json", "--stride", "2",
+            "--min-run", "0", "--min-gap", "0", "--anchor", "peak")  # the threshold alone: runs' peaks
     assert r.returncode == 0, r.stderr
     found = json.loads(r.stdout)
     assert (elsewhere / found["plot"]).stat().st_size > 10_000 and Path(found["plot"]).parts[:2] == ("runs", "humor")
