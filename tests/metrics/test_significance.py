@@ -60,5 +60,10 @@ def test_basic_bootstrap_reflects_the_percentiles_about_the_full_sample_score():
     b_low, b_high = bootstrap_interval(stat, len(x), resamples=500, seed=1, method="basic")
     full = float(x.std(ddof=0))
     assert (b_low, b_high) == pytest.approx((2 * full - p_high, 2 * full - p_low))
+    c_low, c_high = bootstrap_interval(stat, len(x), resamples=500, seed=1, method="centred")
+    rng = np.random.default_rng(1)
+    median = float(np.median([stat(rng.integers(0, len(x), size=len(x))) for _ in range(500)]))
+    assert (c_low, c_high) == pytest.approx((full - (median - p_low), full + (p_high - median)))
+    assert c_low < full < c_high
     with pytest.raises(ValueError, match="unknown bootstrap method"):
         bootstrap_interval(stat, len(x), method="bca")

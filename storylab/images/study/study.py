@@ -71,8 +71,8 @@ def score_samples(images: torch.Tensor, labels: torch.Tensor, feature_net: Any, 
     """All study metrics of one sample set against the real (test split) features.
 
     ``bootstrap`` > 0 adds 95 % bootstrap intervals over that many resamples of the generated set
-    (``fid_interval``: basic interval, which removes the upward bias of resampled FIDs; ``adherence_interval``:
-    percentile interval; needs ``stats``).
+    (``fid_interval``: the centred interval, the resamples' spread around the full-sample FID, since resampled
+    FIDs sit above it; ``adherence_interval``: percentile interval; needs ``stats``).
 
     ``real_feats`` is the real side of precision/recall/density/coverage; FID is taken against
     ``stats`` (mean, covariance, count of the whole test split) when given, else against ``real_feats``.
@@ -88,7 +88,7 @@ def score_samples(images: torch.Tensor, labels: torch.Tensor, feature_net: Any, 
         fake = feats.numpy().astype(np.float64)
         correct = (predict_classes(feature_net, images) == labels).numpy()
         out["fid_interval"] = bootstrap_interval(lambda idx: frechet_distance_to_stats(*stats, fake[idx]), len(fake),
-                                                 resamples=bootstrap, method="basic")
+                                                 resamples=bootstrap, method="centred")
         out["adherence_interval"] = bootstrap_interval(lambda idx: float(correct[idx].mean()), len(correct),
                                                        resamples=bootstrap)
     return out
@@ -330,7 +330,7 @@ def print_study(result: dict[str, Any]) -> None:
     console.print("scale = nominal mean scale asked for; mean scale = mean of the per-step scales the schedule applied; "
                   "real vs real FID = mean ± std over class-balanced train subsets of the same n")
     if any(c.get("fid_interval") for c in result["cells"]):
-        intervals = Table(title="95 % bootstrap intervals over the generated samples (FID: basic interval)")
+        intervals = Table(title="95 % bootstrap intervals over the generated samples (FID: centred on the full-sample FID)")
         for col in ("schedule", "scale", "FID", "FID 95 %", "adherence", "adherence 95 %"):
             intervals.add_column(col, justify="right")
         for c in result["cells"]:
