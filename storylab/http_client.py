@@ -32,6 +32,11 @@ from storylab.errors import StorylabError
 DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024  # 4 MiB: far above any chat answer, far below a memory problem
 MAX_REPLY_ENV = "STORYLAB_MAX_REPLY_BYTES"
 _CHUNK = 65536
+DEFAULT_TIMEOUT = 120.0
+# the one help text of --timeout on every command that talks to a server
+TIMEOUT_HELP = ("Whole-request deadline in seconds of each server request: connecting, sending, waiting and "
+                "reading the reply together (a server that trickles bytes cannot hold a request past it); "
+                "a request that runs past it is retried like any transient failure.")
 
 
 def default_max_reply_bytes() -> int:
@@ -162,6 +167,10 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
         if expired.is_set():
             raise TimeoutError
         status = response.status
+        if 300 <= status < 400:
+            where = response.getheader("Location")
+            raise HttpRefused(f"HTTP {status}: the server redirects to {where or 'another address'}; "
+                              "give that address instead (redirects are not followed)", status)
         if status >= 400:
             detail = _error_detail(bytes(body))
             if status == 429 or status >= 500:
@@ -204,8 +213,8 @@ def post_with_retries(url: str, payload: bytes, headers: dict[str, str], limits:
             if exc.retry_after is not None:
                 if exc.retry_after > limits.max_retry_after:
                     raise ServerUnavailable(
-                        f"{label}: server asked to retry after {exc.retry_after:g} s, more than "
-                        f"--max-retry-after {limits.max_retry_after:g} s; try again later") from None
+                        f"{label}: server asked to retry after {exc.retry_after:g} s, longer than the "
+                        f"{limits.max_retry_after:g} s storylab waits; try again later") from None
                 wait = exc.retry_after
             else:
                 wait = limits.backoff * 2 ** attempt * (1 + 0.25 * random.random())
@@ -217,7 +226,7 @@ def post_with_retries(url: str, payload: bytes, headers: dict[str, str], limits:
 
 def _error_detail(raw: bytes) -> str:
     try:
-        payload = json.loads(raw or b"{}")
+        payload = strict_json(raw or b"{}")
         error = payload.get("error") if isinstance(payload, dict) else None
         message = error.get("message") if isinstance(error, dict) else error
         return f" ({str(message)[:200]})" if message else ""
@@ -225,19 +234,46 @@ def _error_detail(raw: bytes) -> str:
         return ""
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(raw: bytes | str) -> Any:
+    """Parse RFC 8259 JSON: Python's ``NaN``, ``Infinity`` and ``-Infinity`` tokens are refused (ValueError)."""
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
 def chat_reply_text(raw: bytes) -> str:
-    """The first choice's message text of a chat-completions reply; a malformed reply is :class:`Transient`."""
+    """The first choice's message text of a chat-completions reply; a malformed reply is :class:`Transient`.
+
+    OpenAI's chat-completions schema makes ``choices[0].message.content`` a string, or an array of
+    content parts each ``{"type": "text", "text": <string>}``. Anything else (null, a number, a list
+    holding null, a body that is not strict JSON) is malformed: retried, never recorded as an answer.
+    """
+    snippet = raw[:60].decode("utf-8", "replace").replace("\n", " ")
     try:
-        payload = json.loads(raw)
+        payload = strict_json(raw)
         content = payload["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        snippet = raw[:60].decode("utf-8", "replace").replace("\n", " ")
         raise Transient(f"malformed reply (not a chat completion): {snippet!r}") from None
-    if content is None:
-        return ""
-    if isinstance(content, list):  # some servers return content parts
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content)
+    if isinstance(content, list) and content and all(
+            isinstance(part, dict) and isinstance(part.get("text"), str) for part in content):
+        return "".join(part["text"] for part in content)
+    if not isinstance(content, str):
+        raise Transient(f"malformed reply (message content is {_json_type(content)}, not a string): {snippet!r}")
+    return content
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list with a part that is not text"
+    return "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def parse_openai_spec(spec: str) -> tuple[str, str]:

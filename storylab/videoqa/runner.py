@@ -277,12 +277,42 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
 
 
 def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
+    from storylab.http_client import default_max_reply_bytes
+
+    default_max_reply_bytes()  # a bad $STORYLAB_MAX_REPLY_BYTES is refused before the folder is touched
     inputs = load_inputs(cfg)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise StorylabError(f"--out {out} exists and is not a folder")
-    with run_lock(out):
-        return _locked_run(cfg, backend, inputs, out)
+    existed = out.exists()
+    before = set(out.rglob("*")) if existed else set()
+    try:
+        with run_lock(out):
+            return _locked_run(cfg, backend, inputs, out)
+    except BaseException:  # a refused, failed, interrupted or terminated run that saved nothing leaves nothing
+        if not _has_predictions(out):
+            _remove_new(out, before, existed)
+        raise
+
+
+def _has_predictions(out: Path) -> bool:
+    pred = out / PREDICTIONS
+    try:
+        return pred.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _remove_new(out: Path, before: set[Path], existed: bool) -> None:
+    """Remove what this run created under ``out`` (and ``out`` itself if the run made it); nothing older."""
+    import shutil
+
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in sorted(set(out.rglob("*")) - before, key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def _locked_run(cfg: EvalConfig, backend: Backend | None, inputs: Any, out: Path) -> dict[str, Any]:
@@ -340,6 +370,8 @@ def _locked_run(cfg: EvalConfig, backend: Backend | None, inputs: Any, out: Path
         try:
             run_concurrently(todo, work, save, cfg.concurrency)
         except StorylabError as exc:
+            if not records:  # nothing saved: the run folder is removed on the way out
+                raise StorylabError(f"{exc} (no answer was saved; nothing is left in {out})", exc.exit_code) from None
             raise StorylabError(f"{exc} ({len(records)} of {len(inputs.questions)} answers are saved in "
                                 f"{out / PREDICTIONS}; rerun the same command to resume)", exc.exit_code) from None
     answer_s = time.perf_counter() - started
