@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from storylab.errors import StorylabError
-from storylab.io import atomic_path
+from storylab.io import atomic_path, check_input_file
 
 SAMPLE_RATE = 16_000
 MEDIA_SUFFIXES = (".mp4", ".mkv", ".webm", ".wav", ".m4a", ".mov", ".avi", ".mp3", ".ogg", ".flac")
@@ -63,6 +63,7 @@ def _open(path: str | os.PathLike):
         raise StorylabError(f"media file not found: {p}")
     if p.is_dir():
         raise StorylabError(f"expected a media file, got a folder: {p}")
+    check_input_file(p)  # a FIFO or a device inside a folder of media would block FFmpeg
     try:
         return av.open(str(p))
     except av.FFmpegError as exc:
@@ -77,8 +78,13 @@ def media_duration(path: str | os.PathLike) -> float:
 
 def has_audio(path: str | os.PathLike) -> bool:
     """Whether the file has at least one audio stream."""
+    return has_stream(path, "audio")
+
+
+def has_stream(path: str | os.PathLike, kind: str) -> bool:
+    """Whether the file has at least one stream of ``kind`` ("audio" or "video")."""
     with _open(path) as container:
-        return len(container.streams.audio) > 0
+        return len(getattr(container.streams, kind)) > 0
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> AudioTrack:

@@ -68,8 +68,10 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the random backend."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Reply cache folder (default: OUT/cache); share it between "
                                          "runs to never pay twice for the same request."),
-    ignore_extra_subtitles: bool = typer.Option(False, "--ignore-extra-subtitles", help="Accept subtitles of videos that "
-                                                "no question asks about (default: refuse, it usually means mismatched files)."),
+    ignore_extra_subtitles: bool = typer.Option(False, "--ignore-extra-subtitles", help="Accept a subtitles file that names "
+                                                "films no question asks about while missing films the questions need "
+                                                "(default: refuse, it usually means mismatched files; subtitles of more "
+                                                "films than the questions, as SF20K's, are always accepted)."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (retrieval baseline, embedding judge, hf: models); "
                                 "raise it for a large hf: model on an idle machine."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),

@@ -70,6 +70,7 @@ class Inputs:
     subtitles: dict[str, list[Subtitle]]
     skipped: list[str] = field(default_factory=list)  # video ids dropped by --skip-missing
     skipped_questions: int = 0
+    unused_subtitles: list[str] = field(default_factory=list)  # subtitled films no question asks about
 
 
 def load_inputs(cfg: EvalConfig) -> Inputs:
@@ -88,13 +89,14 @@ def load_inputs(cfg: EvalConfig) -> Inputs:
     if cfg.limit is not None:
         questions = questions[:cfg.limit]
     subtitles: dict[str, list[Subtitle]] = {}
+    unused: list[str] = []
     if "L" in cfg.mode:
         if cfg.subtitles is None:
             raise StorylabError(f"mode {cfg.mode} needs --subtitles (an SFD subtitles CSV or a folder of .srt/.vtt)")
         subtitles = load_subtitles(cfg.subtitles)
         if not cfg.ignore_extra_subtitles:
             all_questions = questions if cfg.limit is None else load_questions(cfg.questions, cfg.task)
-            check_subtitle_videos(subtitles, all_questions, str(cfg.subtitles))
+            unused = check_subtitle_videos(subtitles, all_questions, str(cfg.subtitles))
     elif cfg.skip_missing and cfg.subtitles is not None:
         subtitles = load_subtitles(cfg.subtitles)
     if "V" in cfg.mode:
@@ -114,11 +116,11 @@ def load_inputs(cfg: EvalConfig) -> Inputs:
         if not questions:
             raise StorylabError(f"--skip-missing left no question: none of the {len(skipped)} film(s) has both "
                                 "its video and its subtitles")
-        return Inputs(questions, subtitles, skipped, before - len(questions))
+        return Inputs(questions, subtitles, skipped, before - len(questions), unused)
     if "V" in cfg.mode:
         for vid in dict.fromkeys(q.video_id for q in questions):
             find_video(cfg.videos, vid)
-    return Inputs(questions, subtitles)
+    return Inputs(questions, subtitles, unused_subtitles=unused)
 
 
 def _has_video(videos: Path, video_id: str) -> bool:
@@ -403,6 +405,7 @@ def summarise(cfg: EvalConfig, backend: Backend, inputs: Inputs, records: list[d
     return {"method": cfg.name or backend.label, "backend": backend.spec, "mode": cfg.mode, **metrics,
             "dataset": cfg.dataset or Path(cfg.questions).name, "prompt_style": cfg.prompt.style,
             "skipped_questions": inputs.skipped_questions, "skipped_videos": inputs.skipped,
+            "subtitled_videos_without_questions": len(inputs.unused_subtitles),
             "subtitles_truncated": sum(bool(r.get("subtitles_truncated")) for r in records),
             "cached_replies": sum(bool(r.get("cached")) for r in records),
             "videos_without_subtitles": sorted({q.video_id for q in inputs.questions
