@@ -148,12 +148,25 @@ COMMAND_RULES: dict[tuple[str, str], Bound] = {
 HIDDEN_ALIASES: dict[str, str] = {"--guidance-scale": "--scale", "--cfg-scale": "--scale"}
 
 # parameter names whose value is a path the command writes
-OUTPUT_PARAMS = frozenset({"out", "out_dir", "plot", "render"})
-# outputs that are files although their default (None) has no suffix to say so; plots and renders are files
-FILE_OUTPUTS = frozenset({("sample digits", "out"), ("camera generate", "out"), ("camera render", "out"),
-                          ("train controlnet", "out"),
+OUTPUT_PARAMS = frozenset({"out", "out_dir", "plot", "render", "render_path"})
+FILE_PARAMS = frozenset({"plot", "render", "render_path"})  # always files
+# outputs that are files although their default (None) has no suffix to say so
+FILE_OUTPUTS = frozenset({("sample digits", "out"), ("sample fashion-mnist", "out"), ("sample mnist", "out"),
+                          ("camera generate", "out"), ("camera render", "out"),
+                          ("train controlnet", "out"), ("evaluate reference", "out"),
+                          *((f"train {family}", "out") for family in ("ae", "vae", "cvae", "vqvae", "gan", "ldm")),
                           ("train director", "out"), ("train funnynet", "out"), ("humor laughter", "out"),
                           ("humor label", "out"), ("evaluate director", "out")})
+
+
+def output_is_file(command_path: str, name: str, default: Any) -> bool | None:
+    """Whether output parameter ``name`` of a command is a file (True), a folder (False), or unknown (None:
+    decided by the path given, a suffix meaning a file)."""
+    if name in FILE_PARAMS or (command_path, name) in FILE_OUTPUTS:
+        return True
+    if isinstance(default, (str, os.PathLike)):
+        return bool(Path(default).suffix)
+    return None
 
 
 def _is_number(param: Any) -> bool:
@@ -292,7 +305,9 @@ def _guard_outputs(callback: Callable, params: list[Any], path: str = "") -> Cal
                 if _same_file(out, src) or out.absolute() == src.absolute():
                     raise StorylabError(f"{names[out_name]} {out} is the input {names[in_name]}; "
                                         "choose another output path (inputs are never overwritten)")
-            is_file = True if out_name in ("plot", "render") or (path, out_name) in FILE_OUTPUTS else None
+            is_file = output_is_file(path, out_name, defaults.get(out_name))
+            if is_file is None and out_name in slashed:
+                is_file = False  # 'x.d/' where the command does not say: the user asked for a folder
             check_output(names[out_name], out, defaults.get(out_name), is_file, trailing_slash=out_name in slashed)
             if out_name == "plot" and out.suffix.lstrip(".").lower() not in PLOT_FORMATS:
                 raise StorylabError(f"cannot save a plot as {out}: unknown extension '{out.suffix}' "
