@@ -114,6 +114,38 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+_LIVE: set = set()  # connections of the requests in flight, in any thread
+_LIVE_LOCK = threading.Lock()
+_ABORTED = threading.Event()
+
+
+def abort_inflight() -> None:
+    """Shut the socket of every request in flight and refuse new attempts until :func:`clear_abort`.
+
+    Called when a run is interrupted (Ctrl-C, SIGTERM) while worker threads wait on a server: their
+    reads end at once instead of at the deadline, so the process exits promptly and cleans up."""
+    _ABORTED.set()
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for conn in live:
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def clear_abort() -> None:
+    """Allow requests again after :func:`abort_inflight` (the interrupted run has ended)."""
+    _ABORTED.clear()
+
+
+def _check_not_aborted() -> None:
+    if _ABORTED.is_set():
+        raise ServerUnavailable("request abandoned: the run was interrupted")
+
+
 def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLimits) -> bytes:
     """POST ``payload`` to ``url`` once, within ``limits.timeout`` seconds in all; return the body.
 
@@ -146,7 +178,10 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
     timer.start()
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     cap = int(limits.max_reply_bytes or DEFAULT_MAX_REPLY_BYTES)
+    with _LIVE_LOCK:
+        _LIVE.add(conn)
     try:
+        _check_not_aborted()
         conn.request("POST", path, body=payload, headers={**headers, "Content-Length": str(len(payload))})
         response = conn.getresponse()
         length = response.getheader("Content-Length")
@@ -185,11 +220,14 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
     except (TimeoutError, socket.timeout):
         raise Transient(f"no reply within {limits.timeout:g} s (whole-request deadline)") from None
     except (OSError, http.client.HTTPException) as exc:
+        _check_not_aborted()
         if expired.is_set():
             raise Transient(f"no reply within {limits.timeout:g} s (whole-request deadline)") from None
         raise Transient(f"connection to {parts.scheme}://{parts.netloc} failed: {type(exc).__name__} {exc}".rstrip()) from None
     finally:
         timer.cancel()
+        with _LIVE_LOCK:
+            _LIVE.discard(conn)
         conn.close()
 
 
@@ -206,6 +244,7 @@ def post_with_retries(url: str, payload: bytes, headers: dict[str, str], limits:
     for attempt in range(limits.retries + 1):
         if attempt:
             sleep(wait)
+        _check_not_aborted()
         try:
             return parse(post_json(url, payload, headers, limits))
         except Transient as exc:

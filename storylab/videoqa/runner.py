@@ -369,13 +369,17 @@ def _locked_run(cfg: EvalConfig, backend: Backend | None, inputs: Any, out: Path
             else:
                 bar.advance()
 
+        from storylab.http_client import abort_inflight, clear_abort
+
         try:
-            run_concurrently(todo, work, save, cfg.concurrency)
+            run_concurrently(todo, work, save, cfg.concurrency, on_interrupt=abort_inflight)
         except StorylabError as exc:
             if not records:  # nothing saved: the run folder is removed on the way out
                 raise StorylabError(f"{exc} (no answer was saved; nothing is left in {out})", exc.exit_code) from None
             raise StorylabError(f"{exc} ({len(records)} of {len(inputs.questions)} answers are saved in "
                                 f"{out / PREDICTIONS}; rerun the same command to resume)", exc.exit_code) from None
+        finally:
+            clear_abort()
     answer_s = time.perf_counter() - started
     try:
         summary = summarise(cfg, backend, inputs, records, out, judge)
