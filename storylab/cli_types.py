@@ -321,7 +321,10 @@ _SLASHED = "storylab.trailing_slash"  # ctx.meta key: names of output parameters
 
 
 def _trailing_slash_params() -> set[str]:
-    from typer._click.globals import get_current_context
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - typer < 0.20 uses click itself
+        from click import get_current_context
 
     ctx = get_current_context(silent=True)
     return set(ctx.meta.get(_SLASHED, ())) if ctx is not None else set()
