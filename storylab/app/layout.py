@@ -28,22 +28,21 @@ def _shown(result: tuple) -> tuple:
     return (cb.status_markdown(result[0]), *result[1:])
 
 
-def _path_image(gr: Any) -> Any:
+def _path_image(gr: Any, **kwargs: Any) -> Any:
     """``gr.Image`` whose upload reaches the callback as the file's path, unopened.
 
     gradio's own Image opens every upload with PIL before any callback runs (even with
     ``type="filepath"``), so a file that is not an image ends as a bare "Error" badge and a
-    traceback in the log; storylab reads it instead and answers with the CLI's one line.
+    traceback in the log; storylab reads it instead and answers with the CLI's one line. The
+    instance's ``preprocess`` is replaced (a subclass would make gradio write a ``.pyi`` stub here).
     """
-    class PathImage(gr.Image):
-        @classmethod
-        def get_block_name(cls) -> str:
-            return "image"  # the browser side is gradio's Image component
+    image = gr.Image(type="filepath", **kwargs)
 
-        def preprocess(self, payload: Any) -> str | None:
-            return None if payload is None or payload.path is None else str(payload.path)
+    def preprocess(payload: Any) -> str | None:
+        return None if payload is None or payload.path is None else str(payload.path)
 
-    return PathImage
+    image.preprocess = preprocess
+    return image
 
 
 def _cancelled() -> str:
@@ -107,8 +106,8 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                 with gr.Column(scale=1):
                     sketch = gr.Sketchpad(label="sketch a digit (dark strokes)", type="numpy", canvas_size=(280, 280),
                                           elem_id="control-sketch")
-                    upload = _path_image(gr)(label="... or upload an image", type="filepath", sources=["upload"],
-                                             elem_id="control-upload", height=160)
+                    upload = _path_image(gr, label="... or upload an image", sources=["upload"],
+                                         elem_id="control-upload", height=160)
                     kind = gr.Radio(list(CONTROL_KINDS), value="scribble", label="condition", elem_id="control-kind")
                     c_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="control scale", elem_id="control-scale")
                     start = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="start (sampling progress)",
