@@ -158,6 +158,10 @@ def load_bert(folder: Path, config: dict) -> tuple[BertTokenizer, BertEncoder]:
     """The tokenizer and the encoder (in eval mode) of a plain-BERT folder (see :func:`unsupported_reason`)."""
     from safetensors.torch import load_file
 
+    from storylab.training.checkpoint import check_finite
+
+    state = load_file(str(folder / "model.safetensors"))
+    check_finite(state, folder / "model.safetensors")
     model = BertEncoder(config)
-    model.load_bert_state(load_file(str(folder / "model.safetensors")))
+    model.load_bert_state(state)
     return BertTokenizer(folder), model.eval()

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from storylab.cli_groups import app, evaluate_app
-from storylab.errors import StorylabError
+from storylab.errors import StorylabError, Terminated
 from storylab.guidance.names import SPEC_HELP, parse_scales
 from storylab.threads import MAX_THREADS, physical_cores, use_threads
 
@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one line ``error: ...`` on stderr and a non-zero exit code.
 
     Usage errors and :class:`StorylabError` exit 2, an interrupt (Ctrl-C) exits 130 with
-    ``error: interrupted``; file-system errors and known bad-input errors of libraries (an image
+    ``error: interrupted``, SIGTERM exits 143 with ``error: terminated`` after the same clean-up
+    (``finally`` blocks run: temporary files go, locks are released); file-system errors and known bad-input errors of libraries (an image
     too large, a plot with an unknown extension) are one line that names the path. Anything else
     is a bug: one line too, with ``STORYLAB_DEBUG=1`` showing the traceback.
     """
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
 
     exc_types = _click_exceptions()
     args = sys.argv[1:] if argv is None else list(argv)
+    previous_term = _catch_sigterm()
     try:
         cli = command()
         with cli.make_context("storylab", args) as ctx:
@@ -230,6 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     except (Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        sys.exit(143)
     except StorylabError as exc:
         if exc.exit_code == 0:  # nothing to do, and that is not a failure (a finished run resumed)
             print(exc)
@@ -249,7 +254,30 @@ def main(argv: list[str] | None = None) -> None:
                     "please report it, STORYLAB_DEBUG=1 shows the traceback")
         print(f"error: {line}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        _restore_sigterm(previous_term)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm() -> object:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only); return the old handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous: object) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storylab.errors import StorylabError
+from storylab.io import check_input_file, check_output_file, special_file_kind
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -152,12 +153,25 @@ COMMAND_RULES: dict[tuple[str, str], Bound] = {
 HIDDEN_ALIASES: dict[str, str] = {"--guidance-scale": "--scale", "--cfg-scale": "--scale"}
 
 # parameter names whose value is a path the command writes
-OUTPUT_PARAMS = frozenset({"out", "out_dir", "plot", "render"})
-# outputs that are files although their default (None) has no suffix to say so; plots and renders are files
-FILE_OUTPUTS = frozenset({("sample digits", "out"), ("camera generate", "out"), ("camera render", "out"),
-                          ("train controlnet", "out"),
+OUTPUT_PARAMS = frozenset({"out", "out_dir", "plot", "render", "render_path"})
+FILE_PARAMS = frozenset({"plot", "render", "render_path"})  # always files
+# outputs that are files although their default (None) has no suffix to say so
+FILE_OUTPUTS = frozenset({("sample digits", "out"), ("sample fashion-mnist", "out"), ("sample mnist", "out"),
+                          ("camera generate", "out"), ("camera render", "out"),
+                          ("train controlnet", "out"), ("evaluate reference", "out"),
+                          *((f"train {family}", "out") for family in ("ae", "vae", "cvae", "vqvae", "gan", "ldm")),
                           ("train director", "out"), ("train funnynet", "out"), ("humor laughter", "out"),
                           ("humor label", "out"), ("evaluate director", "out")})
+
+
+def output_is_file(command_path: str, name: str, default: Any) -> bool | None:
+    """Whether output parameter ``name`` of a command is a file (True), a folder (False), or unknown (None:
+    decided by the path given, a suffix meaning a file)."""
+    if name in FILE_PARAMS or (command_path, name) in FILE_OUTPUTS:
+        return True
+    if isinstance(default, (str, os.PathLike)):
+        return bool(Path(default).suffix)
+    return None
 
 
 def _is_number(param: Any) -> bool:
@@ -250,12 +264,15 @@ PLOT_FORMATS = frozenset({"eps", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "raw"
                           "tif", "tiff", "webp", "avif"})
 
 
-def check_output(flag: str, out: Path, default: Any = None, is_file: bool | None = None) -> None:
+def check_output(flag: str, out: Path, default: Any = None, is_file: bool | None = None,
+                 trailing_slash: bool = False) -> None:
     """Refuse an output path that cannot be written, before any work is done.
 
     A path with a suffix (or whose default has one) is a file; one without is a folder. Refused: a
-    file under a regular file, a file output that is an existing folder, a folder output that is an
-    existing file, a folder that exists but cannot be written to.
+    file under a regular file, a file output that is an existing folder or was typed with a trailing
+    ``/`` (``trailing_slash``: pathlib drops it), a file output that is a device, FIFO or socket (the
+    atomic rename would replace it), a folder output that is an existing file, a folder that exists
+    but cannot be written to.
     """
     for parent in out.parents:
         if parent.exists():
@@ -268,8 +285,14 @@ def check_output(flag: str, out: Path, default: Any = None, is_file: bool | None
         is_file = bool(Path(default).suffix) if isinstance(default, (str, os.PathLike)) else bool(out.suffix)
     if is_file and out.is_dir():
         raise StorylabError(f"cannot write {flag} {out}: it is an existing folder (give a file name)")
+    if is_file and trailing_slash:
+        raise StorylabError(f"cannot write {flag} {out}/: a path ending in '/' names a folder, a file is expected "
+                            f"(drop the '/')")
+    if is_file:
+        check_output_file(out, flag)
     if not is_file and out.exists() and not out.is_dir():
-        raise StorylabError(f"cannot write {flag} {out}: it is an existing file, a folder is expected")
+        kind = special_file_kind(out) or "an existing file"
+        raise StorylabError(f"cannot write {flag} {out}: it is {kind}, a folder is expected")
 
 
 def _guard_outputs(callback: Callable, params: list[Any], path: str = "") -> Callable:
@@ -282,6 +305,9 @@ def _guard_outputs(callback: Callable, params: list[Any], path: str = "") -> Cal
     def guarded(**kwargs: Any) -> Any:
         outputs = [(n, p) for n, v in kwargs.items() if n in OUTPUT_PARAMS for p in _paths(v)]
         inputs = [(n, p) for n, v in kwargs.items() if n not in OUTPUT_PARAMS for p in _paths(v)]
+        for in_name, src in inputs:  # a FIFO or a device would block or never end once opened
+            check_input_file(src, names[in_name])
+        slashed = _trailing_slash_params()
         for out_name, out in outputs:
             for in_name, src in inputs:
                 if src.is_dir():  # a folder output inside or equal to a data folder is the wing's business
@@ -289,14 +315,42 @@ def _guard_outputs(callback: Callable, params: list[Any], path: str = "") -> Cal
                 if _same_file(out, src) or out.absolute() == src.absolute():
                     raise StorylabError(f"{names[out_name]} {out} is the input {names[in_name]}; "
                                         "choose another output path (inputs are never overwritten)")
-            is_file = True if out_name in ("plot", "render") or (path, out_name) in FILE_OUTPUTS else None
-            check_output(names[out_name], out, defaults.get(out_name), is_file)
+            is_file = output_is_file(path, out_name, defaults.get(out_name))
+            if is_file is None and out_name in slashed:
+                is_file = False  # 'x.d/' where the command does not say: the user asked for a folder
+            check_output(names[out_name], out, defaults.get(out_name), is_file, trailing_slash=out_name in slashed)
             if out_name == "plot" and out.suffix.lstrip(".").lower() not in PLOT_FORMATS:
                 raise StorylabError(f"cannot save a plot as {out}: unknown extension '{out.suffix}' "
                                     f"(use one of {', '.join('.' + f for f in sorted(PLOT_FORMATS))})")
         return callback(**kwargs)
 
     return guarded
+
+
+_SLASHED = "storylab.trailing_slash"  # ctx.meta key: names of output parameters typed with a trailing '/'
+
+
+def _trailing_slash_params() -> set[str]:
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - typer < 0.20 uses click itself
+        from click import get_current_context
+
+    ctx = get_current_context(silent=True)
+    return set(ctx.meta.get(_SLASHED, ())) if ctx is not None else set()
+
+
+def _remember_trailing_slash(param: Any) -> None:
+    """Record (in the click context) whether ``param`` was typed with a trailing ``/``: ``Path`` drops it."""
+    original = param.process_value
+
+    def process_value(ctx: Any, value: Any) -> Any:
+        raw = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(v, str) and v.endswith(("/", os.sep)) and v.strip("/") for v in raw):
+            ctx.meta.setdefault(_SLASHED, set()).add(param.name)
+        return original(ctx, value)
+
+    param.process_value = process_value
 
 
 def _no_placeholder(ctx: Any) -> None:
@@ -337,6 +391,8 @@ def harden(command: Any, path: str = "") -> Any:
             _with_aliases(param, old)
         if (short := _short_default(param.default)) is not None and not isinstance(param.show_default, str):
             param.show_default = short
+        if param.name in OUTPUT_PARAMS:
+            _remember_trailing_slash(param)
         if _is_number(param):
             bound = rule_for(path, param)
             if bound is not None:

@@ -18,6 +18,12 @@ class StorylabError(Exception):
             self.exit_code = exit_code
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread by the CLI's handler so that ``finally`` blocks run (temporary
+    files removed, locks released) before the process exits with 143. Not an ``Exception``: no
+    ``except Exception`` may swallow it."""
+
+
 def require(condition: bool, message: str) -> None:
     """Raise :class:`StorylabError` with ``message`` unless ``condition`` holds."""
     if not condition:

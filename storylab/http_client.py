@@ -32,6 +32,11 @@ from storylab.errors import StorylabError
 DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024  # 4 MiB: far above any chat answer, far below a memory problem
 MAX_REPLY_ENV = "STORYLAB_MAX_REPLY_BYTES"
 _CHUNK = 65536
+DEFAULT_TIMEOUT = 120.0
+# the one help text of --timeout on every command that talks to a server
+TIMEOUT_HELP = ("Whole-request deadline in seconds of each server request: connecting, sending, waiting and "
+                "reading the reply together (a server that trickles bytes cannot hold a request past it); "
+                "a request that runs past it is retried like any transient failure.")
 
 
 def default_max_reply_bytes() -> int:
@@ -109,6 +114,38 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+_LIVE: set = set()  # connections of the requests in flight, in any thread
+_LIVE_LOCK = threading.Lock()
+_ABORTED = threading.Event()
+
+
+def abort_inflight() -> None:
+    """Shut the socket of every request in flight and refuse new attempts until :func:`clear_abort`.
+
+    Called when a run is interrupted (Ctrl-C, SIGTERM) while worker threads wait on a server: their
+    reads end at once instead of at the deadline, so the process exits promptly and cleans up."""
+    _ABORTED.set()
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for conn in live:
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def clear_abort() -> None:
+    """Allow requests again after :func:`abort_inflight` (the interrupted run has ended)."""
+    _ABORTED.clear()
+
+
+def _check_not_aborted() -> None:
+    if _ABORTED.is_set():
+        raise ServerUnavailable("request abandoned: the run was interrupted")
+
+
 def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLimits) -> bytes:
     """POST ``payload`` to ``url`` once, within ``limits.timeout`` seconds in all; return the body.
 
@@ -141,7 +178,10 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
     timer.start()
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     cap = int(limits.max_reply_bytes or DEFAULT_MAX_REPLY_BYTES)
+    with _LIVE_LOCK:
+        _LIVE.add(conn)
     try:
+        _check_not_aborted()
         conn.request("POST", path, body=payload, headers={**headers, "Content-Length": str(len(payload))})
         response = conn.getresponse()
         length = response.getheader("Content-Length")
@@ -162,6 +202,10 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
         if expired.is_set():
             raise TimeoutError
         status = response.status
+        if 300 <= status < 400:
+            where = response.getheader("Location")
+            raise HttpRefused(f"HTTP {status}: the server redirects to {where or 'another address'}; "
+                              "give that address instead (redirects are not followed)", status)
         if status >= 400:
             detail = _error_detail(bytes(body))
             if status == 429 or status >= 500:
@@ -176,11 +220,14 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
     except (TimeoutError, socket.timeout):
         raise Transient(f"no reply within {limits.timeout:g} s (whole-request deadline)") from None
     except (OSError, http.client.HTTPException) as exc:
+        _check_not_aborted()
         if expired.is_set():
             raise Transient(f"no reply within {limits.timeout:g} s (whole-request deadline)") from None
         raise Transient(f"connection to {parts.scheme}://{parts.netloc} failed: {type(exc).__name__} {exc}".rstrip()) from None
     finally:
         timer.cancel()
+        with _LIVE_LOCK:
+            _LIVE.discard(conn)
         conn.close()
 
 
@@ -197,6 +244,7 @@ def post_with_retries(url: str, payload: bytes, headers: dict[str, str], limits:
     for attempt in range(limits.retries + 1):
         if attempt:
             sleep(wait)
+        _check_not_aborted()
         try:
             return parse(post_json(url, payload, headers, limits))
         except Transient as exc:
@@ -204,8 +252,8 @@ def post_with_retries(url: str, payload: bytes, headers: dict[str, str], limits:
             if exc.retry_after is not None:
                 if exc.retry_after > limits.max_retry_after:
                     raise ServerUnavailable(
-                        f"{label}: server asked to retry after {exc.retry_after:g} s, more than "
-                        f"--max-retry-after {limits.max_retry_after:g} s; try again later") from None
+                        f"{label}: server asked to retry after {exc.retry_after:g} s, longer than the "
+                        f"{limits.max_retry_after:g} s storylab waits; try again later") from None
                 wait = exc.retry_after
             else:
                 wait = limits.backoff * 2 ** attempt * (1 + 0.25 * random.random())
@@ -217,7 +265,7 @@ def post_with_retries(url: str, payload: bytes, headers: dict[str, str], limits:
 
 def _error_detail(raw: bytes) -> str:
     try:
-        payload = json.loads(raw or b"{}")
+        payload = strict_json(raw or b"{}")
         error = payload.get("error") if isinstance(payload, dict) else None
         message = error.get("message") if isinstance(error, dict) else error
         return f" ({str(message)[:200]})" if message else ""
@@ -225,19 +273,46 @@ def _error_detail(raw: bytes) -> str:
         return ""
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(raw: bytes | str) -> Any:
+    """Parse RFC 8259 JSON: Python's ``NaN``, ``Infinity`` and ``-Infinity`` tokens are refused (ValueError)."""
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
 def chat_reply_text(raw: bytes) -> str:
-    """The first choice's message text of a chat-completions reply; a malformed reply is :class:`Transient`."""
+    """The first choice's message text of a chat-completions reply; a malformed reply is :class:`Transient`.
+
+    OpenAI's chat-completions schema makes ``choices[0].message.content`` a string, or an array of
+    content parts each ``{"type": "text", "text": <string>}``. Anything else (null, a number, a list
+    holding null, a body that is not strict JSON) is malformed: retried, never recorded as an answer.
+    """
+    snippet = raw[:60].decode("utf-8", "replace").replace("\n", " ")
     try:
-        payload = json.loads(raw)
+        payload = strict_json(raw)
         content = payload["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        snippet = raw[:60].decode("utf-8", "replace").replace("\n", " ")
         raise Transient(f"malformed reply (not a chat completion): {snippet!r}") from None
-    if content is None:
-        return ""
-    if isinstance(content, list):  # some servers return content parts
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content)
+    if isinstance(content, list) and content and all(
+            isinstance(part, dict) and isinstance(part.get("text"), str) for part in content):
+        return "".join(part["text"] for part in content)
+    if not isinstance(content, str):
+        raise Transient(f"malformed reply (message content is {_json_type(content)}, not a string): {snippet!r}")
+    return content
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list with a part that is not text"
+    return "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def parse_openai_spec(spec: str) -> tuple[str, str]:

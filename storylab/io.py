@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shlex
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,6 +41,45 @@ def ensure_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+_SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a folder ("a FIFO (named pipe)", ...).
+
+    Symbolic links are followed (``/dev/stdout`` is the device it points to); a missing path is None.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    for test, kind in _SPECIAL_KINDS:
+        if test(mode):
+            return kind
+    return None
+
+
+def check_output_file(path: str | os.PathLike, what: str = "") -> None:
+    """Refuse an output file that is a device, FIFO or socket: the atomic rename would replace it.
+
+    ``what`` names the option in the message (``--out``). Only a new path or a regular file may be
+    written; renaming over ``/dev/null`` would, as root, put a regular file in its place.
+    """
+    kind = special_file_kind(path)
+    if kind is not None:
+        label = f"{what} {path}" if what else str(path)
+        raise StorylabError(f"cannot write {label}: it is {kind}, not a regular file (give a new file name)")
+
+
+def check_input_file(path: str | os.PathLike, what: str = "") -> None:
+    """Refuse an input that is a device, FIFO or socket before anything opens it (opening a FIFO blocks)."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        label = f"{what} {path}" if what else str(path)
+        raise StorylabError(f"cannot read {label}: it is {kind}, not a regular file")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
@@ -50,6 +90,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     final = Path(path)
     if final.is_dir():
         raise StorylabError(f"cannot write {final}: it is an existing folder (give a file name)")
+    check_output_file(final)
     ensure_folder(final.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp.", suffix=final.suffix if suffix is None else suffix,

@@ -328,7 +328,7 @@ def test_a_retry_after_longer_than_allowed_is_one_clear_error():
         _reply(h, 429, Retry_After="3600")
 
     with _Server(busy) as server:
-        with pytest.raises(ServerUnavailable, match="retry after 3600 s, more than --max-retry-after 60 s"):
+        with pytest.raises(ServerUnavailable, match="retry after 3600 s, longer than the 60 s storylab waits"):
             post_with_retries(server.url, b"{}", {}, HttpLimits(timeout=5, retries=3), "backend x")
         assert len(server.calls) == 1
 

@@ -34,7 +34,11 @@ def error_line(exc: BaseException) -> str:
 
 
 def one_line_errors(n_outputs: int) -> Callable:
-    """Decorate a callback that returns (status, *outputs): on failure, status = the error line, outputs empty."""
+    """Decorate a callback that returns (status, *outputs): on failure, status = the error line, outputs empty.
+
+    An uploaded file reaches a callback as gradio's temporary copy (``/tmp/gradio/<hash>/name.csv``);
+    the error line names it by the user's file name only.
+    """
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> tuple:
@@ -43,9 +47,53 @@ def one_line_errors(n_outputs: int) -> Callable:
             except Exception as exc:  # noqa: BLE001 - the page must never show a stack trace
                 if not isinstance(exc, StorylabError):
                     LOG.exception("callback %s failed", fn.__name__)
-                return (error_line(exc),) + (None,) * n_outputs
+                return (user_names(error_line(exc), [*args, *kwargs.values()]),) + (None,) * n_outputs
+        run.n_outputs = n_outputs  # type: ignore[attr-defined]
         return run
     return wrap
+
+
+def user_names(line: str, values: list[Any]) -> str:
+    """``line`` with the path of every uploaded file among ``values`` replaced by its file name."""
+    for value in values:
+        path = _path_of(value) if not isinstance(value, (int, float, bool)) else None
+        if path is None or not Path(path).is_file():
+            continue
+        line = line.replace(str(Path(path)), Path(path).name).replace(str(path), Path(path).name)
+    return line
+
+
+def status_markdown(text: str | None) -> str:
+    """A status line for a Markdown box, shown as written: ``<shape>`` is not swallowed as an HTML tag and
+    ``*``, ``_``, backticks and brackets are not read as emphasis, code or links."""
+    if not text:
+        return ""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for ch in "\\`*_[]#|~":
+        escaped = escaped.replace(ch, "\\" + ch)
+    return escaped
+
+
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds: the CLI's --seed range
+
+
+def whole_number(value: Any, name: str, lo: int, hi: int) -> int:
+    """``value`` (a number field, maybe a float such as 1e30 or empty) as an int in [lo, hi], or one clear line."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise StorylabError(f"{name} must be a whole number in {lo}..{hi}, got {value!r}") from None
+    if not (lo <= number <= hi) or number != int(number):
+        raise StorylabError(f"{name} must be a whole number in {lo}..{hi}, got {value:g}")
+    return int(number)
+
+
+def _check_schedules(*specs: str) -> None:
+    """Parse every schedule SPEC of a form before anything samples (the second one is not reached late)."""
+    from storylab.guidance.schedules import parse_schedule
+
+    for spec in specs:
+        parse_schedule((spec or "").strip() or "constant")
 
 
 def labelled_grid(samples: np.ndarray, names: list[str], per_class: int, upscale: int = 5) -> np.ndarray:
@@ -140,6 +188,10 @@ def guidance_generate(dataset: str, rule: str, scale: float, schedule_a: str, sc
 
     from storylab.images.commands.panel import guidance_grid
 
+    seed = whole_number(seed, "seed", 0, SEED_MAX)
+    steps = whole_number(steps, "steps", 1, 10_000)
+    per_class = whole_number(per_class, "samples per class", 1, 64)
+    _check_schedules(schedule_a, schedule_b)  # both, before schedule A samples
     results = []
     for k, spec in enumerate((schedule_a, schedule_b)):
         progress(k / 2, f"sampling with schedule {spec}")
@@ -158,12 +210,31 @@ def guidance_generate(dataset: str, rule: str, scale: float, schedule_a: str, sc
 # --- ControlNet -------------------------------------------------------------------------------------------------
 
 def _picture(sketch: Any, upload: Any) -> Any:
-    """The uploaded image if any, else the sketch pad's composite."""
+    """The uploaded image if any (a file, read here so that a bad one is the CLI's line), else the sketch pad's
+    composite."""
+    path = _path_of(upload) if isinstance(upload, (str, Path, dict)) or hasattr(upload, "path") else None
+    if path is not None:
+        return _read_upload(path)
     if upload is not None:
         return upload
     if isinstance(sketch, dict):
         return sketch.get("composite")
     return sketch
+
+
+def _read_upload(path: str) -> np.ndarray:
+    """An uploaded picture as (H, W, 3|4) uint8, checked as ``storylab control extract`` checks its input."""
+    from PIL import Image
+
+    from storylab.images.control.conditions import load_gray_image
+
+    try:
+        load_gray_image(path)  # the CLI's checks and messages: not an image, empty, truncated
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB"))
+    except Image.DecompressionBombError as exc:
+        raise StorylabError(f"image refused: {exc}") from None
 
 
 @one_line_errors(4)
@@ -174,6 +245,8 @@ def control_generate(sketch: Any, upload: Any, kind: str, control_scale: float, 
 
     from storylab.images.commands.panel import control_samples
 
+    seed = whole_number(seed, "seed", 0, SEED_MAX)
+    steps = whole_number(steps, "steps", 1, 1000)
     progress(0.1, "extracting the condition and sampling")
     lab = None if label in (None, "", "none") else int(label)
     r = control_samples(_picture(sketch, upload), kind, float(control_scale), float(start), float(end), lab,
@@ -196,6 +269,10 @@ def camera_generate(caption: str, char_motion: str, char_file: Any, guidance_sca
 
     from storylab.camera.panel import caption_trajectory, read_char_track, write_kitti
 
+    seed = whole_number(seed, "seed", 0, SEED_MAX)
+    frames = whole_number(frames, "frames", 2, 300)
+    steps = whole_number(steps, "steps", 1, 1000)
+    _check_schedules(schedule)
     progress(0.1, "loading DIRECTOR and encoding the caption")
     char = read_char_track(_path_of(char_file)) if char_file else None
     r = caption_trajectory(caption, char_motion, float(guidance_scale), schedule.strip() or "constant", int(frames),
@@ -279,7 +356,7 @@ def humor_detect(video: Any, subtitles: Any, episode_seed: str, threshold: float
 
 # --- Video QA ---------------------------------------------------------------------------------------------------
 
-@one_line_errors(2)
+@one_line_errors(1)
 def videoqa_answer(source: str, questions: Any, subtitles: Any, backend: str, custom_backend: str, mode: str,
                    limit: float | None, out_dir: str, progress: Progress = _no_progress) -> tuple:
     """Answers, parsed letters, correctness and running accuracy for the shipped film or uploaded files."""
@@ -294,9 +371,7 @@ def videoqa_answer(source: str, questions: Any, subtitles: Any, backend: str, cu
                             "correct_answer) or pick the shipped film")
     if source != "upload":
         q_path, s_path = None, None
-    n = int(limit) if limit else None
-    if n is not None and n < 1:
-        raise StorylabError(f"limit must be at least 1, got {n}")
+    n = whole_number(limit, "limit", 1, 10**9) if limit not in (None, "") else None
     run = Path(tempfile.mkdtemp(prefix="videoqa_", dir=out_dir))
     r = answer_film(run, q_path, s_path, None, spec, mode, n, progress=progress)
     table = pd.DataFrame([{"question": row["question"], "reply": row["response"][:80], "parsed": row["parsed"],

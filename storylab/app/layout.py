@@ -23,6 +23,32 @@ CAPTIONS = ["The camera pushes in toward the character.",
             "The camera pulls out and rises above the character."]
 
 
+def _shown(result: tuple) -> tuple:
+    """A callback's (status, *outputs) with the status escaped for its Markdown box (``<shape>`` stays visible)."""
+    return (cb.status_markdown(result[0]), *result[1:])
+
+
+def _path_image(gr: Any, **kwargs: Any) -> Any:
+    """``gr.Image`` whose upload reaches the callback as the file's path, unopened.
+
+    gradio's own Image opens every upload with PIL before any callback runs (even with
+    ``type="filepath"``), so a file that is not an image ends as a bare "Error" badge and a
+    traceback in the log; storylab reads it instead and answers with the CLI's one line. The
+    instance's ``preprocess`` is replaced (a subclass would make gradio write a ``.pyi`` stub here).
+    """
+    image = gr.Image(type="filepath", **kwargs)
+
+    def preprocess(payload: Any) -> str | None:
+        return None if payload is None or payload.path is None else str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
+def _cancelled() -> str:
+    return cb.status_markdown("cancelled: nothing was kept from this run; change the settings and run again")
+
+
 def build_app(work_dir: str | Path | None = None) -> Any:
     """The gradio Blocks of ``storylab app``; outputs (KITTI files, timelines, clips) go under ``work_dir``."""
     import gradio as gr
@@ -56,6 +82,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     negative_class = gr.Number(0, precision=0, label="negative class (negative, negative3 steer away from it)",
                                                elem_id="guidance-negative-class")
                     go = gr.Button("Generate", variant="primary", elem_id="guidance-run")
+                    go_stop = gr.Button("Cancel", variant="stop", elem_id="guidance-cancel")
                 with gr.Column(scale=2):
                     curve = gr.LinePlot(cb.weights_frame("constant", "linear", 3.0, 20), x="progress",
                                         y="guidance scale", color="schedule", height=220,
@@ -70,19 +97,21 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                 comp.change(cb.weights_frame, [sched_a, sched_b, scale, steps], curve, show_progress="hidden")
 
             def guidance(dataset_, rule_, scale_, a_, b_, sampler_, steps_, seed_, per_class_, negative_, progress=gr.Progress()):
-                return cb.guidance_generate(dataset_, rule_, scale_, a_, b_, sampler_, steps_, seed_, per_class_,
-                                            negative_, progress=progress)
+                return _shown(cb.guidance_generate(dataset_, rule_, scale_, a_, b_, sampler_, steps_, seed_, per_class_,
+                                                   negative_, progress=progress))
 
-            go.click(guidance, [dataset, rule, scale, sched_a, sched_b, sampler, steps, seed, per_class, negative_class],
+            go_event = go.click(guidance, [dataset, rule, scale, sched_a, sched_b, sampler, steps, seed, per_class,
+                                           negative_class],
                      [status_g, grid_a, grid_b, table_g], show_progress_on=[grid_a, grid_b])
+            go_stop.click(_cancelled, None, status_g, cancels=[go_event], queue=False)
 
         with gr.Tab("ControlNet", id="controlnet", elem_id="tab-controlnet"):
             with gr.Row():
                 with gr.Column(scale=1):
                     sketch = gr.Sketchpad(label="sketch a digit (dark strokes)", type="numpy", canvas_size=(280, 280),
                                           elem_id="control-sketch")
-                    upload = gr.Image(label="... or upload an image", type="numpy", sources=["upload"],
-                                      elem_id="control-upload", height=160)
+                    upload = _path_image(gr, label="... or upload an image", sources=["upload"],
+                                         elem_id="control-upload", height=160)
                     kind = gr.Radio(list(CONTROL_KINDS), value="scribble", label="condition", elem_id="control-kind")
                     c_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="control scale", elem_id="control-scale")
                     start = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="start (sampling progress)",
@@ -93,6 +122,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     c_steps = gr.Slider(2, 50, value=20, step=1, label="sampling steps", elem_id="control-steps")
                     c_seed = gr.Number(0, precision=0, label="seed", elem_id="control-seed")
                     c_go = gr.Button("Sample", variant="primary", elem_id="control-run")
+                    c_go_stop = gr.Button("Cancel", variant="stop", elem_id="control-cancel")
                 with gr.Column(scale=2):
                     status_c = gr.Markdown(elem_id="control-status")
                     cond = gr.Image(label="extracted condition", elem_id="control-condition", height=200)
@@ -101,11 +131,12 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     table_c = gr.Dataframe(label="condition fidelity", elem_id="control-table", headers=["samples", "fidelity"])
 
             def control(sketch_, upload_, kind_, scale_, start_, end_, label_, steps_, seed_, progress=gr.Progress()):
-                return cb.control_generate(sketch_, upload_, kind_, scale_, start_, end_, label_, steps_, seed_,
-                                           progress=progress)
+                return _shown(cb.control_generate(sketch_, upload_, kind_, scale_, start_, end_, label_, steps_, seed_,
+                                                  progress=progress))
 
-            c_go.click(control, [sketch, upload, kind, c_scale, start, end, label, c_steps, c_seed],
+            c_go_event = c_go.click(control, [sketch, upload, kind, c_scale, start, end, label, c_steps, c_seed],
                        [status_c, cond, controlled, base, table_c], show_progress_on=[controlled])
+            c_go_stop.click(_cancelled, None, status_c, cancels=[c_go_event], queue=False)
 
         with gr.Tab("Camera", id="camera", elem_id="tab-camera"):
             with gr.Row():
@@ -122,6 +153,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     cam_steps = gr.Slider(2, 40, value=10, step=1, label="EDM Heun steps", elem_id="camera-steps")
                     cam_seed = gr.Number(0, precision=0, label="seed", elem_id="camera-seed")
                     cam_go = gr.Button("Generate trajectory", variant="primary", elem_id="camera-run")
+                    cam_go_stop = gr.Button("Cancel", variant="stop", elem_id="camera-cancel")
                 with gr.Column(scale=2):
                     status_cam = gr.Markdown(elem_id="camera-status")
                     plot = gr.Plot(label="camera (blue, frustums) and character (red)", elem_id="camera-plot")
@@ -130,11 +162,12 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     kitti = gr.File(label="KITTI trajectory (12 numbers per frame)", elem_id="camera-kitti")
 
             def camera(caption_, motion_, char_, scale_, schedule_, frames_, steps_, seed_, progress=gr.Progress()):
-                return cb.camera_generate(caption_, motion_, char_, scale_, schedule_, frames_, steps_, seed_, work_s,
-                                          progress=progress)
+                return _shown(cb.camera_generate(caption_, motion_, char_, scale_, schedule_, frames_, steps_, seed_,
+                                                 work_s, progress=progress))
 
-            cam_go.click(camera, [caption, motion, char_file, g_scale, schedule, frames, cam_steps, cam_seed],
+            cam_go_event = cam_go.click(camera, [caption, motion, char_file, g_scale, schedule, frames, cam_steps, cam_seed],
                          [status_cam, plot, table_cam, kitti], show_progress_on=[plot])
+            cam_go_stop.click(_cancelled, None, status_cam, cancels=[cam_go_event], queue=False)
 
         with gr.Tab("Humor", id="humor", elem_id="tab-humor"):
             with gr.Row():
@@ -148,6 +181,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="P(funny) threshold",
                                           elem_id="humor-threshold")
                     h_go = gr.Button("Find funny moments", variant="primary", elem_id="humor-run")
+                    h_go_stop = gr.Button("Cancel", variant="stop", elem_id="humor-cancel")
                 with gr.Column(scale=2):
                     status_h = gr.Markdown(elem_id="humor-status")
                     timeline = gr.Image(label="timeline (orange: laughter, red: funny moments)", type="filepath",
@@ -160,10 +194,11 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                         clip_views = [gr.Video(label=f"moment {k}", elem_id=f"humor-clip-{k}") for k in (1, 2, 3)]
 
             def humor(video_, subs_, episode_, threshold_, progress=gr.Progress()):
-                return cb.humor_detect(video_, subs_, episode_, threshold_, work_s, progress=progress)
+                return _shown(cb.humor_detect(video_, subs_, episode_, threshold_, work_s, progress=progress))
 
-            h_go.click(humor, [video, subs, episode, threshold], [status_h, timeline, table_h, player, *clip_views],
+            h_go_event = h_go.click(humor, [video, subs, episode, threshold], [status_h, timeline, table_h, player, *clip_views],
                        show_progress_on=[timeline])
+            h_go_stop.click(_cancelled, None, status_h, cancels=[h_go_event], queue=False)
 
         with gr.Tab("Video QA", id="videoqa", elem_id="tab-videoqa"):
             with gr.Row():
@@ -181,6 +216,7 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                     limit = gr.Number(None, precision=0, label="only the first N questions (empty: all)",
                                       elem_id="videoqa-limit")
                     q_go = gr.Button("Answer", variant="primary", elem_id="videoqa-run")
+                    q_go_stop = gr.Button("Cancel", variant="stop", elem_id="videoqa-cancel")
                 with gr.Column(scale=2):
                     status_q = gr.Markdown(elem_id="videoqa-status")
                     table_q = gr.Dataframe(label="answers", elem_id="videoqa-table", wrap=True,
@@ -189,10 +225,11 @@ def build_app(work_dir: str | Path | None = None) -> Any:
                                            column_widths=["44%", "9%", "9%", "13%", "10%", "15%"])
 
             def videoqa(source_, questions_, subs_, backend_, custom_, mode_, limit_, progress=gr.Progress()):
-                return cb.videoqa_answer("upload" if source_ == "upload" else "shipped", questions_, subs_, backend_,
-                                         custom_, mode_, limit_, work_s, progress=progress)
+                return _shown(cb.videoqa_answer("upload" if source_ == "upload" else "shipped", questions_, subs_,
+                                                backend_, custom_, mode_, limit_, work_s, progress=progress))
 
-            q_go.click(videoqa, [source, questions, qa_subs, backend, custom, mode, limit], [status_q, table_q], show_progress_on=[table_q])
+            q_go_event = q_go.click(videoqa, [source, questions, qa_subs, backend, custom, mode, limit], [status_q, table_q], show_progress_on=[table_q])
+            q_go_stop.click(_cancelled, None, status_q, cancels=[q_go_event], queue=False)
     demo.queue(default_concurrency_limit=1)
     demo.storylab_work_dir = work  # type: ignore[attr-defined]
     return demo

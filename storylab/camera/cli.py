@@ -12,6 +12,7 @@ import typer
 
 from storylab.cli_groups import camera_app, train_app
 from storylab.errors import StorylabError
+from storylab.http_client import TIMEOUT_HELP
 
 
 def _tags_json(traj: Path, char: Optional[Path], fps: float) -> dict:
@@ -53,7 +54,7 @@ def tag_command(
     Console().print(table)
 
 
-def _captioner(endpoint: Optional[str], model: str, temperature: float = 0.6):
+def _captioner(endpoint: Optional[str], model: str, temperature: float = 0.6, timeout: float = 60.0):
     from storylab.camera.captions import ChatCaptioner, LocalCaptioner, TemplateCaptioner
     from storylab.http_client import chat_endpoint
 
@@ -62,7 +63,7 @@ def _captioner(endpoint: Optional[str], model: str, temperature: float = 0.6):
     if endpoint.startswith("hf:"):  # a local model, offline (the model loads on the first caption)
         return LocalCaptioner(endpoint, temperature=temperature)
     base_url, name = chat_endpoint(endpoint, model)
-    return ChatCaptioner(base_url=base_url, model=name, temperature=temperature)
+    return ChatCaptioner(base_url=base_url, model=name, temperature=temperature, timeout=timeout)
 
 
 @camera_app.command("caption")
@@ -74,6 +75,7 @@ def caption_command(
     model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to an http:// endpoint (openai:// names its own)."),
     temperature: float = typer.Option(0.6, "--temperature", help="LLM sampling temperature with top-p 0.95 (E.T.'s 0.6); 0 = greedy."),
     show_outline: bool = typer.Option(False, "--outline", help="Also print E.T.'s segment outline."),
+    timeout: float = typer.Option(60.0, "--timeout", help=TIMEOUT_HELP + " Only with an openai:// endpoint."),
 ) -> None:
     """Caption a trajectory from its motion tags (E.T.'s outline -> caption)."""
     from storylab.camera.captions import outline
@@ -85,7 +87,7 @@ def caption_command(
     ch = tag_character(read_char(char, len(poses)), fps) if char is not None else None
     if show_outline:
         print(outline(cam, ch))
-    print(_captioner(endpoint, model, temperature).caption(cam, ch))
+    print(_captioner(endpoint, model, temperature, timeout).caption(cam, ch))
 
 
 @camera_app.command("synth")
@@ -98,6 +100,7 @@ def synth_command(
     max_seconds: float = typer.Option(12.0, "--max-seconds", help="Longest sample (at most 12 s = 300 frames)."),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LLM for captions, as camera caption --endpoint: openai://HOST:PORT/MODEL, hf:smollm2 or hf:PATH; default: template captioner."),
     model: str = typer.Option("mistral-7b-instruct", "--model", help="Model name sent to an http:// endpoint (openai:// names its own)."),
+    timeout: float = typer.Option(60.0, "--timeout", help=TIMEOUT_HELP + " Only with an openai:// endpoint."),
 ) -> None:
     """Write a synthetic E.T.-format data set (tags and captions from the real tagging/captioning)."""
     from storylab.camera.synth import SynthConfig, write_synth_dataset
@@ -105,7 +108,7 @@ def synth_command(
     if not 0 < min_seconds <= max_seconds <= 12:
         raise StorylabError(f"need 0 < --min-seconds <= --max-seconds <= 12, got {min_seconds} and {max_seconds}")
     splits = write_synth_dataset(str(out), n, seed, test_fraction, SynthConfig(min_seconds=min_seconds, max_seconds=max_seconds),
-                                 _captioner(endpoint, model))
+                                 _captioner(endpoint, model, timeout=timeout))
     print(f"wrote {n} samples to {out} ({len(splits['train'])} train, {len(splits['test'])} test)")
 
 

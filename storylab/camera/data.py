@@ -61,8 +61,10 @@ def load_samples(root: str | os.PathLike, subset: str = "mixed", part: str = "tr
             if caption is None:
                 raise StorylabError(f"sample {sid} has no {caption_field}/{sid}.txt")
             x, m = pad_features(encode_camera(s.kitti_poses), max_frames)
-            char = s.char_positions if s.char_positions is not None else np.zeros((s.n_frames, 3))
-            c, _ = pad_features(encode_character(char), max_frames)
+            if s.char_positions is None:  # zeros would train on a character standing still at the origin
+                raise StorylabError(f"sample {sid} has no char/{sid}.npy under {root}: DIRECTOR and CLaTr condition "
+                                    "on the character's path (an E.T. folder has char/ beside traj/ and caption/)")
+            c, _ = pad_features(encode_character(s.char_positions), max_frames)
             seg = np.full(max_frames, -1, dtype=np.int64)
             if s.cam_segments is not None:
                 seg[:s.n_frames - 1] = s.cam_segments

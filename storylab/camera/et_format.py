@@ -30,6 +30,9 @@ from storylab.errors import StorylabError
 from storylab.io import atomic_path, atomic_write_text, safe_id
 
 ROTATION_TOLERANCE = 1e-3  # KITTI files are written with ~6 significant digits.
+# |coordinate| a camera or character position may reach: E.T. is in metres (a shot spans tens of them);
+# past ~1e154 the squared speed of a motion overflows float64, and 1e308 makes a difference infinite
+MAX_COORDINATE = 1e6
 SPLIT_SUBSETS = ("pure", "mixed", "full")
 
 
@@ -43,6 +46,11 @@ def validate_poses(kitti_poses: np.ndarray, name: str = "trajectory") -> np.ndar
     if not np.isfinite(poses).all():
         bad = int(np.argwhere(~np.isfinite(poses).reshape(len(poses), -1).all(1))[0, 0])
         raise StorylabError(f"{name}: non-finite value (NaN or inf) at frame {bad}")
+    far = np.abs(poses[:, :3, 3]).max(axis=1) > MAX_COORDINATE
+    if far.any():
+        bad = int(np.flatnonzero(far)[0])
+        raise StorylabError(f"{name}: frame {bad} has a translation of {np.abs(poses[bad, :3, 3]).max():.3g}, beyond "
+                            f"the {MAX_COORDINATE:g} a camera position may reach (motion between frames would overflow)")
     rot = poses[:, :3, :3]
     ortho = np.abs(np.einsum("nji,njk->nik", rot, rot) - np.eye(3)).max(axis=(1, 2))
     det = np.linalg.det(rot)
@@ -106,6 +114,9 @@ def validate_char(char_positions: np.ndarray, n_frames: int | None = None, name:
         raise StorylabError(f"{name}: a character path needs at least 2 frames, got {char.shape[0]}")
     if not np.isfinite(char).all():
         raise StorylabError(f"{name}: non-finite value (NaN or inf) in character positions")
+    if np.abs(char).max() > MAX_COORDINATE:
+        raise StorylabError(f"{name}: a character position of {np.abs(char).max():.3g} is beyond the "
+                            f"{MAX_COORDINATE:g} a position may reach (motion between frames would overflow)")
     if n_frames is not None and char.shape[0] != n_frames:
         raise StorylabError(f"{name}: character has {char.shape[0]} frames but the trajectory has {n_frames}")
     return char
@@ -234,8 +245,13 @@ def read_split(root: str | os.PathLike, subset: str = "full", part: str = "train
     if not p.is_file():
         raise StorylabError(f"split file not found: {p} (is {Path(root)} an E.T.-format folder?)")
     ids = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for sample_id in ids:
+    seen: dict[str, int] = {}
+    for number, sample_id in enumerate(ids, start=1):
         safe_id(sample_id, f"sample id in {p.name}")
+        if sample_id in seen:  # the sample would count twice in training and in every metric
+            raise StorylabError(f"{p}: sample id {sample_id!r} is listed twice (entries {seen[sample_id]} and {number}); "
+                                "list each sample once")
+        seen[sample_id] = number
     if not ids:
         raise StorylabError(f"split file is empty: {p}")
     return ids

@@ -76,6 +76,9 @@ def evaluate_director_command(
     from storylab.io import atomic_write_json
     from storylab.text_encoder import SentenceEncoder
 
+    from storylab.guidance.schedules import parse_schedule
+
+    parse_schedule(schedule)  # a bad SPEC is refused before any checkpoint or data is read
     proto = EvalProtocol.build(protocol, prdc_as_published, sample_latent=not clatr_mean)
     if proto.name == "paper" and subset != "mixed":
         raise StorylabError(f"--protocol paper evaluates the mixed subset (got --subset {subset})")

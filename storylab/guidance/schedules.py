@@ -281,6 +281,8 @@ def _params(text: str, spec: str, allowed: tuple[str, ...]) -> dict[str, float]:
         key, value = (x.strip() for x in part.split("=", 1))
         if key not in allowed:
             raise StorylabError(f"schedule '{spec}': unknown parameter '{key}' (expected {', '.join(allowed)})")
+        if key in out:
+            raise StorylabError(f"schedule '{spec}': parameter '{key}' is given twice (give each parameter once)")
         out[key] = _number(value, key, spec)
     return out
 

@@ -408,7 +408,6 @@ def detect_command(
     MomentRule(threshold, smooth, min_run, min_gap, anchor).check()
     from storylab.humor.detect import DetectConfig, funny_moments, timeline_plot
     from storylab.humor.laughter import laughter_events
-    from storylab.humor.media import media_duration
     from storylab.humor.subtitles import check_against_duration, find_subtitles, read_subtitles
     from storylab.humor.train import load_funnynet
 
@@ -421,16 +420,19 @@ def detect_command(
 
     recognise, asr_name = transcriber(asr)
     model = load_funnynet(checkpoint)
+    from storylab.humor.detect import check_detect_input
+
+    duration = check_detect_input(video, model.config.modalities, stride)  # before the transcription note
     sub_path = subtitles or find_subtitles(video)
     subs = read_subtitles(sub_path, video_id=video.stem) if sub_path else []
-    duration = media_duration(video)
+    notes = []  # printed once the detection has succeeded: a failure is one error line
     if sub_path:
         check_against_duration(subs, duration, sub_path.name)
     elif "t" in model.config.modalities and recognise is not None:
         subs = transcribe_file(video, recognise)
-        print(f"text: no subtitles for {video.name}, transcribed with {asr_name} ({len(subs)} words/lines)", file=sys.stderr)
+        notes.append(f"text: no subtitles for {video.name}, transcribed with {asr_name} ({len(subs)} words/lines)")
     elif "t" in model.config.modalities:
-        print(f"warning: no subtitles for {video.name} and --asr none: the text branch sees empty text", file=sys.stderr)
+        notes.append(f"warning: no subtitles for {video.name} and --asr none: the text branch sees empty text")
     laughter = []
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
@@ -451,6 +453,8 @@ def detect_command(
                          indent=2))
     _summary(f"funny moments in {video.name}", ["time", "score", "moment text"],
              [[round(m.time, 1), m.score, (m.text[-60:] if m.text else "")] for m in moments])
+    for note in notes:
+        print(note, file=sys.stderr)
     if not moments:
         print(f"no funny moment found in {video.name}: no window scored a smoothed P(funny) >= {threshold:g} "
               f"({len(times)} window(s) scored, the first ending at {times[0]:.1f} s)", file=sys.stderr)

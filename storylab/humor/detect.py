@@ -138,6 +138,25 @@ def moments_from_scores(times: np.ndarray, scores: np.ndarray, rule: MomentRule,
     return [(k, best[k]) for k in sorted(kept)]
 
 
+def check_detect_input(video: str | os.PathLike, modalities: str, stride: float) -> float:
+    """Refuse, before any work, a video the detector cannot score; return its duration in seconds.
+
+    Refused: a stride that is not positive, a file shorter than one stride, and a file without a
+    video stream when the model reads frames (``"v"`` in ``modalities``).
+    """
+    from storylab.humor.media import has_stream, media_duration
+
+    duration = media_duration(video)
+    if stride <= 0:
+        raise StorylabError(f"--stride must be positive, got {stride}")
+    if duration < stride:
+        raise StorylabError(f"{Path(video).name} ({duration:.2f} s) is shorter than one --stride ({stride:g} s)")
+    if "v" in modalities and not has_stream(video, "video"):
+        raise StorylabError(f"{Path(video).name} has no video stream; this FunnyNet-W model ({modalities.upper()}) "
+                            "reads frames (give a video, or a checkpoint trained without the visual branch)")
+    return duration
+
+
 def window_scores(video: str | os.PathLike, model, subtitles: Sequence[Subtitle], config: DetectConfig = DetectConfig(),
                   laughter: Sequence[tuple[float, float]] = (), progress: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -147,18 +166,13 @@ def window_scores(video: str | os.PathLike, model, subtitles: Sequence[Subtitle]
     import torch
 
     from storylab.humor.data import ClipInputs, cut_clips, decode_media, text_encoder_for, text_states
-    from storylab.humor.media import media_duration
     from storylab.humor.train import predict
     from storylab.training.progress import progress_bar
 
     window = model.config.window
-    duration = media_duration(video)
-    if config.stride <= 0:
-        raise StorylabError(f"--stride must be positive, got {config.stride}")
+    duration = check_detect_input(video, model.config.modalities, config.stride)
     if config.batch_size < 1:
         raise StorylabError(f"batch size must be at least 1, got {config.batch_size}")
-    if duration < config.stride:
-        raise StorylabError(f"{Path(video).name} ({duration:.2f} s) is shorter than one --stride ({config.stride:g} s)")
     # windows end every stride from the first one; those ending before ``window`` s start at 0 and their
     # audio is padded on the left, as the training clips clamped at the start of an episode are
     ends = np.arange(config.stride, duration + 1e-9, config.stride)

@@ -90,6 +90,9 @@ def load_byol_a(path: str | os.PathLike) -> ByolAudioEncoder:
     except Exception as exc:
         raise StorylabError(f"unreadable audio encoder checkpoint {p.name} ({type(exc).__name__})") from exc
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    from storylab.training.checkpoint import check_finite
+
+    check_finite({k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, p.name)
     if "fc.0.weight" not in state or "features.0.weight" not in state:
         raise StorylabError(f"{p.name} is not a BYOL-A encoder (no features.* / fc.* weights)")
     dim, flat = state["fc.0.weight"].shape

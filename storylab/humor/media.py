@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from storylab.errors import StorylabError
-from storylab.io import atomic_path
+from storylab.io import atomic_path, check_input_file
 
 SAMPLE_RATE = 16_000
 MEDIA_SUFFIXES = (".mp4", ".mkv", ".webm", ".wav", ".m4a", ".mov", ".avi", ".mp3", ".ogg", ".flac")
@@ -63,6 +63,7 @@ def _open(path: str | os.PathLike):
         raise StorylabError(f"media file not found: {p}")
     if p.is_dir():
         raise StorylabError(f"expected a media file, got a folder: {p}")
+    check_input_file(p)  # a FIFO or a device inside a folder of media would block FFmpeg
     try:
         return av.open(str(p))
     except av.FFmpegError as exc:
@@ -77,12 +78,48 @@ def media_duration(path: str | os.PathLike) -> float:
 
 def has_audio(path: str | os.PathLike) -> bool:
     """Whether the file has at least one audio stream."""
+    return has_stream(path, "audio")
+
+
+def has_stream(path: str | os.PathLike, kind: str) -> bool:
+    """Whether the file has at least one stream of ``kind`` ("audio" or "video")."""
     with _open(path) as container:
-        return len(container.streams.audio) > 0
+        return len(getattr(container.streams, kind)) > 0
+
+
+# full scale of each integer sample format FFmpeg decodes to (24-bit PCM arrives as s32, low byte zero)
+_FULL_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2.0 ** 31, "s64": 2.0 ** 63}
+
+
+def frame_samples(frame) -> np.ndarray:
+    """A decoded audio frame as (C, N) float32 in [-1, 1], whatever its sample format and channel count.
+
+    Packed formats (``s16``: L R L R ...) are de-interleaved, planar ones (``s16p``) taken as they
+    are; unsigned 8-bit is centred on 128. Done here rather than by FFmpeg's resampler so that no
+    channel layout (8, 12, 32 channels, or an unnamed one) ever has to be understood by it.
+    """
+    fmt = frame.format.name
+    base = fmt[:-1] if frame.format.is_planar else fmt
+    channels = len(frame.layout.channels)
+    raw = frame.to_ndarray()
+    data = raw if frame.format.is_planar else raw.reshape(-1, channels).T
+    if base in ("flt", "dbl"):
+        return data.astype(np.float32, copy=False)
+    if base not in _FULL_SCALE:
+        raise StorylabError(f"unsupported audio sample format {fmt!r}")
+    out = data.astype(np.float64)
+    if base == "u8":
+        out -= 128.0
+    return (out / _FULL_SCALE[base]).astype(np.float32)
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> AudioTrack:
-    """Decode the first audio stream, resampled to ``sample_rate`` with every channel kept (FunnyNet-W, 16 kHz)."""
+    """Decode the first audio stream at ``sample_rate`` with every channel kept (FunnyNet-W, 16 kHz).
+
+    Any channel count and any PCM or float WAV (8/16/24/32-bit, float, double) decodes: samples are
+    converted by :func:`frame_samples` and each channel is resampled on its own by a mono FFmpeg
+    resampler (the same filter a multi-channel resampler applies to every channel).
+    """
     import av
 
     p = Path(path)
@@ -92,26 +129,38 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Audio
         stream = container.streams.audio[0]
         layout = stream.layout.name if stream.layout is not None else "mono"
         channels = stream.channels or 1
-        if layout in ("", "unknown") or layout.endswith("channels"):
+        if layout in ("", "unknown") or layout.endswith("channels") or "(" in layout:
             layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
-        try:
-            resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=sample_rate)
-        except (ValueError, av.FFmpegError):
-            resampler = av.AudioResampler(format="fltp", layout={1: "mono", 2: "stereo"}.get(channels, "5.1"),
-                                          rate=sample_rate)
-        chunks: list[np.ndarray] = []
+        per_channel: list[list[np.ndarray]] = []  # resampled pieces of each channel
+        resamplers: list = []
+        source_rate = 0
         try:
             for frame in container.decode(stream):
-                frame.pts = None
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray())
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray())
+                block = frame_samples(frame)  # (C, n) at the source rate
+                if not per_channel:
+                    source_rate, channels = int(frame.sample_rate), block.shape[0]
+                    per_channel = [[] for _ in range(channels)]
+                    if source_rate != sample_rate:
+                        resamplers = [av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+                                      for _ in range(channels)]
+                if block.shape[0] != channels:
+                    raise StorylabError(f"cannot decode the audio of {p.name}: the channel count changes mid-stream")
+                for c in range(channels):
+                    if not resamplers:
+                        per_channel[c].append(block[c])
+                        continue
+                    mono = av.AudioFrame.from_ndarray(np.ascontiguousarray(block[c:c + 1]), format="flt", layout="mono")
+                    mono.sample_rate = source_rate
+                    per_channel[c].extend(out.to_ndarray()[0] for out in resamplers[c].resample(mono))
+            for c, resampler in enumerate(resamplers):  # flush each resampler's delay line
+                per_channel[c].extend(out.to_ndarray()[0] for out in resampler.resample(None))
         except av.FFmpegError as exc:
             raise StorylabError(f"cannot decode the audio of {p.name}: corrupt or truncated file ({exc.strerror or type(exc).__name__})") from exc
-    if not chunks:
+    tracks = [np.concatenate(pieces) if pieces else np.zeros(0, np.float32) for pieces in per_channel]
+    n = min((len(t) for t in tracks), default=0)
+    if n == 0:
         raise StorylabError(f"{p.name}: the audio stream decoded to nothing (empty or truncated file)")
-    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    samples = np.stack([t[:n] for t in tracks]).astype(np.float32, copy=False)  # (C, N)
     return AudioTrack(samples=np.ascontiguousarray(samples), sample_rate=sample_rate, layout=layout)
 
 

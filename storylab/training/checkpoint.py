@@ -31,6 +31,7 @@ from storylab.errors import StorylabError
 from storylab.io import atomic_path
 
 FORMAT_VERSION = "1"
+KNOWN_FORMATS = ("1",)  # the storylab.format versions this release reads
 
 
 @dataclass
@@ -77,6 +78,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | tuple[str, ...] | None 
     meta = read_metadata(path)
     if "storylab.kind" not in meta:
         raise StorylabError(f"not a storylab checkpoint (no storylab metadata): {path}")
+    check_format_version(meta, path)
     found = meta["storylab.kind"]
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and found not in kinds:
@@ -87,8 +89,34 @@ def load_checkpoint(path: str | os.PathLike, kind: str | tuple[str, ...] | None 
         raise StorylabError(f"{path}: its storylab metadata is not valid JSON ({exc.msg} at character {exc.pos})") from None
     if not isinstance(config, dict) or not isinstance(extra, dict):
         raise StorylabError(f"{path}: its storylab metadata is not a JSON object")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StorylabError(f"not a storylab checkpoint (unreadable safetensors): {path}") from exc
+    check_finite(state, path)
     return Checkpoint(state_dict=state, kind=found, config=config, extra=extra)
+
+
+def check_format_version(meta: dict[str, str], path: str | os.PathLike) -> None:
+    """Refuse a file whose ``storylab.format`` is not one this release reads (a newer storylab wrote it).
+
+    A file without the key is read as version 1 (the only version so far; early metric references
+    omit it)."""
+    version = meta.get("storylab.format", FORMAT_VERSION)
+    if version not in KNOWN_FORMATS:
+        raise StorylabError(f"{path}: unknown storylab.format version {version[:40]!r} "
+                            f"(this storylab reads version {', '.join(KNOWN_FORMATS)}); was it written by a newer storylab?")
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or infinity: sampling from them gives a blank image with exit 0."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise StorylabError(f"{path}: tensor {name!r} holds {bad} non-finite value{'s' if bad != 1 else ''} "
+                                    f"(NaN or infinity) of {tensor.numel()}; the checkpoint is broken (a diverged run?)")
 
 
 STATE_SUFFIX = ".state.safetensors"
@@ -190,6 +218,7 @@ def load_resume_state(path: str | os.PathLike) -> dict[str, Any] | None:
             meta = dict(f.metadata() or {})
             if meta.get("storylab.kind") != STATE_KIND or "storylab.state" not in meta:
                 raise ValueError("not a resume state")
+            check_format_version(meta, p)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         state = _decode(json.loads(meta["storylab.state"]), tensors)
         if not isinstance(state, dict):

@@ -10,6 +10,7 @@ import typer
 
 from storylab.cli_groups import videoqa_app
 from storylab.errors import StorylabError
+from storylab.http_client import TIMEOUT_HELP
 
 BACKEND_DOC = ("Model: openai://HOST:PORT/MODEL (any OpenAI-compatible chat server: vLLM, llama.cpp, Ollama, "
                "transformers serve; openai+https://HOST/MODEL for TLS; key from $OPENAI_API_KEY), hf:smollm2 (the "
@@ -60,15 +61,17 @@ def eval_command(
     concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at once."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions (default: all)."),
     judge: str = typer.Option("embedding", "--judge", help=JUDGE_DOC),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for one server reply."),
+    timeout: float = typer.Option(120.0, "--timeout", help=TIMEOUT_HELP),
     retries: int = typer.Option(3, "--retries", help="Retries of a failed request (timeouts, refused, HTTP 429/5xx, garbage)."),
     backoff: float = typer.Option(1.0, "--backoff", help="First retry delay in seconds; doubles on each retry."),
     max_tokens: int = typer.Option(128, "--max-tokens", help="Maximum tokens the model may generate per answer."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random backend."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Reply cache folder (default: OUT/cache); share it between "
                                          "runs to never pay twice for the same request."),
-    ignore_extra_subtitles: bool = typer.Option(False, "--ignore-extra-subtitles", help="Accept subtitles of videos that "
-                                                "no question asks about (default: refuse, it usually means mismatched files)."),
+    ignore_extra_subtitles: bool = typer.Option(False, "--ignore-extra-subtitles", help="Accept a subtitles file that names "
+                                                "films no question asks about while missing films the questions need "
+                                                "(default: refuse, it usually means mismatched files; subtitles of more "
+                                                "films than the questions, as SF20K's, are always accepted)."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (retrieval baseline, embedding judge, hf: models); "
                                 "raise it for a large hf: model on an idle machine."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -146,6 +149,7 @@ def score_command(
     judge: str = typer.Option("embedding", "--judge", help=JUDGE_DOC),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Reply cache folder for an LLM judge (default: none)."),
     concurrency: int = typer.Option(4, "--concurrency", help="Judge requests in flight at once (OEQA)."),
+    timeout: float = typer.Option(120.0, "--timeout", help=TIMEOUT_HELP + " Only with an LLM judge."),
     as_json: bool = typer.Option(False, "--json", help='Print {"accuracy": a, "n": n, "unparsed": u, ...} as JSON; '
                                  "accuracy is a fraction in [0, 1]."),
 ) -> None:
@@ -175,7 +179,7 @@ def score_command(
     if task == "mcqa":
         result = score_mcqa(records, known, prompt_style)
     elif task == "oeqa":
-        j = make_judge(judge, cache_dir=cache)
+        j = make_judge(judge, cache_dir=cache, timeout=timeout)
         result = score_oeqa(judge_predictions(records, known, j, None, concurrency), j.spec, len(known))
     else:
         raise StorylabError(f"unknown task {task!r}; choose mcqa, oeqa or auto")

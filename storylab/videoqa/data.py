@@ -191,11 +191,21 @@ def load_subtitles(path: str | os.PathLike) -> dict[str, list[Subtitle]]:
     return out
 
 
-def check_subtitle_videos(subtitles: dict[str, list[Subtitle]], questions: list[Question], source: str) -> None:
-    """Refuse subtitles for videos that no question refers to (usually a mismatched pair of files)."""
+def check_subtitle_videos(subtitles: dict[str, list[Subtitle]], questions: list[Question], source: str) -> list[str]:
+    """The subtitled videos no question refers to; refused when the pair of files looks mismatched.
+
+    Subtitles for more films than the questions ask about are normal (SF20K releases the subtitles
+    of every test film, its expert questions cover a subset): those films are returned, unused. The
+    pair is refused when subtitles name films with no question *and* some question's film has no
+    subtitles, which is what a subtitles file of another split looks like.
+    """
     known = {q.video_id for q in questions}
     unknown = sorted(set(subtitles) - known)
-    if unknown:
-        more = f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else ""
-        raise StorylabError(f"subtitles {source} name video(s) with no question: {', '.join(unknown[:3])}{more} "
-                             "(pass --ignore-extra-subtitles if that is intended)")
+    uncovered = sorted(known - set(subtitles))
+    if unknown and uncovered:
+        def listed(ids: list[str]) -> str:
+            return ", ".join(ids[:3]) + (f" (and {len(ids) - 3} more)" if len(ids) > 3 else "")
+        raise StorylabError(f"subtitles {source} name video(s) with no question: {listed(unknown)}, and miss "
+                            f"{len(uncovered)} film(s) the questions ask about: {listed(uncovered)}; are they of "
+                            "another split? (pass --ignore-extra-subtitles if that is intended)")
+    return unknown

@@ -70,6 +70,7 @@ class Inputs:
     subtitles: dict[str, list[Subtitle]]
     skipped: list[str] = field(default_factory=list)  # video ids dropped by --skip-missing
     skipped_questions: int = 0
+    unused_subtitles: list[str] = field(default_factory=list)  # subtitled films no question asks about
 
 
 def load_inputs(cfg: EvalConfig) -> Inputs:
@@ -88,13 +89,14 @@ def load_inputs(cfg: EvalConfig) -> Inputs:
     if cfg.limit is not None:
         questions = questions[:cfg.limit]
     subtitles: dict[str, list[Subtitle]] = {}
+    unused: list[str] = []
     if "L" in cfg.mode:
         if cfg.subtitles is None:
             raise StorylabError(f"mode {cfg.mode} needs --subtitles (an SFD subtitles CSV or a folder of .srt/.vtt)")
         subtitles = load_subtitles(cfg.subtitles)
         if not cfg.ignore_extra_subtitles:
             all_questions = questions if cfg.limit is None else load_questions(cfg.questions, cfg.task)
-            check_subtitle_videos(subtitles, all_questions, str(cfg.subtitles))
+            unused = check_subtitle_videos(subtitles, all_questions, str(cfg.subtitles))
     elif cfg.skip_missing and cfg.subtitles is not None:
         subtitles = load_subtitles(cfg.subtitles)
     if "V" in cfg.mode:
@@ -114,11 +116,11 @@ def load_inputs(cfg: EvalConfig) -> Inputs:
         if not questions:
             raise StorylabError(f"--skip-missing left no question: none of the {len(skipped)} film(s) has both "
                                 "its video and its subtitles")
-        return Inputs(questions, subtitles, skipped, before - len(questions))
+        return Inputs(questions, subtitles, skipped, before - len(questions), unused)
     if "V" in cfg.mode:
         for vid in dict.fromkeys(q.video_id for q in questions):
             find_video(cfg.videos, vid)
-    return Inputs(questions, subtitles)
+    return Inputs(questions, subtitles, unused_subtitles=unused)
 
 
 def _has_video(videos: Path, video_id: str) -> bool:
@@ -277,12 +279,42 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
 
 
 def _run_eval(cfg: EvalConfig, backend: Backend | None) -> dict[str, Any]:
+    from storylab.http_client import default_max_reply_bytes
+
+    default_max_reply_bytes()  # a bad $STORYLAB_MAX_REPLY_BYTES is refused before the folder is touched
     inputs = load_inputs(cfg)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise StorylabError(f"--out {out} exists and is not a folder")
-    with run_lock(out):
-        return _locked_run(cfg, backend, inputs, out)
+    existed = out.exists()
+    before = set(out.rglob("*")) if existed else set()
+    try:
+        with run_lock(out):
+            return _locked_run(cfg, backend, inputs, out)
+    except BaseException:  # a refused, failed, interrupted or terminated run that saved nothing leaves nothing
+        if not _has_predictions(out):
+            _remove_new(out, before, existed)
+        raise
+
+
+def _has_predictions(out: Path) -> bool:
+    pred = out / PREDICTIONS
+    try:
+        return pred.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _remove_new(out: Path, before: set[Path], existed: bool) -> None:
+    """Remove what this run created under ``out`` (and ``out`` itself if the run made it); nothing older."""
+    import shutil
+
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in sorted(set(out.rglob("*")) - before, key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def _locked_run(cfg: EvalConfig, backend: Backend | None, inputs: Any, out: Path) -> dict[str, Any]:
@@ -337,11 +369,17 @@ def _locked_run(cfg: EvalConfig, backend: Backend | None, inputs: Any, out: Path
             else:
                 bar.advance()
 
+        from storylab.http_client import abort_inflight, clear_abort
+
         try:
-            run_concurrently(todo, work, save, cfg.concurrency)
+            run_concurrently(todo, work, save, cfg.concurrency, on_interrupt=abort_inflight)
         except StorylabError as exc:
+            if not records:  # nothing saved: the run folder is removed on the way out
+                raise StorylabError(f"{exc} (no answer was saved; nothing is left in {out})", exc.exit_code) from None
             raise StorylabError(f"{exc} ({len(records)} of {len(inputs.questions)} answers are saved in "
                                 f"{out / PREDICTIONS}; rerun the same command to resume)", exc.exit_code) from None
+        finally:
+            clear_abort()
     answer_s = time.perf_counter() - started
     try:
         summary = summarise(cfg, backend, inputs, records, out, judge)
@@ -371,6 +409,7 @@ def summarise(cfg: EvalConfig, backend: Backend, inputs: Inputs, records: list[d
     return {"method": cfg.name or backend.label, "backend": backend.spec, "mode": cfg.mode, **metrics,
             "dataset": cfg.dataset or Path(cfg.questions).name, "prompt_style": cfg.prompt.style,
             "skipped_questions": inputs.skipped_questions, "skipped_videos": inputs.skipped,
+            "subtitled_videos_without_questions": len(inputs.unused_subtitles),
             "subtitles_truncated": sum(bool(r.get("subtitles_truncated")) for r in records),
             "cached_replies": sum(bool(r.get("cached")) for r in records),
             "videos_without_subtitles": sorted({q.video_id for q in inputs.questions

@@ -158,6 +158,7 @@ def test_videoqa_tab_answers_the_sample_and_reports_a_bad_csv(page, tmp_path):
     page.upload("videoqa-questions", bad)
     status, _ = page.run("videoqa-run", "videoqa-status", timeout=60)
     assert status.startswith(before) and status.endswith(after) and "questions.csv" in status, (status, line)
+    assert "/questions.csv" not in status  # the user's file name, not gradio's temporary copy
     page.screenshot("videoqa_bad_upload")
 
 
@@ -173,3 +174,59 @@ def test_the_page_asks_nothing_of_any_other_address(page):
     network = [u for u in urls if u.split(":", 1)[0] in ("http", "https", "ws", "wss")]  # not chrome://, data:, blob:
     outside = [u for u in network if not u.startswith(page.url)]
     assert outside == [], outside
+
+
+def test_guidance_tab_refuses_a_bad_schedule_b_before_sampling_and_shows_it_whole(page):
+    """The whole CLI line, ``<shape>`` and ``<floor>`` included, and no grid: schedule A never sampled."""
+    cli = run_cli("guidance", "weights", "--schedule", "clamp:linear")
+    line = cli.stderr.strip()
+    assert "<shape>" in line and "<floor>" in line
+    page.driver.refresh()
+    page.open()
+    page.tab("Guidance")
+    page.type_into("#guidance-schedule-b textarea, #guidance-schedule-b input", "clamp:linear")
+    status, seconds = page.run("guidance-run", "guidance-status", timeout=30)
+    assert status == line
+    assert page.image_size("guidance-grid-a") == (0, 0)
+    page.screenshot("guidance_bad_schedule_b")
+    page.type_into("#guidance-schedule-b textarea, #guidance-schedule-b input", "linear")
+    page.type_into("#guidance-seed input", "1e30")
+    status, _ = page.run("guidance-run", "guidance-status", timeout=30)
+    assert status == "error: seed must be a whole number in 0..4294967295, got 1e+30"
+    assert "Traceback" not in page.driver.page_source
+
+
+def test_controlnet_tab_answers_a_non_image_upload_with_the_cli_line(page, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image\n")
+    cli = run_cli("control", "extract", "canny", str(notes), "--out", str(tmp_path / "e.png"))
+    line = cli.stderr.strip().replace(str(notes), notes.name)
+    page.driver.refresh()
+    page.open()
+    page.tab("ControlNet")
+    page.upload("control-upload", notes)
+    status, _ = page.run("control-run", "control-status", timeout=60)
+    assert status == line, (status, line)
+    badges = [e.text for e in page.driver.find_elements(By.CSS_SELECTOR, ".toast-body, .error")]
+    assert not any(b.strip() == "Error" for b in badges), badges
+    page.screenshot("controlnet_bad_upload")
+
+
+def test_every_tab_has_a_cancel_button_that_stops_a_run(page):
+    page.driver.refresh()
+    page.open()
+    page.tab("Guidance")
+    page.type_into("#guidance-seed input", "0")
+    for name, elem in (("Guidance", "guidance"), ("ControlNet", "control"), ("Camera", "camera"),
+                       ("Humor", "humor"), ("Video QA", "videoqa")):
+        page.tab(name)
+        assert page.driver.find_elements(By.ID, f"{elem}-cancel"), f"no Cancel button on the {name} tab"
+    page.tab("Guidance")
+    page.driver.find_element(By.CSS_SELECTOR, "#guidance-per-class input[type=number]").clear()
+    page.driver.find_element(By.CSS_SELECTOR, "#guidance-per-class input[type=number]").send_keys("8")
+    page.driver.find_element(By.ID, "guidance-run").click()
+    page.driver.find_element(By.ID, "guidance-cancel").click()
+    WebDriverWait(page.driver, 30, poll_frequency=0.05).until(
+        lambda d: page.text("guidance-status").startswith("cancelled:"))
+    assert page.image_size("guidance-grid-a") == (0, 0)
+    page.screenshot("guidance_cancelled")

@@ -70,3 +70,66 @@ def test_help_does_not_import_gradio_and_the_app_binds_loopback_by_default():
             "print('gradio' in sys.modules, inspect.signature(app_command).parameters['host'].default.default)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "127.0.0.1"]
+
+
+def test_every_callback_fails_with_as_many_values_as_its_tab_shows(tmp_path):
+    """The error path returns (status, None * n): n must match the outputs the layout binds (read from the Blocks)."""
+    from storylab.app.layout import build_app
+
+    demo = build_app(tmp_path)
+    bound = {getattr(f.fn, "__name__", None): len(f.outputs) for f in demo.fns.values()}
+    callbacks = {"guidance": cb.guidance_generate, "control": cb.control_generate, "camera": cb.camera_generate,
+                 "humor": cb.humor_detect, "videoqa": cb.videoqa_answer}
+    for name, fn in callbacks.items():
+        assert fn.n_outputs + 1 == bound[name], (name, fn.n_outputs + 1, bound[name])
+    cancels = [f for f in demo.fns.values() if getattr(f.fn, "__name__", None) == "_cancelled"]
+    assert len(cancels) == len(callbacks)  # a Cancel button on every tab that runs a model
+
+
+def test_schedule_b_is_checked_before_schedule_a_samples(monkeypatch):
+    import storylab.images.commands.panel as panel
+
+    calls = []
+    monkeypatch.setattr(panel, "guidance_grid", lambda *a, **k: calls.append(a))
+    cli = run_cli("guidance", "weights", "--schedule", "clamp:linear")
+    status, *outputs = cb.guidance_generate("digits", "cfg", 3.0, "constant", "clamp:linear", "ddim", 4, 0, 1)
+    assert status == cli.stderr.strip() and outputs == [None, None, None]
+    assert calls == []  # nothing sampled
+
+
+@pytest.mark.parametrize("seed", [1e30, -1, 2.5, None, float("nan")])
+def test_a_seed_out_of_range_is_one_line_in_every_tab(seed):
+    shown = "None" if seed is None else f"{seed:g}"
+    expected = (f"error: seed must be a whole number in 0..4294967295, got {shown}" if seed is not None else
+                "error: seed must be a whole number in 0..4294967295, got None")
+    assert cb.guidance_generate("digits", "cfg", 3.0, "constant", "linear", "ddim", 4, seed, 1)[0] == expected
+    assert cb.control_generate(None, None, "scribble", 1.0, 0.0, 1.0, "none", 4, seed)[0] == expected
+    assert cb.camera_generate("a", "static", None, 1.4, "constant", 25, 2, seed, "/nonexistent")[0] == expected
+
+
+def test_a_bad_upload_is_the_cli_line_with_the_users_file_name(tmp_path):
+    upload_dir = tmp_path / "gradio" / "0123abcd"  # where gradio keeps an uploaded copy
+    upload_dir.mkdir(parents=True)
+    notes = upload_dir / "notes.png"
+    notes.write_text("not an image\n")
+    cli = run_cli("control", "extract", "canny", str(notes), "--out", str(tmp_path / "e.png"))
+    assert cli.returncode == 2
+    status = cb.control_generate(None, str(notes), "scribble", 1.0, 0.0, 1.0, "none", 4, 0)[0]
+    assert status == cli.stderr.strip().replace(str(notes), "notes.png")
+    assert str(upload_dir) not in status
+
+    questions = upload_dir / "questions.csv"
+    questions.write_text("question_id,video_id,question\nq1,film,Why?\n")
+    status = cb.videoqa_answer("upload", str(questions), None, "random", "", "L", None, str(tmp_path))[0]
+    assert status.startswith("error: ") and "questions.csv" in status and str(upload_dir) not in status
+
+
+def test_status_text_keeps_angle_brackets_and_markdown_characters():
+    """Escaped for gradio's Markdown: entities for < > &, a backslash before markdown punctuation."""
+    text = "error: expected clamp:<shape>:c=<floor> in episode_001 *x* [a](b) & `c`"
+    shown = cb.status_markdown(text)
+    assert "<" not in shown and ">" not in shown
+    import html
+    import re
+    unescaped = html.unescape(re.sub(r"\\(.)", r"\1", shown))  # what a CommonMark renderer shows
+    assert unescaped == text

@@ -64,8 +64,11 @@ def test_subtitles_csv_and_unknown_videos(tmp_path):
     subs = load_subtitles(path)
     assert [s.text for s in subs["film"]] == ["first", "later"] and subs["film"][1].start == 62.5
     questions = load_questions(write_questions(tmp_path / "q.csv", [question_row("a")]))
-    with pytest.raises(StorylabError, match="name video\\(s\\) with no question: other"):
-        check_subtitle_videos(subs, questions, str(path))
+    assert check_subtitle_videos(subs, questions, str(path)) == ["other"]  # more films than questions: fine
+    mismatched = load_questions(write_questions(tmp_path / "q2.csv", [question_row("a"), question_row("b", video="third")]))
+    with pytest.raises(StorylabError, match="name video\\(s\\) with no question: other, and miss 1 film\\(s\\) "
+                                            "the questions ask about: third"):
+        check_subtitle_videos(subs, mismatched, str(path))
 
 
 def test_subtitles_from_a_folder_or_one_file(tmp_path):

@@ -65,7 +65,9 @@ def test_failures_are_one_clear_error(tiny_set, failures, kw, message):
     with ChatServer(lambda body: "C", failures=failures) as server:
         with pytest.raises(StorylabError, match=message) as err:
             run_eval(config(tiny_set, server.spec(), concurrency=1, **kw))
-    assert "\n" not in str(err.value) and "rerun the same command to resume" in str(err.value)
+    out = tiny_set["root"] / "run"
+    assert "\n" not in str(err.value) and str(err.value).endswith(f"(no answer was saved; nothing is left in {out})")
+    assert not out.exists()  # a run that saved nothing leaves no folder, lock or run.json behind
 
 
 def test_server_down(tiny_set):
