@@ -119,6 +119,16 @@ _LIVE_LOCK = threading.Lock()
 _ABORTED = threading.Event()
 
 
+
+def _shutdown(conn) -> None:
+    """Shut a connection's socket (if it has one) in both directions, so that a blocked read returns at once."""
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
 def abort_inflight() -> None:
     """Shut the socket of every request in flight and refuse new attempts until :func:`clear_abort`.
 
@@ -128,12 +138,7 @@ def abort_inflight() -> None:
     with _LIVE_LOCK:
         live = list(_LIVE)
     for conn in live:
-        sock = conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shutdown(conn)
 
 
 def clear_abort() -> None:
@@ -166,12 +171,7 @@ def post_json(url: str, payload: bytes, headers: dict[str, str], limits: HttpLim
 
     def watchdog() -> None:  # the whole-request deadline: unblock any read by shutting the socket
         expired.set()
-        sock = conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shutdown(conn)
 
     timer = threading.Timer(limits.timeout, watchdog)
     timer.daemon = True
