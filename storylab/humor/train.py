@@ -66,8 +66,11 @@ class _ClipDataset(torch.utils.data.Dataset):
 
 
 def train_funnynet(inputs: ClipInputs, config: FunnyNetConfig, train_config: FunnyNetTrainConfig,
-                   out: str | Path, extra: dict | None = None) -> tuple[FunnyNet, dict]:
-    """Train FunnyNet-W on ``inputs`` and save the checkpoint to ``out``; returns the model and final losses."""
+                   out: str | Path, extra: dict | None = None, resume: bool = True) -> tuple[FunnyNet, dict]:
+    """Train FunnyNet-W on ``inputs`` and save the checkpoint to ``out``; returns the model and final losses.
+
+    A resume state beside ``out`` goes through the loop's check (a foreign or planted one is refused);
+    ``resume=False`` deletes it first."""
     from storylab.training import TrainConfig, save_checkpoint, state_path_for, train
 
     if len(inputs) < 2 or len(set(inputs.label.tolist())) < 2:
@@ -97,6 +100,8 @@ def train_funnynet(inputs: ClipInputs, config: FunnyNetConfig, train_config: Fun
     def save(raw, ema, step):
         save_checkpoint(out, raw.state_dict(), CHECKPOINT_KIND, asdict(config), {**meta, "step": step})
 
+    if not resume:
+        state_path_for(out).unlink(missing_ok=True)
     state = train(model, funnynet_loss, loader, tc, save_fn=save, state_path=state_path_for(out),
                   description=f"FunnyNet-W ({config.modalities.upper()})")
     state_path_for(out).unlink(missing_ok=True)  # finished: nothing to resume
