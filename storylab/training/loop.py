@@ -211,6 +211,15 @@ def make_accelerator() -> Any:
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
+def process_count() -> int:
+    """How many processes this run trains on (1 without a multi-process launcher). A trainer that
+    counts epochs needs it: each step then takes one batch per process."""
+    from accelerate import PartialState
+
+    check_launcher()
+    return PartialState(cpu=not torch.cuda.is_available()).num_processes
+
+
 def check_shardable(loader: Iterable, num_processes: int) -> None:
     """A training set must give every process at least one batch of its own (before sharding)."""
     if num_processes <= 1 or not hasattr(loader, "__len__"):
@@ -269,15 +278,24 @@ def broadcast_module(module: nn.Module, accelerator: Any) -> None:
             t.copy_(broadcast(t.detach().clone()))
 
 
+def _norm_statistics(module: nn.Module) -> list[torch.Tensor]:
+    """The running statistics of the BatchNorm-like layers of ``module``."""
+    return [b for m in module.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
+            for b in (m.running_mean, m.running_var) if b is not None]
+
+
 def average_buffers(module: nn.Module, accelerator: Any) -> None:
-    """Floating buffers (BatchNorm's running statistics, each updated on its process's batch) become
-    their mean over processes, so the replicas stay identical."""
-    if accelerator.num_processes <= 1:
+    """BatchNorm running statistics, which each process updates on its own batch, become their mean over
+    processes, so the replicas stay identical (DDP only copies the main process's at the next forward)."""
+    stats = _norm_statistics(module) if accelerator.num_processes > 1 else []
+    if not stats:
         return
     with torch.no_grad():
-        for b in module.buffers():
-            if b.is_floating_point():
-                b.copy_(accelerator.reduce(b.detach().clone(), reduction="mean"))
+        flat = accelerator.reduce(torch.cat([b.reshape(-1) for b in stats]), reduction="mean")
+        offset = 0
+        for b in stats:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
 
 
 class LossForward(nn.Module):
@@ -370,6 +388,7 @@ def train(model: nn.Module,
                        model=model, ema_model=ema.module if ema is not None else None)
     running: dict[str, float] = {}
     count = 0
+    norm_stats = accelerator.num_processes > 1 and bool(_norm_statistics(model))
 
     def checkpoint(step: int) -> None:
         rngs = process_rng_states(accelerator)  # collective: before the main-process-only part
@@ -405,6 +424,8 @@ def train(model: nn.Module,
                 accelerator.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
             scheduler.step()
+            if norm_stats:
+                average_buffers(model, accelerator)
             if ema is not None:
                 ema.update_parameters(model)
             running["loss"] = running.get("loss", 0.0) + float(loss.detach())
