@@ -286,6 +286,7 @@ def test_two_processes_of_batch_b_equal_one_process_of_batch_2b(family, family_d
     # Adam divides by sqrt(v): a gradient that is ~0 up to rounding may move either way by lr, so the
     # updates are compared as vectors (relative norm), not element by element
     gap = float((update_two - update_one).norm() / update_one.norm())
+    print(f"{family}: |update(2 x {batch}) - update(1 x {2 * batch})| / |update(1 x {2 * batch})| = {gap:.2e}")
     assert gap < 1e-3, gap
     assert r2["loss"] == pytest.approx(r1["loss"], rel=1e-5)
 
@@ -308,8 +309,7 @@ def test_a_state_of_another_process_count_is_one_line(tmp_path):
     from storylab.images.zoo.autoencoder import AEConfig, train_autoencoder
 
     out = tmp_path / "ae.safetensors"
-    train_autoencoder(out, AEConfig(), TrainConfig(steps=2, ema_decay=None, checkpoint_every=0, progress=False),
-                      batch_size=8)
+    train_autoencoder(out, AEConfig(), _tiny_train_config(2), batch_size=8)  # one process: this one
     assert state_path_for(out).exists()
     launch(_resume_worker, (str(tmp_path),), 2)
     for rank in (0, 1):
@@ -343,7 +343,8 @@ def test_a_training_set_too_small_for_the_processes_is_one_line(tmp_path):
     assert not (tmp_path / "d.safetensors").exists()
 
 
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--main_process_port", "0",
+          "--mixed_precision", "no",
           "--dynamo_backend", "no"]
 
 
@@ -368,9 +369,10 @@ def test_num_processes_without_a_multi_process_launcher_is_one_line(tmp_path):
     out = tmp_path / "d.safetensors"
     result = subprocess.run([*LAUNCH, "--num_processes", "2", "-m", "storylab.cli", "train", "digits", "--steps", "2",
                              "--no-progress", "--out", str(out)], capture_output=True, text=True, env=_env(), timeout=300)
-    assert result.returncode == 2
+    # accelerate's launcher adds its own CalledProcessError report after the worker's exit status 2
+    assert result.returncode != 0 and "returned non-zero exit status 2" in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: accelerate launch started one process although more were asked for (its simple "
                       "launcher runs one worker); add --multi_gpu (with ACCELERATE_USE_CPU=1 for CPU processes), "
                       "or drop --num_processes"]
-    assert "Traceback" not in result.stderr and not out.exists()
+    assert "storylab" not in result.stderr.split("error:")[0] and not out.exists()  # no storylab traceback
