@@ -220,6 +220,13 @@ def process_count() -> int:
     return PartialState(cpu=not torch.cuda.is_available()).num_processes
 
 
+def is_main_process() -> bool:
+    """True in the process that writes files (the only one without a multi-process launcher)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+
+
 def check_shardable(loader: Iterable, num_processes: int) -> None:
     """A training set must give every process at least one batch of its own (before sharding)."""
     if num_processes <= 1 or not hasattr(loader, "__len__"):
