@@ -376,3 +376,15 @@ def test_num_processes_without_a_multi_process_launcher_is_one_line(tmp_path):
                       "launcher runs one worker); add --multi_gpu (with ACCELERATE_USE_CPU=1 for CPU processes), "
                       "or drop --num_processes"]
     assert "storylab" not in result.stderr.split("error:")[0] and not out.exists()  # no storylab traceback
+
+
+def test_the_launcher_check_reads_what_each_launcher_sets():
+    from storylab.training.loop import check_launcher
+
+    simple = {"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_DYNAMO_BACKEND": "NO", "MASTER_ADDR": "127.0.0.1",
+              "MASTER_PORT": "29500"}  # accelerate's simple launcher with --num_processes 2
+    with pytest.raises(StorylabError, match="^accelerate launch started one process although more were asked for"):
+        check_launcher(simple)
+    for fine in ({}, {"ACCELERATE_MIXED_PRECISION": "no"},  # plain `storylab`, `accelerate launch` of 1 process
+                 {**simple, "WORLD_SIZE": "2", "RANK": "0"}, {**simple, "PMI_SIZE": "2"}):  # torchrun, mpirun
+        check_launcher(fine)
