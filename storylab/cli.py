@@ -172,6 +172,17 @@ def _os_error_line(exc: OSError) -> str:
     return f"{reason.lower()}: {target}" if target is not None else reason.lower()
 
 
+def _secondary_process() -> bool:
+    """True in a process of a multi-process launch (torchrun, ``accelerate launch --multi_gpu``) other
+    than the main one: ``RANK`` > 0 in a ``WORLD_SIZE`` > 1."""
+    import os
+
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0
+    except ValueError:
+        return False
+
+
 def _known_library_error(exc: BaseException) -> str | None:
     """One line for errors of libraries that mean bad input, not a bug (checked by type, then by message)."""
     pil = sys.modules.get("PIL.Image")
@@ -209,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     exc_types = _click_exceptions()
     args = sys.argv[1:] if argv is None else list(argv)
     previous_term = _catch_sigterm()
+    secondary = _secondary_process()
+    if secondary:  # under `accelerate launch`, the main process alone reports (its peers do the same work)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
         cli = command()
         with cli.make_context("storylab", args) as ctx:
@@ -239,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
         if exc.exit_code == 0:  # nothing to do, and that is not a failure (a finished run resumed)
             print(exc)
             sys.exit(0)
-        print(f"error: {exc}", file=sys.stderr)
+        if not secondary:
+            print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except BrokenPipeError:  # `storylab ... | head`: the reader left, nothing more to say
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout again at exit

@@ -111,10 +111,13 @@ def test_another_safetensors_file_is_not_a_resume_state(tmp_path):
         load_resume_state(path)
 
 
-# every trainer that needs no external data, with the options that keep it tiny; each gets a planted
-# pickle under the --out-derived state names, and the zoo ones also under their default names
+# every trainer, with the options that keep it tiny ({et}: an E.T.-format folder, {clips}: a labelled
+# clips folder, made once below); each gets a planted pickle under the --out-derived state names, and
+# the zoo ones also under their default names. test_every_trainer_has_a_row keeps it complete.
 TRAINERS = [
     ["train", "digits", "--steps", "2"],
+    ["train", "fashion-mnist", "--steps", "2"],
+    ["train", "mnist", "--steps", "2"],
     ["train", "classifier", "--steps", "2"],
     ["train", "features", "--steps", "2"],
     ["train", "controlnet", "--condition", "canny", "--steps", "2"],
@@ -124,24 +127,76 @@ TRAINERS = [
     ["train", "vqvae", "digits", "--steps", "2"],
     ["train", "gan", "digits", "--steps", "2"],
     ["train", "ldm", "digits", "--steps", "2"],
+    ["train", "director", "--data", "{et}", "--steps", "2", "--batch-size", "4"],
+    ["train", "clatr", "--data", "{et}", "--steps", "2", "--batch-size", "4"],
+    ["train", "funnynet", "--data", "{clips}", "--modalities", "a,t", "--epochs", "1", "--batch-size", "2", "--dim", "32",
+     "--audio-channels", "4", "--audio-dim", "16", "--frames", "2", "--frame-size", "16", "--text-tokens", "4",
+     "--tokens", "4"],
 ]
+
+
+@pytest.fixture(scope="module")
+def trainer_data(tmp_path_factory) -> dict[str, str]:
+    """A tiny E.T.-format set and a tiny labelled sitcom episode for the camera and humor trainers."""
+    from storylab.camera.synth import SynthConfig, write_synth_dataset
+    from storylab.humor.synth import SynthConfig as SitcomConfig, synth_sitcom
+
+    root = tmp_path_factory.mktemp("trainer-data")
+    write_synth_dataset(str(root / "et"), 12, seed=3, test_fraction=2 / 12, cfg=SynthConfig(max_seconds=2.5),
+                        progress=False)
+    synth_sitcom(root / "clips", SitcomConfig(episodes=1, duration=20.0, scenes=1, fps=5, width=64, height=48, seed=3),
+                 progress=False)
+    rows = [f"episode_001.mp4,{s}.0,{s + 8}.0,{s % 2},a line,train" for s in range(4)]
+    (root / "clips" / "clips.csv").write_text("file,start,end,label,text,split\n" + "\n".join(rows) + "\n")
+    return {"et": str(root / "et"), "clips": str(root / "clips")}
+
+
+def _command(row: list[str], data: dict[str, str]) -> list[str]:
+    return [a.format(**data) for a in row]
+
+
+def test_every_trainer_has_a_row():
+    """Derived from the command tree: a new ``storylab train`` command without a row above fails here
+    (and so is never missing from the planted-pickle and foreign-state tests)."""
+    from storylab.cli import command
+
+    trainers = command().commands["train"].commands  # the click group of `storylab train`
+    assert len(trainers) >= 15
+    assert sorted(trainers) == sorted(row[1] for row in TRAINERS)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["safetensors-name", "old-pt-name"])
 @pytest.mark.parametrize("command", TRAINERS, ids=lambda c: " ".join(c[1:3]))
-def test_no_trainer_runs_a_planted_resume_state(tmp_path, command, legacy):
+def test_no_trainer_runs_a_planted_resume_state(tmp_path, command, legacy, trainer_data):
     marker = tmp_path / "pwned"
     out = tmp_path / "model.safetensors"
     state = state_path_for(out)
     if legacy:
         state = state.with_name("model.state.pt")
     _plant(state, marker, as_torch=True)
-    result = run_cli(*command, "--out", str(out))
+    result = run_cli(*_command(command, trainer_data), "--out", str(out))
     assert not marker.exists()
     assert result.returncode == 2
     line = _one_line(result.stderr)
     assert "resume state" in line and "delete it to start fresh" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", TRAINERS, ids=lambda c: " ".join(c[1:3]))
+def test_no_trainer_resumes_a_state_of_another_run(tmp_path, command, trainer_data):
+    """A genuine storylab resume state, but of another command: refused in one line naming both, the
+    state left in place (a real partial run of that command is never thrown away)."""
+    out = tmp_path / "model.safetensors"
+    state = state_path_for(out)
+    other = {"model": {}, "step": 1, "rng": torch.get_rng_state(), "optimizer": {}, "scheduler": {}, "opt_g": {},
+             "opt_d": {}, "description": "another run"}
+    save_resume_state(state, other)
+    result = run_cli(*_command(command, trainer_data), "--out", str(out))
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert line.startswith(f"error: {state} is a resume state of 'another run', not of '"), line
+    assert line.endswith(f"; delete {state} or pass --no-resume to start over"), line
+    assert state.exists() and not out.exists()
 
 
 @pytest.mark.parametrize("family", ["vae", "gan"])

@@ -157,8 +157,11 @@ def embed_texts(model: Clatr, text: torch.Tensor, sample: bool = True, seed: int
 
 
 def train_clatr(data, cfg: ClatrConfig, steps: int, out: str | os.PathLike, batch_size: int = 64, lr: float = 1e-3,
-                seed: int = 0, progress: bool = True, extra: dict | None = None) -> Clatr:
-    """Train CLaTr on a :class:`~storylab.camera.data.DirectorData` split with the foundation's loop."""
+                seed: int = 0, progress: bool = True, extra: dict | None = None, resume: bool = True) -> Clatr:
+    """Train CLaTr on a :class:`~storylab.camera.data.DirectorData` split with the foundation's loop.
+
+    A resume state beside ``out`` is checked by the loop (a foreign or planted one is refused) and
+    continued; ``resume=False`` deletes it first."""
     from storylab.training import TrainConfig, state_path_for, train
 
     from storylab.camera.data import LengthBucketBatchSampler
@@ -179,7 +182,7 @@ def train_clatr(data, cfg: ClatrConfig, steps: int, out: str | os.PathLike, batc
         save_clatr(out, ema if ema is not None else m, {**(extra or {}), "step": step})
 
     state_path = state_path_for(out)
-    if state_path.exists():
+    if not resume and state_path.exists():
         state_path.unlink()
     train(model, loss_fn, loader, TrainConfig(steps=steps, lr=lr, warmup_steps=50, ema_decay=0.99, seed=seed,
                                               checkpoint_every=0, log_every=25, progress=progress),

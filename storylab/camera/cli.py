@@ -200,6 +200,7 @@ def train_director_command(
     eval_every: int = typer.Option(0, "--eval-every", help="Every N steps, sample the test split and print C-F1 (0 = never)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N training samples."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = torch's default)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the resume state beside --out (--no-resume deletes it)."),
 ) -> None:
     """Train DIRECTOR (EDM, x0 prediction, CFG condition dropout, EMA) on an E.T.-format data set."""
     import dataclasses
@@ -235,7 +236,8 @@ def train_director_command(
         callbacks.append(TagScoreMonitor(attach_text(test, encoder, data, tokens), eval_every))
     command = (f"storylab train director --data {data} --config {config} --size {size} --steps {steps} "
                f"--batch-size {batch_size} --lr {lr} --p-mean {p_mean} --p-std {p_std} --patch {model_cfg.patch} --seed {seed}")
-    state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks)
+    state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks,
+                           resume=resume)
     print(f"wrote {out} after {state.step} steps ({state.losses.get('wall_seconds', 0):.0f} s), "
           f"loss {state.losses.get('loss', float('nan')):.4f}")
     print(use_hint("storylab", "camera", "generate", "CAPTION", "--checkpoint", out, "--out", "traj.txt"))

@@ -23,6 +23,7 @@ def train_clatr_command(
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     text_encoder: Optional[Path] = typer.Option(None, "--text-encoder", help="Local text model folder; default all-MiniLM-L6-v2."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the resume state beside --out (--no-resume deletes it)."),
 ) -> None:
     """Train the CLaTr-like joint text/trajectory embedding (reconstruction + KL + InfoNCE, temperature 0.1)."""
     from storylab.camera.clatr import ClatrConfig, train_clatr
@@ -34,7 +35,7 @@ def train_clatr_command(
     train = attach_text(train, encoder, data, tokens=False)
     command = f"storylab train clatr --data {data} --size {size} --steps {steps} --batch-size {batch_size} --seed {seed}"
     train_clatr(train, ClatrConfig.build(size, text_dim=encoder.dim), steps, out, batch_size, lr, seed,
-                extra={"command": command, "seed": seed})
+                extra={"command": command, "seed": seed}, resume=resume)
     print(f"wrote {out}")
     print(use_hint("storylab", "evaluate", "director", "--data", data, "--clatr", out))
 

@@ -276,6 +276,7 @@ def train_funnynet_command(
                                                      "with this probability per clip, keeping at least one (ModDrop; default "
                                                      f"{FunnyNetConfig.modality_dropout} with --architecture storylab, a deviation: "
                                                      "see docs/humor.md; 0 with --architecture paper, the paper's model)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Use the resume state beside the checkpoint (--no-resume deletes it)."),
 ) -> None:
     """Train FunnyNet-W (encoders, 512-d projections, cross-attention fusion, CE + NT-Xent) on labelled clips."""
     import torch
@@ -302,7 +303,7 @@ def train_funnynet_command(
         command = " ".join(["storylab"] + sys.argv[1:])
         model, losses = train_funnynet(train_inputs, config, FunnyNetTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                                                                       recipe=architecture),
-                                       path, extra={"command": command, "seed": seed})
+                                       path, extra={"command": command, "seed": seed}, resume=resume)
         scores = classification_scores(train_inputs.label.numpy(), predict(model, train_inputs))
         rows.append([subset.upper(), str(path), losses.get("loss", float("nan")), scores["f1"], scores["acc"], round(losses.get("seconds", 0.0), 1)])
         torch.cuda.empty_cache() if torch.cuda.is_available() else None

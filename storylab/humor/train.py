@@ -66,11 +66,15 @@ class _ClipDataset(torch.utils.data.Dataset):
 
 
 def train_funnynet(inputs: ClipInputs, config: FunnyNetConfig, train_config: FunnyNetTrainConfig,
-                   out: str | Path, extra: dict | None = None, init: dict | None = None) -> tuple[FunnyNet, dict]:
+                   out: str | Path, extra: dict | None = None, init: dict | None = None,
+                   resume: bool = True) -> tuple[FunnyNet, dict]:
     """Train FunnyNet-W on ``inputs`` and save the checkpoint to ``out``; returns the model and final losses.
 
-    ``init``: a state dict of the same architecture to start from (fine-tuning; its audio statistics kept)."""
+    ``init``: a state dict of the same architecture to start from (fine-tuning; its audio statistics kept).
+    A resume state beside ``out`` goes through the loop's check (a foreign or planted one is refused);
+    ``resume=False`` deletes it first."""
     from storylab.training import TrainConfig, save_checkpoint, state_path_for, train
+    from storylab.training.loop import process_count
 
     if len(inputs) < 2 or len(set(inputs.label.tolist())) < 2:
         raise StorylabError("training needs funny and not-funny clips; the clips table has only one class")
@@ -81,11 +85,16 @@ def train_funnynet(inputs: ClipInputs, config: FunnyNetConfig, train_config: Fun
     elif inputs.audio is not None:
         a = inputs.audio.float()
         model.audio_stats.copy_(torch.stack([a.mean(), a.std() + 1e-6]))
+    processes = process_count()  # under `accelerate launch`, each step takes one batch per process
     drop_last = len(inputs) > train_config.batch_size
-    per_epoch = len(inputs) // train_config.batch_size if drop_last else 1  # batches in one pass of the loader
-    steps = train_config.epochs * math.ceil(len(inputs) / train_config.batch_size)
+    batches = len(inputs) // train_config.batch_size if drop_last else 1  # batches in one pass of the loader
+    per_epoch = math.ceil(batches / processes)  # steps in one pass
+    steps = train_config.epochs * math.ceil(len(inputs) / (train_config.batch_size * processes))
+    # the order comes from --seed alone (not the global RNG, which differs per process), so a run's
+    # batches are the same on any number of processes
     loader = torch.utils.data.DataLoader(_ClipDataset(inputs), batch_size=train_config.batch_size, shuffle=True,
-                                         drop_last=drop_last, collate_fn=lambda idx: inputs.batch(torch.as_tensor(idx)))
+                                         drop_last=drop_last, collate_fn=lambda idx: inputs.batch(torch.as_tensor(idx)),
+                                         generator=torch.Generator().manual_seed(train_config.seed))
     common = dict(steps=steps, lr=train_config.lr, ema_decay=None, checkpoint_every=0,
                   log_every=max(1, min(20, steps // 10)), seed=train_config.seed, progress=train_config.progress)
     if train_config.recipe == "paper":  # Adam (AdamW without decay is Adam), MultiStepLR(gamma=0.5) per epoch
@@ -101,6 +110,8 @@ def train_funnynet(inputs: ClipInputs, config: FunnyNetConfig, train_config: Fun
     def save(raw, ema, step):
         save_checkpoint(out, raw.state_dict(), CHECKPOINT_KIND, asdict(config), {**meta, "step": step})
 
+    if not resume:
+        state_path_for(out).unlink(missing_ok=True)
     state = train(model, funnynet_loss, loader, tc, save_fn=save, state_path=state_path_for(out),
                   description=f"FunnyNet-W ({config.modalities.upper()})")
     state_path_for(out).unlink(missing_ok=True)  # finished: nothing to resume

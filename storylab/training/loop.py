@@ -1,8 +1,12 @@
 """One training loop for every storylab model, built on Hugging Face Accelerate.
 
-The same code runs as one CPU process (``storylab train ...``) or on many GPUs
-(``accelerate launch -m storylab.cli train ...``): Accelerate wraps the model, optimizer and data
-loader and averages gradients across processes. The loop adds what research code usually lacks:
+The same code runs as one CPU process (``storylab train ...``) or data-parallel on N processes
+(``accelerate launch --multi_gpu --num_processes N -m storylab.cli train ...``, CPU processes with
+``ACCELERATE_USE_CPU=1``): Accelerate shards the data loader and wraps the model in PyTorch's
+DistributedDataParallel, which averages gradients across processes (Li et al., "PyTorch Distributed",
+VLDB 2020). The loss is computed inside the wrapper's forward (:class:`LossForward`), because DDP arms
+its gradient reducer there; each process draws its own noise (seed + process index); only the main
+process writes checkpoints and progress. The loop adds what research code usually lacks:
 an EMA of the weights, gradient clipping, warm-up + cosine learning rate, a rich progress bar,
 atomic checkpoints every ``checkpoint_every`` steps and every ``checkpoint_seconds`` of training,
 resume after a kill (on the trajectory of the uninterrupted run: the same batches in the same order,
@@ -13,6 +17,7 @@ checkpoint is kept).
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -128,13 +133,14 @@ REQUIRED_STATE_KEYS = ("model", "step", "rng")
 
 
 def check_resume_state(state: Any, path: str | Path, model: nn.Module, config: TrainConfig, description: str,
-                       stateful: Iterable[str] = ("optimizer", "scheduler")) -> int:
+                       stateful: Iterable[str] = ("optimizer", "scheduler"), num_processes: int = 1) -> int:
     """Check that a resume state belongs to this run before anything is loaded; return its step.
 
     Refused with one line naming the state file and the fix: a file without the keys a state has
     (another tool's file), a state of another command, a state whose weights have other names or
     shapes (another architecture), a state made with other optimisation settings (the stored
-    config is compared), a state already past ``config.steps``.
+    config is compared), a state written by a run on another number of processes (its data shards
+    and per-process noise streams would differ), a state already past ``config.steps``.
     """
     fix = f"delete {path} or pass --no-resume to start over"
     if not isinstance(state, dict):
@@ -164,6 +170,10 @@ def check_resume_state(state: Any, path: str | Path, model: nn.Module, config: T
     if changed:
         diff = ", ".join(f"{k} {saved_config[k]} -> {current[k]}" for k in changed)
         raise StorylabError(f"{path} was made with other settings ({diff}); rerun with the saved settings, or {fix}")
+    saved_processes = int(state.get("num_processes", 1))
+    if saved_processes != num_processes:
+        raise StorylabError(f"{path} was written by a run on {saved_processes} process{'es' if saved_processes > 1 else ''}, "
+                            f"this run has {num_processes}; relaunch with --num_processes {saved_processes}, or {fix}")
     step = int(state["step"])
     if step > config.steps:
         raise StorylabError(f"{path} is at step {step}, past --steps {config.steps}; pass --steps {step} or more "
@@ -193,6 +203,157 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# variables that only a multi-process launcher sets (torchrun, mpirun, accelerate's debug launcher)
+_WORLD_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+
+
+def check_launcher(env: dict[str, str] | None = None) -> None:
+    """Refuse a run that asked for several processes but got one.
+
+    ``accelerate launch --num_processes N`` without ``--multi_gpu`` (or a config that selects a
+    multi-process type) goes through accelerate's simple launcher, which starts one worker and sets
+    ``MASTER_PORT`` for it; a multi-process launcher also sets ``WORLD_SIZE`` in every worker.
+    """
+    env = os.environ if env is None else env
+    launched = "ACCELERATE_MIXED_PRECISION" in env or "ACCELERATE_DYNAMO_BACKEND" in env
+    if launched and "MASTER_PORT" in env and not any(k in env for k in _WORLD_VARS):
+        raise StorylabError("accelerate launch started one process although more were asked for (its simple launcher "
+                            "runs one worker); add --multi_gpu (with ACCELERATE_USE_CPU=1 for CPU processes), "
+                            "or drop --num_processes")
+
+
+def make_accelerator() -> Any:
+    """The Accelerator every trainer uses: CPU without CUDA; DDP finds parameters a step leaves unused
+    (a modality or a frozen branch), so such a step does not hang the gradient reduction."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    check_launcher()
+    return Accelerator(cpu=not torch.cuda.is_available(),
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def process_count() -> int:
+    """How many processes this run trains on (1 without a multi-process launcher). A trainer that
+    counts epochs needs it: each step then takes one batch per process."""
+    from accelerate import PartialState
+
+    check_launcher()
+    return PartialState(cpu=not torch.cuda.is_available()).num_processes
+
+
+def is_main_process() -> bool:
+    """True in the process that writes files (the only one without a multi-process launcher)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+
+
+def check_shardable(loader: Iterable, num_processes: int) -> None:
+    """A training set must give every process at least one batch of its own (before sharding)."""
+    if num_processes <= 1 or not hasattr(loader, "__len__"):
+        return
+    batches = len(loader)  # type: ignore[arg-type]
+    if batches < num_processes:
+        size = len(loader.dataset) if hasattr(getattr(loader, "dataset", None), "__len__") else None  # type: ignore[attr-defined]
+        have = f" ({size} examples)" if size is not None else ""
+        raise StorylabError(f"the training set{have} makes {batches} batch{'es' if batches != 1 else ''}, fewer than the "
+                            f"{num_processes} processes: lower --batch-size or launch fewer processes")
+
+
+def process_rng_states(accelerator: Any) -> list[torch.Tensor]:
+    """Every process's torch RNG state, in process order (a collective call: every process must make it)."""
+    if accelerator.num_processes <= 1:
+        return [torch.get_rng_state()]
+    from accelerate.utils import gather_object
+
+    return [torch.as_tensor(s) for s in gather_object([torch.get_rng_state()])]
+
+
+def restore_process_rng(state: dict[str, Any], accelerator: Any) -> None:
+    """Give this process the RNG state it had when ``state`` was saved (the main one's for 1 process)."""
+    ranks = state.get("rng_processes")
+    if isinstance(ranks, (list, tuple)) and len(ranks) > accelerator.process_index:
+        torch.set_rng_state(ranks[accelerator.process_index])
+    else:
+        torch.set_rng_state(state["rng"])
+
+
+def average_gradients(parameters: Iterable[nn.Parameter], accelerator: Any) -> None:
+    """Replace each gradient by its mean over processes (what DDP's backward hooks do), for a loop
+    that steps two opposed optimisers on one batch (a GAN) and so cannot run one DDP forward per step.
+    A parameter without a gradient counts as zero, so every process takes part in the same reduction."""
+    if accelerator.num_processes <= 1:
+        return
+    params = list(parameters)
+    if not params:
+        return
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    flat = accelerator.reduce(flat, reduction="mean")
+    offset = 0
+    for p in params:
+        p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+
+
+def broadcast_module(module: nn.Module, accelerator: Any) -> None:
+    """Give every process the main process's parameters and buffers (what DDP does when it wraps a model)."""
+    if accelerator.num_processes <= 1:
+        return
+    from accelerate.utils import broadcast
+
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            t.copy_(broadcast(t.detach().clone()))
+
+
+def _norm_statistics(module: nn.Module) -> list[torch.Tensor]:
+    """The running statistics of the BatchNorm-like layers of ``module``."""
+    return [b for m in module.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
+            for b in (m.running_mean, m.running_var) if b is not None]
+
+
+def average_buffers(module: nn.Module, accelerator: Any) -> None:
+    """BatchNorm running statistics, which each process updates on its own batch, become their mean over
+    processes, so the replicas stay identical (DDP only copies the main process's at the next forward)."""
+    stats = _norm_statistics(module) if accelerator.num_processes > 1 else []
+    if not stats:
+        return
+    with torch.no_grad():
+        flat = accelerator.reduce(torch.cat([b.reshape(-1) for b in stats]), reduction="mean")
+        offset = 0
+        for b in stats:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
+class LossForward(nn.Module):
+    """``loss_fn(model, batch)`` as a module's forward.
+
+    DistributedDataParallel prepares its gradient reducer in ``forward``; a loss method called on the
+    unwrapped model would skip the gradient averaging, and one called on the wrapper would not find
+    the model's methods. Wrapping the loss makes the whole step go through DDP's forward, while
+    ``loss_fn`` still sees the plain model (its methods, its config).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Any) -> Any:
+        return self.loss_fn(self.model, batch)
+
+
+def mean_over_processes(values: dict[str, float], accelerator: Any) -> dict[str, float]:
+    """The logged means averaged over processes (a collective call), so every process reports the
+    loss of the whole global batch, as one process with that batch would."""
+    if accelerator.num_processes <= 1 or not values:
+        return values
+    keys = sorted(values)
+    local = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=accelerator.device)
+    return dict(zip(keys, accelerator.reduce(local, reduction="mean").tolist()))
 
 
 def ema_decay_at(update: int, decay: float, warmup: bool = True) -> float:
@@ -240,23 +401,23 @@ def train(model: nn.Module,
     ``resume_state`` is that file as the caller already read it with :func:`load_resume_state` (to refuse
     a foreign state before a costly set-up), so it is not read twice.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-    set_seed(config.seed)
+    accelerator = accelerator or make_accelerator()
+    set_seed(config.seed + accelerator.process_index)  # each process draws its own noise; one process: config.seed
     params = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise StorylabError("nothing to train: the model has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
-    ema = make_ema(model, config.ema_decay, config.ema_warmup) if config.ema_decay else None
 
     start = 0
     resume = resume_state if resume_state is not None else load_resume_state(state_path) if state_path else None
     if resume is not None:
-        saved_step = check_resume_state(resume, state_path, model, config, description)
-        start = restore_resume_state(resume, model, {"optimizer": optimizer, "scheduler": scheduler}, ema)
+        saved_step = check_resume_state(resume, state_path, model, config, description,
+                                        num_processes=accelerator.num_processes)
+        start = restore_resume_state(resume, model, {"optimizer": optimizer, "scheduler": scheduler})
+        restore_process_rng(resume, accelerator)
         # the rate of step start + 1 under this run's schedule (a longer --steps stretches the cosine)
         for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
             group["lr"] = base * lr_lambda(config)(start)
@@ -265,8 +426,14 @@ def train(model: nn.Module,
                   "(pass a larger --steps to continue, or --no-resume to start over)" if saved_step == config.steps
                   else f"resuming {description} from step {start} ({state_path})")
 
+    check_shardable(loader, accelerator.num_processes)
     shuffle = shuffle_generator(loader)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    # the step runs inside the (DDP-)wrapper's forward; ``model`` stays the plain module (same parameters)
+    step_module, optimizer, loader = accelerator.prepare(LossForward(model, loss_fn), optimizer, loader)
+    # the EMA starts from the weights every process holds after DDP's broadcast from the main process
+    ema = make_ema(model, config.ema_decay, config.ema_warmup) if config.ema_decay else None
+    if ema is not None and resume is not None and resume.get("ema") is not None:
+        ema.load_state_dict(resume["ema"])
     # a resumed run starts at the epoch its step falls in, with that epoch's order (the shuffling
     # generator's state at the epoch's start is in the resume state) and after the batches it had seen
     per_epoch = len(loader) if hasattr(loader, "__len__") else 0
@@ -287,10 +454,11 @@ def train(model: nn.Module,
                         start % per_epoch if start and per_epoch else 0, remember_order)
     # a finished run reports the losses it ended with, not nan
     state = TrainState(step=start, losses=dict(resume.get("losses") or {}) if resume is not None else {},
-                       model=accelerator.unwrap_model(model), ema_model=ema.module if ema is not None else None)
+                       model=model, ema_model=ema.module if ema is not None else None)
     running: dict[str, float] = {}
     count = 0
     saved = [start, _clock()]  # the step and time of the last checkpoint
+    norm_stats = accelerator.num_processes > 1 and bool(_norm_statistics(model))
 
     def time_for_checkpoint() -> bool:
         """Whether checkpoint_seconds have passed since the last checkpoint (rank 0's clock decides for all)."""
@@ -305,28 +473,27 @@ def train(model: nn.Module,
 
     def checkpoint(step: int) -> None:
         saved[:] = [step, _clock()]
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            return
-        raw = accelerator.unwrap_model(model)
-        if save_fn is not None:
-            save_fn(raw, ema.module if ema is not None else None, step)
-        if state_path is not None:
-            save_resume_state(state_path, {
-                "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                "rng": torch.get_rng_state(), "data_rng": data_order(step), "step": step, "config": asdict(config),
-                "description": description,
-                "losses": {k: float(v) for k, v in state.losses.items()}})
+        rngs = process_rng_states(accelerator)  # collective: before the main-process-only part
+        if accelerator.is_main_process:
+            if save_fn is not None:
+                save_fn(model, ema.module if ema is not None else None, step)
+            if state_path is not None:
+                save_resume_state(state_path, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                    "rng": rngs[0], "rng_processes": rngs, "num_processes": accelerator.num_processes,
+                    "data_rng": data_order(step), "step": step, "config": asdict(config), "description": description,
+                    "losses": {k: float(v) for k, v in state.losses.items()}})
+        accelerator.wait_for_everyone()  # no process reads the checkpoint before the main one has written it
 
-    model.train()
+    step_module.train()
     t0 = time.perf_counter()
     show = config.progress and accelerator.is_main_process
     estimated = False
     with progress_bar(description, total=config.steps, completed=start, enabled=show) as bar:
         for step in range(start, config.steps):
             batch = next(batches)
-            out = loss_fn(model, batch)
+            out = step_module(batch)
             loss, logs = (out if isinstance(out, tuple) else (out, {}))
             if not torch.isfinite(loss.detach()).all():
                 raise StorylabError(
@@ -339,8 +506,10 @@ def train(model: nn.Module,
                 accelerator.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
             scheduler.step()
+            if norm_stats:
+                average_buffers(model, accelerator)
             if ema is not None:
-                ema.update_parameters(accelerator.unwrap_model(model))
+                ema.update_parameters(model)
             running["loss"] = running.get("loss", 0.0) + float(loss.detach())
             for key, value in logs.items():
                 running[key] = running.get(key, 0.0) + float(value)
@@ -362,7 +531,7 @@ def train(model: nn.Module,
             # the multiples of N, not only at the multiples of the log interval
             due = [cb for cb in callbacks or [] if logged or _every(cb) and done % _every(cb) == 0]
             if logged:
-                state.losses = {k: v / count for k, v in running.items()}
+                state.losses = mean_over_processes({k: v / count for k, v in running.items()}, accelerator)
                 state.history.append({"step": done, **state.losses})
                 running, count = {}, 0
                 bar.update(done, **state.losses)

@@ -47,18 +47,15 @@ def test_a_checkpoint_is_written_whenever_checkpoint_seconds_have_passed(tmp_pat
     assert saved == [10]  # no time-based checkpoints; checkpoint_every 1000 never falls due
 
 
-# The child trains with `storylab train digits --channels 8 --batch-size B --steps 12`'s settings, but
+# The child trains with `storylab train digits --channels 8 --batch-size B --steps 12`'s settings (its default
+# recipe), but
 # checkpoints every step (checkpoint_seconds tiny), and hangs after step 4's checkpoint until it is killed.
 CHILD = textwrap.dedent('''
-    import sys, time
-    from storylab.images.networks.denoiser import DigitDiffusionConfig, train_digit_model
-    from storylab.images.networks.unet import UNetConfig
-    from storylab.training import TrainConfig
+    import dataclasses, sys, time
+    from storylab.images.networks.denoiser import DEFAULT_RECIPE, recipe_config, train_digit_model
     out, batch_size, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    config = DigitDiffusionConfig(unet=UNetConfig(channels=8, num_classes=10), beta_schedule="cosine", prediction="eps",
-                                  p_uncond=0.1, data="digits", image_size=8)
-    tc = TrainConfig(steps=steps, lr=2e-3, warmup_steps=min(100, steps // 10), ema_decay=0.995, checkpoint_every=250,
-                     checkpoint_seconds=1e-9, seed=0, progress=False, log_every=1)
+    config, tc = recipe_config(DEFAULT_RECIPE, data="digits", channels=8, steps=steps, progress=False)
+    tc = dataclasses.replace(tc, checkpoint_seconds=1e-9, log_every=1)
     hang = lambda state: time.sleep(600) if state.step == 4 else None
     train_digit_model(out, config, tc, batch_size, resume=False, callbacks=[hang])
 ''')

@@ -171,7 +171,8 @@ def test_two_cpu_processes_train_in_lockstep(tmp_path):
     script.write_text(SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     out = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
+                          "--num_machines", "1", "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend",
+                          "no", str(script)],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = re.findall(r"RANK \d OF \d STEP \d+ W \[[^\]]*\]", out.stdout)

@@ -87,6 +87,7 @@ def train_feature_net(config: FeatureTrainingConfig,
 
     from storylab.images.data.datasets import load_split, resolve
     from storylab.training import TrainConfig, state_path_for, train
+    from storylab.training.loop import is_main_process
 
     ds = resolve(config.data)
     train_split, test_split = load_split(ds, "train"), load_split(ds, "test")
@@ -114,7 +115,8 @@ def train_feature_net(config: FeatureTrainingConfig,
     final = (state.ema_model or state.model).eval()
     scores = {"train_accuracy": adherence(final, train_split.images, train_split.labels),
               "test_accuracy": adherence(final, test_split.images, test_split.labels)}
-    save_feature_net(config.out, final, extra={**extra, "step": state.step, **scores})
+    if is_main_process():  # under several processes, the main one writes
+        save_feature_net(config.out, final, extra={**extra, "step": state.step, **scores})
     return final, scores
 
 

@@ -83,10 +83,12 @@ def train_autoencoder(out: str | Path, config: AEConfig, train_config: TrainConf
                       resume: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the AE with the shared loop, then fit its naive code prior on the train split and re-save."""
     from storylab.images.zoo.common import save_zoo_model
+    from storylab.training.loop import is_main_process
 
     torch.manual_seed(train_config.seed)  # the initial weights are part of what the seed reproduces
     info = fit(AutoEncoder(config), out, train_config, batch_size, resume, extra)
     model: AutoEncoder = info["model"]
     model.fit_code_prior(load_data_split(config.data, "train").images)
-    save_zoo_model(out, model, {**(extra or {}), "step": train_config.steps})
+    if is_main_process():  # under several processes, the main one writes
+        save_zoo_model(out, model, {**(extra or {}), "step": train_config.steps})
     return info

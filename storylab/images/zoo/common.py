@@ -238,7 +238,8 @@ def fit(model: ZooModel, out: str | Path, train_config: TrainConfig, batch_size:
     state = train(model, loss_fn, loader or data_loader(model.data, batch_size, train_config.seed), train_config,
                   save_fn=save, state_path=state_path, parameters=parameters,
                   description=description or f"train {model.family}")
-    final = saved.get("model", model)
+    # under several processes only the main one saved; the others read what it wrote (the loop waited for it)
+    final = saved["model"] if "model" in saved else load_zoo_model(out) if out.exists() else model
     return {"seconds": state.losses.get("seconds", 0.0), "loss": state.losses.get("loss", float("nan")),
             "history": state.history, "model": final.eval()}
 

@@ -203,38 +203,60 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
     ``ema_decay`` is set, atomic checkpoints every ``checkpoint_every`` steps and resume from
     ``<out>.state.safetensors``. A non-finite loss stops with :class:`StorylabError`, keeping the last good checkpoint.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    from storylab.training.loop import (average_buffers, average_gradients, broadcast_module, check_resume_state,
+                                        check_shardable, make_accelerator, mean_over_processes, process_rng_states,
+                                        restore_process_rng)
 
     out = Path(out)
     state_path = state_path_for(out)
     if not resume and state_path.exists():
         state_path.unlink()
     tc = train_config
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    description = "train gan"
+    accelerator = make_accelerator()
     set_seed(tc.seed)
     model = GAN(config)
+    if accelerator.process_index:  # the same initial weights everywhere, each process its own z
+        torch.manual_seed(tc.seed + accelerator.process_index)
     opt_g = torch.optim.Adam(model.generator.parameters(), lr=tc.lr, betas=tc.betas)
     opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=tc.lr, betas=tc.betas)
-    ema = make_ema(model.generator, tc.ema_decay, tc.ema_warmup) if tc.ema_decay else None
     start = 0
     saved = load_resume_state(state_path)
     if saved is not None:
-        start = restore_resume_state(saved, model, {"opt_g": opt_g, "opt_d": opt_d}, ema)
-        print(f"resuming train gan from step {start} ({state_path})")
+        check_resume_state(saved, state_path, model, tc, description, stateful=("opt_g", "opt_d"),
+                           num_processes=accelerator.num_processes)
+        start = restore_resume_state(saved, model, {"opt_g": opt_g, "opt_d": opt_d})
+        restore_process_rng(saved, accelerator)
+        if accelerator.is_main_process:
+            print(f"resuming train gan from step {start} ({state_path})")
     loader = data_loader(config.data, batch_size, tc.seed)
-    model, opt_g, opt_d, loader = accelerator.prepare(model, opt_g, opt_d, loader)
-    raw: GAN = accelerator.unwrap_model(model)
+    check_shardable(loader, accelerator.num_processes)
+    # G and D step in turn on one batch, so no single DDP forward covers a step: gradients are averaged
+    # over processes explicitly (average_gradients) after each backward, as DDP's hooks would
+    model.to(accelerator.device)
+    broadcast_module(model, accelerator)
+    opt_g, opt_d, loader = accelerator.prepare(opt_g, opt_d, loader)
+    raw: GAN = model
+    ema = make_ema(model.generator, tc.ema_decay, tc.ema_warmup) if tc.ema_decay else None
+    if ema is not None and saved is not None and saved.get("ema") is not None:
+        ema.load_state_dict(saved["ema"])
 
     def checkpoint(step: int) -> None:
-        snapshot = GAN(config)
-        snapshot.load_state_dict(raw.state_dict())
-        if ema is not None:
-            snapshot.generator.load_state_dict(ema.module.state_dict())
-        save_zoo_model(out, snapshot, {**(extra or {}), "step": step})
-        save_resume_state(state_path, {"model": raw.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                                       "ema": ema.state_dict() if ema is not None else None,
-                                       "rng": torch.get_rng_state(), "step": step, "config": asdict(tc)})
+        rngs = process_rng_states(accelerator)  # collective: before the main-process-only part
+        if accelerator.is_main_process:
+            snapshot = GAN(config)
+            snapshot.load_state_dict(raw.state_dict())
+            if ema is not None:
+                snapshot.generator.load_state_dict(ema.module.state_dict())
+            save_zoo_model(out, snapshot, {**(extra or {}), "step": step})
+            save_resume_state(state_path, {"model": raw.state_dict(), "opt_g": opt_g.state_dict(),
+                                           "opt_d": opt_d.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                                           "rng": rngs[0], "rng_processes": rngs,
+                                           "num_processes": accelerator.num_processes, "step": step,
+                                           "config": asdict(tc), "description": description})
+        accelerator.wait_for_everyone()  # no process reads the checkpoint before the main one has written it
 
     def batches():
         while True:
@@ -247,7 +269,8 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
     last_good = start
     t0 = time.perf_counter()
     raw.train()
-    with progress_bar("train gan", total=tc.steps, completed=start, enabled=tc.progress) as bar:
+    with progress_bar("train gan", total=tc.steps, completed=start,
+                      enabled=tc.progress and accelerator.is_main_process) as bar:
         for step in range(start, tc.steps):
             real, labels = next(stream)
             z = torch.randn((real.shape[0], config.latent_dim), device=real.device)
@@ -255,6 +278,7 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
             check_finite(d_loss, "discriminator", step, last_good)
             opt_d.zero_grad(set_to_none=True)
             accelerator.backward(d_loss)
+            average_gradients(raw.discriminator.parameters(), accelerator)
             opt_d.step()
             fake_logits = raw.critic(fake, labels)  # the updated D judges the same fakes (Algorithm 1)
             g_loss = generator_loss(fake_logits, saturating)
@@ -262,7 +286,9 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
             opt_g.zero_grad(set_to_none=True)
             accelerator.backward(g_loss)
             opt_d.zero_grad(set_to_none=True)  # D's gradients from G's loss are discarded
+            average_gradients(raw.generator.parameters(), accelerator)
             opt_g.step()
+            average_buffers(raw.generator, accelerator)  # BatchNorm statistics of each process's batch
             logs = {"d_real": float(torch.sigmoid(real_logits.detach()).mean()),
                     "d_fake": float(torch.sigmoid(fake_logits.detach()).mean())}
             if ema is not None:
@@ -272,7 +298,7 @@ def train_gan(out: str | Path, config: GANConfig, train_config: TrainConfig, bat
             count += 1
             done = step + 1
             if done % tc.log_every == 0 or done == tc.steps:
-                means = {k: v / count for k, v in running.items()}
+                means = mean_over_processes({k: v / count for k, v in running.items()}, accelerator)
                 history.append({"step": done, **means})
                 bar.update(done, **means)
                 running, count = {}, 0
