@@ -36,6 +36,9 @@ ARCHS = ("incontext", "adaln", "crossattn")
 SIZES = {"tiny": dict(d_model=64, n_layers=4, n_heads=4, cond_layers=2, n_registers=4, attn_dropout=0.0, patch=2),
          "paper": dict(d_model=512, n_layers=8, n_heads=16, cond_layers=2, n_registers=16, attn_dropout=0.1, patch=1)}
 ARCH_LETTERS = {"incontext": "A", "adaln": "B", "crossattn": "C"}
+# "director": the paper's one-stage model on world features; "twostage": a motion planner (caption ->
+# per-frame tags) and a denoiser of camera-frame motion conditioned on the plan, with a no-motion gate
+MODELS = {"director": {}, "twostage": dict(representation="ego", planner_layers=2)}
 
 
 @dataclass
@@ -64,19 +67,41 @@ class DirectorConfig:
     # EDM works on data_scale x the standardised features (the authors multiply by sigma_data = 0.5 before
     # the loss and the sampler and divide afterwards); checkpoints saved before issue 14 load with 1.0
     data_scale: float = 0.5
+    # "world": the paper's features (absolute 6D rotation, world translation deltas); "ego": motion between
+    # poses in the camera's own frame (:mod:`storylab.camera.motion`), with the scales below from training data
+    representation: str = "world"
+    ego_rot_scale: float = 1.0
+    ego_trans_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # two-stage: a motion planner (caption -> per-frame tags, :mod:`storylab.camera.planner`) whose plan
+    # conditions every frame token, and the no-motion gate applied to its still axes ("axis", "frame", "none")
+    planner_layers: int = 0
+    planner_patch: int = 4
+    motion_gate: str = "axis"
 
     @classmethod
-    def build(cls, arch: str = "crossattn", size: str = "tiny", **overrides) -> "DirectorConfig":
-        """A config for ``arch`` at a named ``size`` preset, with explicit overrides."""
+    def build(cls, arch: str = "crossattn", size: str = "tiny", model: str = "director", **overrides) -> "DirectorConfig":
+        """A config for ``arch`` at a named ``size`` preset and ``model`` (:data:`MODELS`), with explicit overrides."""
         if arch not in ARCHS:
             raise StorylabError(f"unknown DIRECTOR config '{arch}' (choose from {', '.join(ARCHS)})")
         if size not in SIZES:
             raise StorylabError(f"unknown size '{size}' (choose from {', '.join(SIZES)})")
-        return cls(arch=arch, size=size, **{**SIZES[size], **overrides})
+        if model not in MODELS:
+            raise StorylabError(f"unknown model '{model}' (choose from {', '.join(MODELS)})")
+        return cls(arch=arch, size=size, **{**SIZES[size], **MODELS[model], **overrides})
 
     def __post_init__(self) -> None:
         if self.patch < 1:
             raise StorylabError(f"patch must be at least 1 frame, got {self.patch}")
+        if self.representation not in ("world", "ego"):
+            raise StorylabError(f"unknown trajectory representation '{self.representation}' (choose from world, ego)")
+        if self.planner_layers and self.arch != "crossattn":
+            raise StorylabError(f"the motion planner needs config crossattn (caption token states), got {self.arch}")
+        self.ego_trans_scale = tuple(float(v) for v in self.ego_trans_scale)
+
+    @property
+    def two_stage(self) -> bool:
+        """True when a motion planner conditions the frames on a per-frame tag plan."""
+        return self.planner_layers > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -224,6 +249,11 @@ class Director(nn.Module):
             self.blocks = nn.ModuleList(CrossAttentionBlock(cfg) for _ in range(cfg.n_layers))
             self.final_norm = nn.LayerNorm(d)
             self.output = nn.Linear(d, 9 * k)
+        if cfg.two_stage:
+            from storylab.camera.planner import MotionPlanner
+
+            self.plan_input = nn.Linear(3 * k, d)  # the plan's per-axis codes of the token's k frames
+            self.planner = MotionPlanner(cfg, cfg.planner_layers, cfg.planner_patch)
 
     def _flat_char(self, char: torch.Tensor) -> torch.Tensor:
         b, t, _ = char.shape
@@ -254,6 +284,8 @@ class Director(nn.Module):
             # a token is padding when all of its frames are
             pad = ~self._patchify(mask.bool()[..., None].float()).bool().any(-1)  # (B, N)
         h = self.input(self._patchify(x))
+        if self.cfg.two_stage:
+            h = h + self.plan_input(self._patchify(cond["plan"]))
         n = h.shape[1]  # tokens: T / patch
         h = h + self.positions[:n]  # (B, N, d)
         noise = self.noise(c_noise.reshape(-1).expand(b))  # (B, d)
@@ -289,8 +321,9 @@ class Director(nn.Module):
 
 
 def null_condition(cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The CFG null condition: every condition modality zeroed; the validity mask is kept."""
-    return {k: (v if k == "mask" else torch.zeros_like(v)) for k, v in cond.items()}
+    """The CFG null condition: every condition modality zeroed; the validity mask and a two-stage model's
+    motion plan are kept (guidance contrasts caption and character, the plan is the layout itself)."""
+    return {k: (v if k in ("mask", "plan") else torch.zeros_like(v)) for k, v in cond.items()}
 
 
 def count_parameters(model: nn.Module) -> int:
