@@ -181,6 +181,7 @@ def render_command(
 def train_director_command(
     data: Path = typer.Option(..., "--data", help="E.T.-format folder (traj/, char/, caption/, split files)."),
     config: str = typer.Option("crossattn", "--config", help="incontext (A), adaln (B) or crossattn (C)."),
+    model: str = typer.Option("director", "--model", help="director (the paper's one-stage model on world features) or twostage (motion planner + camera-frame motion with a no-motion gate; config crossattn)."),
     size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads, 2 frames a token; CPU) or paper (d 512, 8 layers, 16 heads, a token a frame)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors)."),
     subset: str = typer.Option("mixed", "--subset", help="Split subset: pure (simple camera motions) or mixed (all; the paper's evaluation set); full = storylab's older name."),
@@ -212,7 +213,7 @@ def train_director_command(
     if threads:
         torch.set_num_threads(threads)
     overrides = {} if patch is None else {"patch": patch}
-    model_cfg = DirectorConfig.build(config, size, **overrides)  # an unknown config or size fails before any reading
+    model_cfg = DirectorConfig.build(config, size, model, **overrides)  # an unknown config or size fails before any reading
     if p_std <= 0:
         raise StorylabError(f"--p-std must be positive, got {p_std}")
     if p_mean is None:
@@ -230,7 +231,7 @@ def train_director_command(
     callbacks = []
     if test is not None:
         callbacks.append(TagScoreMonitor(attach_text(test, encoder, data, tokens), eval_every))
-    command = (f"storylab train director --data {data} --config {config} --size {size} --steps {steps} "
+    command = (f"storylab train director --data {data} --config {config} --model {model} --size {size} --steps {steps} "
                f"--batch-size {batch_size} --lr {lr} --p-mean {p_mean} --p-std {p_std} --patch {model_cfg.patch} --seed {seed}")
     state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks)
     print(f"wrote {out} after {state.step} steps ({state.losses.get('wall_seconds', 0):.0f} s), "

@@ -69,7 +69,7 @@ def evaluate_director_command(
 
     from storylab.camera.clatr import load_clatr
     from storylab.camera.data import attach_text, load_samples
-    from storylab.camera.evaluation import PAPER_FD, EvalProtocol, evaluate_configs, results_table
+    from storylab.camera.evaluation import PAPER_FD, EvalProtocol, evaluate_configs, results_table, retrieval_table
     from storylab.camera.generate import ASSETS, shipped_checkpoint
     from storylab.camera.sampling import SamplingConfig
     from storylab.camera.training import load_director
@@ -121,6 +121,8 @@ def evaluate_director_command(
              else "P/R/D/C with the real set first (the definitions)")
     latent = "CLaTr latent mean" if clatr_mean else "CLaTr latent draws (mean + eps * sigma)"
     Console(width=160).print(results_table(results, f"DIRECTOR on {data} (protocol {proto.name}, w {guidance_scale:g})"))
+    Console(width=200).print(retrieval_table(results, f"CLaTr retrieval, captions vs trajectories ({subset} test, "
+                                                      f"{len(test)} samples; caption self-similarity > 0.9 counts as a match)"))
     print(f"protocol {proto.name}: {where}; {order}; {latent}")
     fd = {r.name: r.metrics["FD_CLaTr"] for r in results if r.name != "real data"}
     if fd:
@@ -132,3 +134,47 @@ def evaluate_director_command(
                                 "prdc_as_published": prdc_as_published, "clatr_latent": "mean" if clatr_mean else "draw",
                                 "test_samples": len(test), "train_samples": len(train) if train is not None else None,
                                 "missing_tags": len(test.missing_tags or []), "guidance_scale": guidance_scale})
+
+
+@evaluate_app.command("clatr")
+def evaluate_clatr_command(
+    data: Path = typer.Option(..., "--data", help="E.T.-format folder with a test split."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="CLaTr checkpoint; default: the shipped one."),
+    subset: str = typer.Option("mixed", "--subset", help="Split subset: pure or mixed (the paper's evaluation set)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on the first N test samples."),
+    threshold: float = typer.Option(0.95, "--threshold", help="Caption self-similarity score (0..1) above which another caption's trajectory also counts as a match (the authors' 0.95)."),
+    clatr_mean: bool = typer.Option(False, "--clatr-mean", help="Embed with the latent mean instead of a latent draw."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the latent draws."),
+    text_encoder: Optional[Path] = typer.Option(None, "--text-encoder", help="The text model the CLaTr was trained with; default all-MiniLM-L6-v2."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the metrics as JSON."),
+) -> None:
+    """Text <-> trajectory retrieval of a CLaTr embedding on real test trajectories: R@1/2/3/5/10 and median rank."""
+    from rich.console import Console
+
+    from storylab.camera.clatr import embed_texts, embed_trajectories, load_clatr
+    from storylab.camera.data import attach_text, load_samples
+    from storylab.camera.evaluation import ConfigResult, retrieval_table
+    from storylab.camera.generate import ASSETS
+    from storylab.camera.retrieval import retrieval_metrics
+    from storylab.camera.tag_metrics import split_valid
+    from storylab.io import atomic_write_json
+    from storylab.text_encoder import SentenceEncoder
+
+    if not 0 <= threshold <= 1:
+        raise StorylabError(f"--threshold must be in [0, 1], got {threshold}")
+    path = checkpoint or ASSETS / "clatr_tiny.safetensors"
+    if not Path(path).exists():
+        raise StorylabError(f"CLaTr checkpoint not found: {path} (train one with storylab train clatr)")
+    clatr = load_clatr(path)
+    test = load_samples(data, subset, "test", limit)
+    if len(test) < 2:
+        raise StorylabError(f"the test split has {len(test)} sample; retrieval needs at least 2")
+    test = attach_text(test, SentenceEncoder(text_encoder), data, tokens=False)
+    traj = embed_trajectories(clatr, split_valid(test.x, test.mask), sample=not clatr_mean, seed=seed).numpy()
+    text = embed_texts(clatr, test.text, sample=not clatr_mean, seed=seed + 1).numpy()
+    metrics = retrieval_metrics(text, traj, test.text.float().numpy(), threshold)
+    Console(width=200).print(retrieval_table([ConfigResult("CLaTr", metrics)],
+                                             f"CLaTr retrieval on {data} ({subset} test, {len(test)} samples)"))
+    if out is not None:
+        atomic_write_json(out, {"metrics": metrics, "data": str(data), "subset": subset, "test_samples": len(test),
+                                "threshold": threshold, "clatr_latent": "mean" if clatr_mean else "draw"})
