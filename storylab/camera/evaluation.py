@@ -172,7 +172,8 @@ def evaluate_configs(nets: dict[str, Director], test, clatr: Clatr, cfg: Samplin
         fake_dist = fake_test if dist_data is test else generate_split(net, dist_data, cfg, seed=seed, progress=progress)
         metrics = {**distribution_metrics(clatr, real_dist, fake_dist, protocol, seed),
                    **semantic_metrics(clatr, fake_test, test.text, ref_test, protocol, seed)}
-        results.append(ConfigResult(f"{ARCH_LETTERS.get(arch, '?')} ({arch})", metrics))
+        label = "2-stage C" if net.cfg.two_stage else ARCH_LETTERS.get(net.cfg.arch, "?")
+        results.append(ConfigResult(f"{label} ({arch})", metrics))
     real = {**distribution_metrics(clatr, real_dist, real_dist, protocol, seed),
             **semantic_metrics(clatr, real_test, test.text, ref_test, protocol, seed)}
     results.append(ConfigResult("real data", real))

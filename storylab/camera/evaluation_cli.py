@@ -83,7 +83,8 @@ def evaluate_director_command(
     nets = {}
     for p in paths:
         net, _ = load_director(p)
-        key = net.cfg.arch if net.cfg.arch not in nets else f"{net.cfg.arch}:{p.name}"
+        base = "twostage" if net.cfg.two_stage else net.cfg.arch
+        key = base if base not in nets else f"{base}:{p.name}"
         nets[key] = net
     clatr_file = clatr_path or ASSETS / "clatr_tiny.safetensors"
     if not Path(clatr_file).exists():
@@ -160,8 +161,6 @@ def evaluate_clatr_command(
     from storylab.io import atomic_write_json
     from storylab.text_encoder import SentenceEncoder
 
-    if not 0 <= threshold <= 1:
-        raise StorylabError(f"--threshold must be in [0, 1], got {threshold}")
     path = checkpoint or ASSETS / "clatr_tiny.safetensors"
     if not Path(path).exists():
         raise StorylabError(f"CLaTr checkpoint not found: {path} (train one with storylab train clatr)")
