@@ -121,7 +121,7 @@ def generate_command(
     char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3); sets the length."),
     char_motion: str = typer.Option("static", "--char-motion", help="Without --char: static, right, left, forward, backward, up, down."),
     frames: int = typer.Option(150, "--frames", help="Without --char: trajectory length in frames (<= 300)."),
-    config: str = typer.Option("crossattn", "--config", help="Shipped DIRECTOR config: incontext (A), adaln (B), crossattn (C)."),
+    config: str = typer.Option("twostage", "--config", help="Shipped model: twostage (motion planner + config C on camera-frame motion; the default), or the paper's DIRECTOR configs incontext (A), adaln (B), crossattn (C)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A DIRECTOR checkpoint; default: the shipped tiny one of --config."),
     guidance_scale: float = typer.Option(1.4, "--guidance-scale", help="CFG scale w (1 = conditional only)."),
     schedule: str = typer.Option("constant", "--schedule", help="Guidance weight schedule SPEC (constant, linear, clamp:linear:c=2, pcs:s=0.5, interval:start=..,stop=..)."),

@@ -49,7 +49,7 @@ def missing_tags_message(missing: list[str], total: int) -> str:
 @evaluate_app.command("director")
 def evaluate_director_command(
     data: Path = typer.Option(..., "--data", help="E.T.-format folder with a test split."),
-    checkpoints: Optional[list[Path]] = typer.Option(None, "--checkpoint", help="DIRECTOR checkpoints to compare (repeatable); default: the three shipped ones."),
+    checkpoints: Optional[list[Path]] = typer.Option(None, "--checkpoint", help="DIRECTOR checkpoints to compare (repeatable); default: the four shipped ones (A, B, C, two-stage C)."),
     clatr_path: Optional[Path] = typer.Option(None, "--clatr", help="CLaTr checkpoint; default: the shipped one."),
     subset: str = typer.Option("mixed", "--subset", help="Split subset: pure (simple camera motions) or mixed (all; the paper's evaluation set); full = storylab's older name."),
     protocol: str = typer.Option("storylab", "--protocol", help="storylab: every metric on the test split; paper: the authors' script (mixed subset; FD_CLaTr and P/R/D/C on the train split in 5 chunks, CLaTr-Score and C-metrics on test)."),
@@ -79,7 +79,7 @@ def evaluate_director_command(
     proto = EvalProtocol.build(protocol, prdc_as_published, sample_latent=not clatr_mean)
     if proto.name == "paper" and subset != "mixed":
         raise StorylabError(f"--protocol paper evaluates the mixed subset (got --subset {subset})")
-    paths = checkpoints or [shipped_checkpoint(a) for a in ("incontext", "adaln", "crossattn")]
+    paths = checkpoints or [shipped_checkpoint(a) for a in ("incontext", "adaln", "crossattn", "twostage")]
     nets = {}
     for p in paths:
         net, _ = load_director(p)
