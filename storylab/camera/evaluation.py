@@ -120,10 +120,16 @@ def semantic_metrics(clatr: Clatr, fake_feats: list, text: torch.Tensor, referen
     fake = embed_trajectories(clatr, fake_feats, sample=protocol.sample_latent, seed=seed + 2)
     text_emb = embed_texts(clatr, text, sample=protocol.sample_latent, seed=seed + 3)
     keep = [i for i, r in enumerate(reference) if r is not None]
+    static = float("nan")
     if keep:
-        tags = classification_scores([reference[i] for i in keep], retag([fake_feats[i] for i in keep]))
+        retagged = retag([fake_feats[i] for i in keep])
+        tags = classification_scores([reference[i] for i in keep], retagged)
+        still = [t for t, i in zip(retagged, keep) if (reference[i] == 0).all()]
+        if still:  # the share of frames re-tagged static on the captions whose camera never moves
+            static = float(np.mean(np.concatenate(still) == 0))
     else:
         tags = {"C-P": float("nan"), "C-R": float("nan"), "C-F1": float("nan")}
+    tags["static on all-static"] = static
     from storylab.camera.retrieval import retrieval_metrics
 
     retrieval = retrieval_metrics(text_emb.numpy(), fake.numpy(), text.float().numpy())

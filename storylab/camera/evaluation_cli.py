@@ -124,6 +124,9 @@ def evaluate_director_command(
     Console(width=160).print(results_table(results, f"DIRECTOR on {data} (protocol {proto.name}, w {guidance_scale:g})"))
     Console(width=200).print(retrieval_table(results, f"CLaTr retrieval, captions vs trajectories ({subset} test, "
                                                       f"{len(test)} samples; caption self-similarity > 0.9 counts as a match)"))
+    n_still = sum(1 for t in test.cam_segments if (t >= 0).any() and (t[t >= 0] == 0).all())
+    print(f"frames re-tagged static on the {n_still} all-static test captions: "
+          + ", ".join(f"{r.name} {r.metrics['static on all-static']:.1%}" for r in results))
     print(f"protocol {proto.name}: {where}; {order}; {latent}")
     fd = {r.name: r.metrics["FD_CLaTr"] for r in results if r.name != "real data"}
     if fd:
