@@ -183,7 +183,7 @@ def train_director_command(
     config: str = typer.Option("crossattn", "--config", help="incontext (A), adaln (B) or crossattn (C)."),
     model: str = typer.Option("director", "--model", help="director (the paper's one-stage model on world features) or twostage (motion planner + camera-frame motion with a no-motion gate; config crossattn)."),
     size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads, 2 frames a token; CPU) or paper (d 512, 8 layers, 16 heads, a token a frame)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors, runs/director_twostage.safetensors with --model twostage)."),
     subset: str = typer.Option("mixed", "--subset", help="Split subset: pure (simple camera motions) or mixed (all; the paper's evaluation set); full = storylab's older name."),
     steps: int = typer.Option(2500, "--steps", help="Training steps; the learning rate follows a cosine to 0 over them (paper: 170000)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Batch size; batches group samples of similar length (paper: 128)."),
@@ -218,7 +218,7 @@ def train_director_command(
         raise StorylabError(f"--p-std must be positive, got {p_std}")
     if p_mean is None:
         p_mean = DirectorTrainConfig.p_mean if size == "tiny" else DirectorTrainConfig.paper().p_mean
-    out = out or run_path(f"director_{config}.safetensors")
+    out = out or run_path(f"director_{'twostage' if model == 'twostage' else config}.safetensors")
     train_data = load_samples(data, subset, "train", limit)
     test = load_samples(data, subset, "test") if eval_every else None
     encoder = SentenceEncoder(text_encoder)
