@@ -23,12 +23,12 @@ maps see 9 k features, the character tokens 3 k, and the sequence is k times sho
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from storylab.camera.blocks import CrossAttentionBlock, attend, modulate, self_attention_block, sinusoidal  # noqa: F401
 from storylab.camera.constants import MAX_FRAMES
 from storylab.errors import StorylabError
 
@@ -107,14 +107,6 @@ class DirectorConfig:
         return asdict(self)
 
 
-def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """Transformer sinusoidal embedding (Vaswani et al. 2017, Sec. 3.5) of (...,) positions -> (..., dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)
-    angles = positions.float()[..., None] * freqs
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
-
-
 class NoiseEmbedding(nn.Module):
     """c_noise -> (B, d): sinusoidal features (scaled, as c_noise = ln(sigma)/4 is O(1)) then an MLP."""
 
@@ -125,43 +117,6 @@ class NoiseEmbedding(nn.Module):
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
         return self.mlp(sinusoidal(c_noise * 1000.0, self.d))
-
-
-def self_attention_block(cfg: DirectorConfig) -> nn.TransformerEncoderLayer:
-    """A pre-LN transformer block (self-attention + GELU MLP)."""
-    layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.mlp_ratio * cfg.d_model, cfg.dropout,
-                                       activation="gelu", batch_first=True, norm_first=True)
-    layer.self_attn.dropout = cfg.attn_dropout  # residual/MLP dropout stays cfg.dropout
-    return layer
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """DiT's adaLN modulation x (1 + scale) + shift, per sample."""
-    return x * (1 + scale[:, None]) + shift[:, None]
-
-
-def attend(mha: nn.MultiheadAttention, query: torch.Tensor, memory: torch.Tensor,
-           key_padding_mask: torch.Tensor | None) -> torch.Tensor:
-    """``mha(query, memory, memory, key_padding_mask=..., need_weights=False)[0]`` (Vaswani et al. 2017, Eq. 1)
-    on ``scaled_dot_product_attention`` with the module's own weights.
-
-    The same attention, written out because the module's key-padding check calls ``torch._check_with``,
-    whose first call imports sympy: about 0.5 s of ``camera generate``'s start-up (issue #20).
-    ``key_padding_mask`` is (B, S) bool, True = padding; ``query`` (B, L, d), ``memory`` (B, S, d).
-    """
-    b, n_q, d = query.shape
-    heads = mha.num_heads
-    w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
-    b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
-
-    def split(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, w, bias).view(b, x.shape[1], heads, d // heads).transpose(1, 2)  # (B, H, *, d/H)
-
-    allowed = None if key_padding_mask is None else ~key_padding_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
-    out = nn.functional.scaled_dot_product_attention(split(query, w_q, b_q), split(memory, w_k, b_k),
-                                                     split(memory, w_v, b_v), attn_mask=allowed,
-                                                     dropout_p=mha.dropout if mha.training else 0.0)
-    return mha.out_proj(out.transpose(1, 2).reshape(b, n_q, d))  # (B, L, d)
 
 
 class AdaLNBlock(nn.Module):
@@ -184,30 +139,6 @@ class AdaLNBlock(nn.Module):
         h = modulate(self.norm1(x), shift1, scale1)
         x = x + gate1[:, None] * attend(self.attn, h, h, pad)
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
-
-
-class CrossAttentionBlock(nn.Module):
-    """DIRECTOR config C block: pre-LN cross-attention to the condition tokens, self-attention, MLP."""
-
-    def __init__(self, cfg: DirectorConfig) -> None:
-        super().__init__()
-        d = cfg.d_model
-        self.norm_cross = nn.LayerNorm(d)
-        self.cross = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.attn_dropout, batch_first=True)
-        self.norm_self = nn.LayerNorm(d)
-        self.attn = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.attn_dropout, batch_first=True)
-        self.norm_mlp = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Dropout(cfg.dropout),
-                                 nn.Linear(cfg.mlp_ratio * d, d))
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor | None,
-                memory_pad: torch.Tensor | None) -> torch.Tensor:
-        h = self.norm_cross(x)
-        x = x + self.drop(attend(self.cross, h, memory, memory_pad))
-        h = self.norm_self(x)
-        x = x + self.drop(attend(self.attn, h, h, pad))
-        return x + self.drop(self.mlp(self.norm_mlp(x)))
 
 
 class Director(nn.Module):

@@ -25,7 +25,7 @@ class MotionPlanner(nn.Module):
     (row t = the motion from pose t - 1 to pose t; row 0 has no motion and is ignored)."""
 
     def __init__(self, cfg, layers: int, patch: int) -> None:
-        from storylab.camera.director import CrossAttentionBlock, self_attention_block, sinusoidal
+        from storylab.camera.blocks import CrossAttentionBlock, self_attention_block, sinusoidal
 
         super().__init__()
         d = cfg.d_model
@@ -41,7 +41,7 @@ class MotionPlanner(nn.Module):
         self.head = nn.Linear(d, 9 * patch)
 
     def forward(self, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        from storylab.camera.director import sinusoidal
+        from storylab.camera.blocks import sinusoidal
 
         char, mask = cond["char"], cond["mask"]  # (B, T, 3), (B, T)
         b, t, _ = char.shape
