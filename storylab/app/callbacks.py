@@ -137,7 +137,7 @@ def warm_up(log: Callable[[str], None] = LOG.info) -> dict[str, float]:
 
     steps = [("digit denoiser", lambda: _denoiser(str(DENOISER)))]
     steps += [(f"{k} ControlNet", functools.partial(_controlnet, k, str(DENOISER))) for k in CONTROL_KINDS]
-    steps += [("DIRECTOR + text encoder", lambda: _generator("crossattn")), ("FunnyNet-W", lambda: _model(str(SHIPPED))),
+    steps += [("DIRECTOR + text encoder", lambda: _generator("twostage")), ("FunnyNet-W", lambda: _model(str(SHIPPED))),
               ("MiniLM (video QA retrieval)", default_encoder)]
     seconds = {}
     for name, load in steps:

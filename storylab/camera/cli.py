@@ -124,7 +124,7 @@ def generate_command(
     char: Optional[Path] = typer.Option(None, "--char", help="Character positions .npy (N, 3); sets the length."),
     char_motion: str = typer.Option("static", "--char-motion", help="Without --char: static, right, left, forward, backward, up, down."),
     frames: int = typer.Option(150, "--frames", help="Without --char: trajectory length in frames (<= 300)."),
-    config: str = typer.Option("crossattn", "--config", help="Shipped DIRECTOR config: incontext (A), adaln (B), crossattn (C)."),
+    config: str = typer.Option("twostage", "--config", help="Shipped model: twostage (motion planner + config C on camera-frame motion; the default), or the paper's DIRECTOR configs incontext (A), adaln (B), crossattn (C)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A DIRECTOR checkpoint; default: the shipped tiny one of --config."),
     guidance_scale: float = typer.Option(1.4, "--guidance-scale", help="CFG scale w (1 = conditional only)."),
     schedule: str = typer.Option("constant", "--schedule", help="Guidance weight schedule SPEC (constant, linear, clamp:linear:c=2, pcs:s=0.5, interval:start=..,stop=..)."),
@@ -184,8 +184,9 @@ def render_command(
 def train_director_command(
     data: Path = typer.Option(..., "--data", help="E.T.-format folder (traj/, char/, caption/, split files)."),
     config: str = typer.Option("crossattn", "--config", help="incontext (A), adaln (B) or crossattn (C)."),
+    model: str = typer.Option("director", "--model", help="director (the paper's one-stage model on world features) or twostage (motion planner + camera-frame motion with a no-motion gate; config crossattn)."),
     size: str = typer.Option("tiny", "--size", help="tiny (d 64, 4 layers, 4 heads, 2 frames a token; CPU) or paper (d 512, 8 layers, 16 heads, a token a frame)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path, resume state beside it (default: runs/director_<config>.safetensors, runs/director_twostage.safetensors with --model twostage)."),
     subset: str = typer.Option("mixed", "--subset", help="Split subset: pure (simple camera motions) or mixed (all; the paper's evaluation set); full = storylab's older name."),
     steps: int = typer.Option(2500, "--steps", help="Training steps; the learning rate follows a cosine to 0 over them (paper: 170000)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Batch size; batches group samples of similar length (paper: 128)."),
@@ -216,12 +217,12 @@ def train_director_command(
     if threads:
         torch.set_num_threads(threads)
     overrides = {} if patch is None else {"patch": patch}
-    model_cfg = DirectorConfig.build(config, size, **overrides)  # an unknown config or size fails before any reading
+    model_cfg = DirectorConfig.build(config, size, model, **overrides)  # an unknown config or size fails before any reading
     if p_std <= 0:
         raise StorylabError(f"--p-std must be positive, got {p_std}")
     if p_mean is None:
         p_mean = DirectorTrainConfig.p_mean if size == "tiny" else DirectorTrainConfig.paper().p_mean
-    out = out or run_path(f"director_{config}.safetensors")
+    out = out or run_path(f"director_{'twostage' if model == 'twostage' else config}.safetensors")
     train_data = load_samples(data, subset, "train", limit)
     test = load_samples(data, subset, "test") if eval_every else None
     encoder = SentenceEncoder(text_encoder)
@@ -234,7 +235,7 @@ def train_director_command(
     callbacks = []
     if test is not None:
         callbacks.append(TagScoreMonitor(attach_text(test, encoder, data, tokens), eval_every))
-    command = (f"storylab train director --data {data} --config {config} --size {size} --steps {steps} "
+    command = (f"storylab train director --data {data} --config {config} --model {model} --size {size} --steps {steps} "
                f"--batch-size {batch_size} --lr {lr} --p-mean {p_mean} --p-std {p_std} --patch {model_cfg.patch} --seed {seed}")
     state = train_director(train_data, model_cfg, train_cfg, out, {"command": command, "seed": seed}, callbacks,
                            resume=resume)

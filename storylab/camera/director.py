@@ -23,12 +23,12 @@ maps see 9 k features, the character tokens 3 k, and the sequence is k times sho
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from storylab.camera.blocks import CrossAttentionBlock, attend, modulate, self_attention_block, sinusoidal  # noqa: F401
 from storylab.camera.constants import MAX_FRAMES
 from storylab.errors import StorylabError
 
@@ -36,6 +36,9 @@ ARCHS = ("incontext", "adaln", "crossattn")
 SIZES = {"tiny": dict(d_model=64, n_layers=4, n_heads=4, cond_layers=2, n_registers=4, attn_dropout=0.0, patch=2),
          "paper": dict(d_model=512, n_layers=8, n_heads=16, cond_layers=2, n_registers=16, attn_dropout=0.1, patch=1)}
 ARCH_LETTERS = {"incontext": "A", "adaln": "B", "crossattn": "C"}
+# "director": the paper's one-stage model on world features; "twostage": a motion planner (caption ->
+# per-frame tags) and a denoiser of camera-frame motion conditioned on the plan, with a no-motion gate
+MODELS = {"director": {}, "twostage": dict(representation="ego", planner_layers=2)}
 
 
 @dataclass
@@ -64,30 +67,44 @@ class DirectorConfig:
     # EDM works on data_scale x the standardised features (the authors multiply by sigma_data = 0.5 before
     # the loss and the sampler and divide afterwards); checkpoints saved before issue 14 load with 1.0
     data_scale: float = 0.5
+    # "world": the paper's features (absolute 6D rotation, world translation deltas); "ego": motion between
+    # poses in the camera's own frame (:mod:`storylab.camera.motion`), with the scales below from training data
+    representation: str = "world"
+    ego_rot_scale: float = 1.0
+    ego_trans_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # two-stage: a motion planner (caption -> per-frame tags, :mod:`storylab.camera.planner`) whose plan
+    # conditions every frame token, and the no-motion gate applied to its still axes ("axis", "frame", "none")
+    planner_layers: int = 0
+    planner_patch: int = 4
+    motion_gate: str = "axis"
 
     @classmethod
-    def build(cls, arch: str = "crossattn", size: str = "tiny", **overrides) -> "DirectorConfig":
-        """A config for ``arch`` at a named ``size`` preset, with explicit overrides."""
+    def build(cls, arch: str = "crossattn", size: str = "tiny", model: str = "director", **overrides) -> "DirectorConfig":
+        """A config for ``arch`` at a named ``size`` preset and ``model`` (:data:`MODELS`), with explicit overrides."""
         if arch not in ARCHS:
             raise StorylabError(f"unknown DIRECTOR config '{arch}' (choose from {', '.join(ARCHS)})")
         if size not in SIZES:
             raise StorylabError(f"unknown size '{size}' (choose from {', '.join(SIZES)})")
-        return cls(arch=arch, size=size, **{**SIZES[size], **overrides})
+        if model not in MODELS:
+            raise StorylabError(f"unknown model '{model}' (choose from {', '.join(MODELS)})")
+        return cls(arch=arch, size=size, **{**SIZES[size], **MODELS[model], **overrides})
 
     def __post_init__(self) -> None:
         if self.patch < 1:
             raise StorylabError(f"patch must be at least 1 frame, got {self.patch}")
+        if self.representation not in ("world", "ego"):
+            raise StorylabError(f"unknown trajectory representation '{self.representation}' (choose from world, ego)")
+        if self.planner_layers and self.arch != "crossattn":
+            raise StorylabError(f"the motion planner needs config crossattn (caption token states), got {self.arch}")
+        self.ego_trans_scale = tuple(float(v) for v in self.ego_trans_scale)
+
+    @property
+    def two_stage(self) -> bool:
+        """True when a motion planner conditions the frames on a per-frame tag plan."""
+        return self.planner_layers > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """Transformer sinusoidal embedding (Vaswani et al. 2017, Sec. 3.5) of (...,) positions -> (..., dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)
-    angles = positions.float()[..., None] * freqs
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 class NoiseEmbedding(nn.Module):
@@ -100,43 +117,6 @@ class NoiseEmbedding(nn.Module):
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
         return self.mlp(sinusoidal(c_noise * 1000.0, self.d))
-
-
-def self_attention_block(cfg: DirectorConfig) -> nn.TransformerEncoderLayer:
-    """A pre-LN transformer block (self-attention + GELU MLP)."""
-    layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.mlp_ratio * cfg.d_model, cfg.dropout,
-                                       activation="gelu", batch_first=True, norm_first=True)
-    layer.self_attn.dropout = cfg.attn_dropout  # residual/MLP dropout stays cfg.dropout
-    return layer
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """DiT's adaLN modulation x (1 + scale) + shift, per sample."""
-    return x * (1 + scale[:, None]) + shift[:, None]
-
-
-def attend(mha: nn.MultiheadAttention, query: torch.Tensor, memory: torch.Tensor,
-           key_padding_mask: torch.Tensor | None) -> torch.Tensor:
-    """``mha(query, memory, memory, key_padding_mask=..., need_weights=False)[0]`` (Vaswani et al. 2017, Eq. 1)
-    on ``scaled_dot_product_attention`` with the module's own weights.
-
-    The same attention, written out because the module's key-padding check calls ``torch._check_with``,
-    whose first call imports sympy: about 0.5 s of ``camera generate``'s start-up (issue #20).
-    ``key_padding_mask`` is (B, S) bool, True = padding; ``query`` (B, L, d), ``memory`` (B, S, d).
-    """
-    b, n_q, d = query.shape
-    heads = mha.num_heads
-    w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
-    b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
-
-    def split(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, w, bias).view(b, x.shape[1], heads, d // heads).transpose(1, 2)  # (B, H, *, d/H)
-
-    allowed = None if key_padding_mask is None else ~key_padding_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
-    out = nn.functional.scaled_dot_product_attention(split(query, w_q, b_q), split(memory, w_k, b_k),
-                                                     split(memory, w_v, b_v), attn_mask=allowed,
-                                                     dropout_p=mha.dropout if mha.training else 0.0)
-    return mha.out_proj(out.transpose(1, 2).reshape(b, n_q, d))  # (B, L, d)
 
 
 class AdaLNBlock(nn.Module):
@@ -159,30 +139,6 @@ class AdaLNBlock(nn.Module):
         h = modulate(self.norm1(x), shift1, scale1)
         x = x + gate1[:, None] * attend(self.attn, h, h, pad)
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
-
-
-class CrossAttentionBlock(nn.Module):
-    """DIRECTOR config C block: pre-LN cross-attention to the condition tokens, self-attention, MLP."""
-
-    def __init__(self, cfg: DirectorConfig) -> None:
-        super().__init__()
-        d = cfg.d_model
-        self.norm_cross = nn.LayerNorm(d)
-        self.cross = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.attn_dropout, batch_first=True)
-        self.norm_self = nn.LayerNorm(d)
-        self.attn = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.attn_dropout, batch_first=True)
-        self.norm_mlp = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Dropout(cfg.dropout),
-                                 nn.Linear(cfg.mlp_ratio * d, d))
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor | None,
-                memory_pad: torch.Tensor | None) -> torch.Tensor:
-        h = self.norm_cross(x)
-        x = x + self.drop(attend(self.cross, h, memory, memory_pad))
-        h = self.norm_self(x)
-        x = x + self.drop(attend(self.attn, h, h, pad))
-        return x + self.drop(self.mlp(self.norm_mlp(x)))
 
 
 class Director(nn.Module):
@@ -224,6 +180,11 @@ class Director(nn.Module):
             self.blocks = nn.ModuleList(CrossAttentionBlock(cfg) for _ in range(cfg.n_layers))
             self.final_norm = nn.LayerNorm(d)
             self.output = nn.Linear(d, 9 * k)
+        if cfg.two_stage:
+            from storylab.camera.planner import MotionPlanner
+
+            self.plan_input = nn.Linear(3 * k, d)  # the plan's per-axis codes of the token's k frames
+            self.planner = MotionPlanner(cfg, cfg.planner_layers, cfg.planner_patch)
 
     def _flat_char(self, char: torch.Tensor) -> torch.Tensor:
         b, t, _ = char.shape
@@ -254,6 +215,8 @@ class Director(nn.Module):
             # a token is padding when all of its frames are
             pad = ~self._patchify(mask.bool()[..., None].float()).bool().any(-1)  # (B, N)
         h = self.input(self._patchify(x))
+        if self.cfg.two_stage:
+            h = h + self.plan_input(self._patchify(cond["plan"]))
         n = h.shape[1]  # tokens: T / patch
         h = h + self.positions[:n]  # (B, N, d)
         noise = self.noise(c_noise.reshape(-1).expand(b))  # (B, d)
@@ -289,8 +252,9 @@ class Director(nn.Module):
 
 
 def null_condition(cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The CFG null condition: every condition modality zeroed; the validity mask is kept."""
-    return {k: (v if k == "mask" else torch.zeros_like(v)) for k, v in cond.items()}
+    """The CFG null condition: every condition modality zeroed; the validity mask and a two-stage model's
+    motion plan are kept (guidance contrasts caption and character, the plan is the layout itself)."""
+    return {k: (v if k in ("mask", "plan") else torch.zeros_like(v)) for k, v in cond.items()}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -6,7 +6,9 @@ Metrics:
 * FD_CLaTr - Frechet distance between CLaTr embeddings of real and generated trajectories;
 * precision / recall / density / coverage (k = 3) on the same embeddings;
 * CLaTr-Score - max(0, 100 x mean cosine(generated trajectory embedding, caption embedding));
-* C-P / C-R / C-F1 - re-tagging of generated trajectories against the reference tags.
+* C-P / C-R / C-F1 - re-tagging of generated trajectories against the reference tags;
+* text <-> trajectory retrieval R@1/2/3/5/10 and MedR between the captions' and the generated
+  trajectories' CLaTr embeddings (:mod:`storylab.camera.retrieval`, the authors' CLaTr metrics).
 
 Two protocols (:class:`EvalProtocol`):
 
@@ -118,11 +120,20 @@ def semantic_metrics(clatr: Clatr, fake_feats: list, text: torch.Tensor, referen
     fake = embed_trajectories(clatr, fake_feats, sample=protocol.sample_latent, seed=seed + 2)
     text_emb = embed_texts(clatr, text, sample=protocol.sample_latent, seed=seed + 3)
     keep = [i for i, r in enumerate(reference) if r is not None]
+    static = float("nan")
     if keep:
-        tags = classification_scores([reference[i] for i in keep], retag([fake_feats[i] for i in keep]))
+        retagged = retag([fake_feats[i] for i in keep])
+        tags = classification_scores([reference[i] for i in keep], retagged)
+        still = [t for t, i in zip(retagged, keep) if (reference[i] == 0).all()]
+        if still:  # the share of frames re-tagged static on the captions whose camera never moves
+            static = float(np.mean(np.concatenate(still) == 0))
     else:
         tags = {"C-P": float("nan"), "C-R": float("nan"), "C-F1": float("nan")}
-    return {"CLaTr-Score": clatr_score(fake, text_emb), **tags}
+    tags["static on all-static"] = static
+    from storylab.camera.retrieval import retrieval_metrics
+
+    retrieval = retrieval_metrics(text_emb.numpy(), fake.numpy(), text.float().numpy())
+    return {"CLaTr-Score": clatr_score(fake, text_emb), **tags, **retrieval}
 
 
 def trajectory_metrics(clatr: Clatr, real_feats: list, fake_feats: list, text: torch.Tensor,
@@ -167,11 +178,28 @@ def evaluate_configs(nets: dict[str, Director], test, clatr: Clatr, cfg: Samplin
         fake_dist = fake_test if dist_data is test else generate_split(net, dist_data, cfg, seed=seed, progress=progress)
         metrics = {**distribution_metrics(clatr, real_dist, fake_dist, protocol, seed),
                    **semantic_metrics(clatr, fake_test, test.text, ref_test, protocol, seed)}
-        results.append(ConfigResult(f"{ARCH_LETTERS.get(arch, '?')} ({arch})", metrics))
+        label = "2-stage C" if net.cfg.two_stage else ARCH_LETTERS.get(net.cfg.arch, "?")
+        results.append(ConfigResult(f"{label} ({arch})", metrics))
     real = {**distribution_metrics(clatr, real_dist, real_dist, protocol, seed),
             **semantic_metrics(clatr, real_test, test.text, ref_test, protocol, seed)}
     results.append(ConfigResult("real data", real))
     return results
+
+
+def retrieval_table(results: list[ConfigResult], title: str):
+    """A rich table of the text->trajectory and trajectory->text R@k and MedR of each result."""
+    from rich.table import Table
+
+    from storylab.camera.retrieval import RECALL_AT
+
+    table = Table(title=title)
+    table.add_column("method")
+    keys = [f"{d} {m}" for d in ("text->traj", "traj->text") for m in [f"R@{k}" for k in RECALL_AT] + ["MedR"]]
+    for k in keys:
+        table.add_column(k + (" ↓" if k.endswith("MedR") else " ↑"), justify="right")
+    for r in results:
+        table.add_row(r.name, *(f"{r.metrics[k]:.2f}" for k in keys))
+    return table
 
 
 def results_table(results: list[ConfigResult], title: str, caption: str | None = None):

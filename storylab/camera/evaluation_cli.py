@@ -50,7 +50,7 @@ def missing_tags_message(missing: list[str], total: int) -> str:
 @evaluate_app.command("director")
 def evaluate_director_command(
     data: Path = typer.Option(..., "--data", help="E.T.-format folder with a test split."),
-    checkpoints: Optional[list[Path]] = typer.Option(None, "--checkpoint", help="DIRECTOR checkpoints to compare (repeatable); default: the three shipped ones."),
+    checkpoints: Optional[list[Path]] = typer.Option(None, "--checkpoint", help="DIRECTOR checkpoints to compare (repeatable); default: the four shipped ones (A, B, C, two-stage C)."),
     clatr_path: Optional[Path] = typer.Option(None, "--clatr", help="CLaTr checkpoint; default: the shipped one."),
     subset: str = typer.Option("mixed", "--subset", help="Split subset: pure (simple camera motions) or mixed (all; the paper's evaluation set); full = storylab's older name."),
     protocol: str = typer.Option("storylab", "--protocol", help="storylab: every metric on the test split; paper: the authors' script (mixed subset; FD_CLaTr and P/R/D/C on the train split in 5 chunks, CLaTr-Score and C-metrics on test)."),
@@ -70,7 +70,7 @@ def evaluate_director_command(
 
     from storylab.camera.clatr import load_clatr
     from storylab.camera.data import attach_text, load_samples
-    from storylab.camera.evaluation import PAPER_FD, EvalProtocol, evaluate_configs, results_table
+    from storylab.camera.evaluation import PAPER_FD, EvalProtocol, evaluate_configs, results_table, retrieval_table
     from storylab.camera.generate import ASSETS, shipped_checkpoint
     from storylab.camera.sampling import SamplingConfig
     from storylab.camera.training import load_director
@@ -83,11 +83,12 @@ def evaluate_director_command(
     proto = EvalProtocol.build(protocol, prdc_as_published, sample_latent=not clatr_mean)
     if proto.name == "paper" and subset != "mixed":
         raise StorylabError(f"--protocol paper evaluates the mixed subset (got --subset {subset})")
-    paths = checkpoints or [shipped_checkpoint(a) for a in ("incontext", "adaln", "crossattn")]
+    paths = checkpoints or [shipped_checkpoint(a) for a in ("incontext", "adaln", "crossattn", "twostage")]
     nets = {}
     for p in paths:
         net, _ = load_director(p)
-        key = net.cfg.arch if net.cfg.arch not in nets else f"{net.cfg.arch}:{p.name}"
+        base = "twostage" if net.cfg.two_stage else net.cfg.arch
+        key = base if base not in nets else f"{base}:{p.name}"
         nets[key] = net
     clatr_file = clatr_path or ASSETS / "clatr_tiny.safetensors"
     if not Path(clatr_file).exists():
@@ -125,6 +126,11 @@ def evaluate_director_command(
              else "P/R/D/C with the real set first (the definitions)")
     latent = "CLaTr latent mean" if clatr_mean else "CLaTr latent draws (mean + eps * sigma)"
     Console(width=160).print(results_table(results, f"DIRECTOR on {data} (protocol {proto.name}, w {guidance_scale:g})"))
+    Console(width=200).print(retrieval_table(results, f"CLaTr retrieval, captions vs trajectories ({subset} test, "
+                                                      f"{len(test)} samples; caption self-similarity > 0.9 counts as a match)"))
+    n_still = sum(1 for t in test.cam_segments if (t >= 0).any() and (t[t >= 0] == 0).all())
+    print(f"frames re-tagged static on the {n_still} all-static test captions: "
+          + ", ".join(f"{r.name} {r.metrics['static on all-static']:.1%}" for r in results))
     print(f"protocol {proto.name}: {where}; {order}; {latent}")
     fd = {r.name: r.metrics["FD_CLaTr"] for r in results if r.name != "real data"}
     if fd:
@@ -136,3 +142,45 @@ def evaluate_director_command(
                                 "prdc_as_published": prdc_as_published, "clatr_latent": "mean" if clatr_mean else "draw",
                                 "test_samples": len(test), "train_samples": len(train) if train is not None else None,
                                 "missing_tags": len(test.missing_tags or []), "guidance_scale": guidance_scale})
+
+
+@evaluate_app.command("clatr")
+def evaluate_clatr_command(
+    data: Path = typer.Option(..., "--data", help="E.T.-format folder with a test split."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="CLaTr checkpoint; default: the shipped one."),
+    subset: str = typer.Option("mixed", "--subset", help="Split subset: pure or mixed (the paper's evaluation set)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on the first N test samples."),
+    threshold: float = typer.Option(0.95, "--threshold", help="Caption self-similarity score (0..1) above which another caption's trajectory also counts as a match (the authors' 0.95)."),
+    clatr_mean: bool = typer.Option(False, "--clatr-mean", help="Embed with the latent mean instead of a latent draw."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the latent draws."),
+    text_encoder: Optional[Path] = typer.Option(None, "--text-encoder", help="The text model the CLaTr was trained with; default all-MiniLM-L6-v2."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the metrics as JSON."),
+) -> None:
+    """Text <-> trajectory retrieval of a CLaTr embedding on real test trajectories: R@1/2/3/5/10 and median rank."""
+    from rich.console import Console
+
+    from storylab.camera.clatr import embed_texts, embed_trajectories, load_clatr
+    from storylab.camera.data import attach_text, load_samples
+    from storylab.camera.evaluation import ConfigResult, retrieval_table
+    from storylab.camera.generate import ASSETS
+    from storylab.camera.retrieval import retrieval_metrics
+    from storylab.camera.tag_metrics import split_valid
+    from storylab.io import atomic_write_json
+    from storylab.text_encoder import SentenceEncoder
+
+    path = checkpoint or ASSETS / "clatr_tiny.safetensors"
+    if not Path(path).exists():
+        raise StorylabError(f"CLaTr checkpoint not found: {path} (train one with storylab train clatr)")
+    clatr = load_clatr(path)
+    test = load_samples(data, subset, "test", limit)
+    if len(test) < 2:
+        raise StorylabError(f"the test split has {len(test)} sample; retrieval needs at least 2")
+    test = attach_text(test, SentenceEncoder(text_encoder), data, tokens=False)
+    traj = embed_trajectories(clatr, split_valid(test.x, test.mask), sample=not clatr_mean, seed=seed).numpy()
+    text = embed_texts(clatr, test.text, sample=not clatr_mean, seed=seed + 1).numpy()
+    metrics = retrieval_metrics(text, traj, test.text.float().numpy(), threshold)
+    Console(width=200).print(retrieval_table([ConfigResult("CLaTr", metrics)],
+                                             f"CLaTr retrieval on {data} ({subset} test, {len(test)} samples)"))
+    if out is not None:
+        atomic_write_json(out, {"metrics": metrics, "data": str(data), "subset": subset, "test_samples": len(test),
+                                "threshold": threshold, "clatr_latent": "mean" if clatr_mean else "draw"})

@@ -19,8 +19,12 @@ CHAR_MOTIONS = {"static": (0, 0, 0), "right": (1, 0, 0), "left": (-1, 0, 0), "fo
                 "backward": (0, 0, -1), "up": (0, -1, 0), "down": (0, 1, 0)}
 
 
+SHIPPED = ("twostage", "incontext", "adaln", "crossattn")
+
+
 def shipped_checkpoint(arch: str = "crossattn") -> Path:
-    """Path of the shipped tiny checkpoint of a DIRECTOR config."""
+    """Path of the shipped tiny checkpoint of a DIRECTOR config (``twostage``: the motion planner + config C
+    on camera-frame motion; ``incontext``/``adaln``/``crossattn``: the paper's configs A/B/C)."""
     path = ASSETS / f"director_{arch}_tiny.safetensors"
     if not path.exists():
         raise StorylabError(f"no shipped checkpoint for config '{arch}' ({path}); pass --checkpoint")

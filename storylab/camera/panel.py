@@ -48,7 +48,7 @@ def _segment_rows(tags: Any, fps: float) -> list[dict[str, Any]]:
 
 def caption_trajectory(caption: str, char_motion: str = "static", guidance_scale: float = 1.4,
                        schedule: str = "constant", frames: int = 150, steps: int = 10, seed: int = 0,
-                       config: str = "crossattn", char_positions: np.ndarray | None = None) -> TrajectoryResult:
+                       config: str = "twostage", char_positions: np.ndarray | None = None) -> TrajectoryResult:
     """Generate a camera trajectory for ``caption`` with DIRECTOR (EDM Heun + CFG) and re-tag its motion (E.T. tags).
 
     ``char_positions`` (an uploaded (N, 3) track) replaces the synthetic ``char_motion`` path.

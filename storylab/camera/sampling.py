@@ -43,12 +43,26 @@ def guided_director(net: Director, cond: dict[str, torch.Tensor], cfg: SamplingC
 def sample_trajectories(net: Director, cond: dict[str, torch.Tensor], n_frames: int, cfg: SamplingConfig,
                         seed: int = 0) -> torch.Tensor:
     """Draw (B, n_frames, 9) standardised camera features for the conditions in ``cond`` (one per batch row);
-    the sampler runs on ``net.cfg.data_scale`` x the features."""
+    the sampler runs on ``net.cfg.data_scale`` x the features.
+
+    A two-stage model first plans the per-frame tags from the caption and character (never from reference
+    tags), samples its camera-frame motion given the plan, gates the still axes and returns the same
+    (world, DIRECTOR) features as a one-stage model, so every metric reads both alike.
+    """
     net.eval()
     batch = cond["char"].shape[0]
+    if net.cfg.two_stage:
+        cond = {**cond, "plan": net.planner.plan(cond)}
     noise = torch.randn(batch, n_frames, 9, generator=torch.Generator().manual_seed(seed))
     x = edm_heun_sample(guided_director(net, cond, cfg), noise, cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
-    return x / net.cfg.data_scale  # back to the standardised features
+    x = x / net.cfg.data_scale  # back to the standardised features
+    if net.cfg.representation == "ego":
+        from storylab.camera.motion import apply_motion_gate, ego_to_world
+
+        if net.cfg.two_stage:
+            x = apply_motion_gate(x, cond["plan"], net.cfg.motion_gate)
+        x = ego_to_world(x, cond.get("mask"), net.cfg.ego_rot_scale, net.cfg.ego_trans_scale)
+    return x
 
 
 @torch.no_grad()

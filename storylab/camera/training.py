@@ -74,12 +74,49 @@ def drop_conditions(cond: dict[str, torch.Tensor], p_shared: float, p_modality: 
 
 def director_loss(net: Director, batch: tuple[torch.Tensor, ...], edm: EDMConfig, p_shared: float,
                   p_modality: float) -> torch.Tensor:
-    """EDM loss of one padded batch (x, mask, char, text, text_tokens, text_mask) on its valid frames."""
-    x, mask, char, text, tokens, tmask = batch
+    """EDM loss of one padded batch (x, mask, char, text, text_tokens, text_mask[, plan]) on its valid frames.
+
+    With a two-stage model the batch also holds the reference tag plan (:func:`storylab.camera.motion.plan_rows`):
+    the denoiser is conditioned on it and the planner's cross-entropy on it is added (the two share no weights).
+    """
+    x, mask, char, text, tokens, tmask, *rest = batch
     cond, mask = make_condition(mask, char, text, tokens, tmask)
+    full = cond
     cond = drop_conditions(cond, p_shared, p_modality)
     x = x[:, :mask.shape[1]] * net.cfg.data_scale
-    return edm_loss(net, x, cond, edm, mask=mask[..., None])
+    if not rest:
+        return edm_loss(net, x, cond, edm, mask=mask[..., None])
+    plan = rest[0][:, :mask.shape[1]]
+    cond["plan"] = plan
+    diffusion = edm_loss(net, x, cond, edm, mask=mask[..., None])
+    planner = net.planner.loss(full, plan)
+    return diffusion + planner, {"edm": float(diffusion.detach()), "planner": float(planner.detach())}
+
+
+def training_tensors(data: DirectorData, model_cfg: DirectorConfig) -> tuple[DirectorConfig, tuple[torch.Tensor, ...]]:
+    """The batch tensors of ``data`` for ``model_cfg``: camera-frame features (and the scales, measured on
+    ``data`` when the config has none) for the ego representation, the reference tag plan for two stages."""
+    import dataclasses
+
+    import numpy as np
+
+    from storylab.camera.features import decode_camera
+    from storylab.camera.motion import ego_scales, plan_rows, world_to_ego
+
+    x = data.x
+    if model_cfg.representation == "ego":
+        if model_cfg.ego_rot_scale == 1.0 and model_cfg.ego_trans_scale == (1.0, 1.0, 1.0):
+            poses = [decode_camera(data.x[i, :int(n)].double().numpy()) for i, n in enumerate(data.mask.sum(1).tolist())]
+            rot, trans = ego_scales(poses)
+            model_cfg = dataclasses.replace(model_cfg, ego_rot_scale=rot, ego_trans_scale=tuple(np.asarray(trans).tolist()))
+        x = world_to_ego(data.x, data.mask, model_cfg.ego_rot_scale, model_cfg.ego_trans_scale)
+    tensors = (x, *data.tensors()[1:])
+    if model_cfg.two_stage:
+        if data.missing_tags:
+            raise StorylabError("a two-stage model trains its planner on reference tags; some training samples "
+                                "have no cam_segments/")
+        tensors += (plan_rows(data.cam_segments),)
+    return model_cfg, tensors
 
 
 def save_director(path: str | os.PathLike, net: Director, extra: dict | None = None) -> Path:
@@ -101,11 +138,12 @@ def train_director(data: DirectorData, model_cfg: DirectorConfig, cfg: DirectorT
     """Train DIRECTOR on ``data`` and write the EMA weights to ``out`` (with a resume state beside it)."""
     if data.text is None:
         raise StorylabError("training data has no caption encodings (call attach_text first)")
+    model_cfg, tensors = training_tensors(data, model_cfg)
     torch.manual_seed(cfg.seed)
     net = Director(model_cfg)
     sampler = LengthBucketBatchSampler(data.mask.sum(1), cfg.batch_size, seed=cfg.seed,
                                        drop_last=len(data) > cfg.batch_size)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data.tensors()), batch_sampler=sampler)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*tensors), batch_sampler=sampler)
     edm = EDMConfig(sigma_data=0.5, p_mean=cfg.p_mean, p_std=cfg.p_std)
     info = {**(extra or {}), "train_config": asdict(cfg), "train_samples": len(data)}
 
