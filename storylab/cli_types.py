@@ -125,7 +125,9 @@ RULES: dict[str, Bound] = {
     "--duration": positive(86_400), "--scenes": count(1, 1000), "--height": count(1, 4096),
     "--threshold-db": Bound(-200, 0), "--clusters": count(1, 64), "--negative-ratio": Bound(0, 100),
     "--margin": Bound(0, 3600), "--holdout": FRACTION_OPEN, "--window": positive(3600),
-    "--stride": positive(3600), "--threshold": FRACTION,
+    "--stride": positive(3600), "--threshold": FRACTION, "--smooth": Bound(0, 3600), "--min-run": Bound(0, 3600),
+    "--min-gap": Bound(0, 3600), "--tolerance": positive(3600), "--target-precision": FRACTION,
+    "--bootstrap": count(0, 100_000),
     # services
     "--max-subtitle-tokens": count(1, 10**8), "--concurrency": count(1, 256), "--timeout": positive(86_400),
     "--retries": count(0, 100), "--backoff": Bound(0, 3600), "--max-tokens": count(1, MILLION),

@@ -434,6 +434,16 @@ def path_rows() -> list[tuple[str, list[str], str | None]]:
         needle="is a file, not a folder")
     add("guidance weights --schedule clamp without floor", "guidance", "weights", "--schedule", "clamp:linear",
         needle="expected clamp:<shape>:c=<floor>")
+    # the lectures' guidance experiments, CLaTr's retrieval, the humor detector's moment scores
+    for cmd in ("evaluate guidance-removal", "evaluate code-slide-loops"):
+        add(f"{cmd} --checkpoint missing", *cmd.split(), "--checkpoint", MISSING + ".safetensors", "--out", "{ws}/lg",
+            needle="missing/nothing")
+        add(f"{cmd} --checkpoint garbage", *cmd.split(), "--checkpoint", g + ".safetensors", "--out", "{ws}/lg")
+        add(f"{cmd} --out existing file", *cmd.split(), "--out", "{ws}/afile", needle="existing file")
+    add("evaluate clatr --data missing", "evaluate", "clatr", "--data", MISSING, needle="missing/nothing")
+    add("evaluate clatr --checkpoint garbage", "evaluate", "clatr", "--checkpoint", g + ".safetensors")
+    add("humor evaluate missing folder", "humor", "evaluate", MISSING, needle="missing/nothing")
+    add("humor evaluate a file", "humor", "evaluate", "{ws}/afile")
     return rows
 
 

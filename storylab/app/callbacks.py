@@ -202,7 +202,7 @@ def guidance_generate(dataset: str, rule: str, scale: float, schedule_a: str, sc
     table = pd.DataFrame([{"schedule": r.schedule, "samples": r.per_class * len(r.class_names),
                            "NFE per sample": r.nfe, "mean scale": round(float(np.mean(r.weights)), 3),
                            "time (s)": round(r.seconds, 3)} for r in results])
-    status = (f"{len(results[0].class_names)} classes x {int(per_class)}, {rule} on {dataset}, {sampler} "
+    status = (f"{len(results[0].class_names)} classes x {int(per_class)}, {rule} on {dataset}, {results[0].sampler or sampler} "
               f"{int(steps)} steps, seed {int(seed)}: {results[0].seconds:.2f} s + {results[1].seconds:.2f} s")
     return status, images[0], images[1], table
 

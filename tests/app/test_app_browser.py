@@ -37,7 +37,8 @@ def test_guidance_tab_generates_two_grids_with_their_cost(page):
         "the live w(t) plot is missing")
     status, _ = page.run("guidance-run", "guidance-status")
     assert not status.startswith("error"), status
-    assert status.startswith("10 classes x 1, cfg on fashion-mnist, ddpm 20 steps, seed 0")  # the tab's defaults
+    # the tab's defaults: sampler auto draws the shipped v-prediction model with EDM Heun
+    assert status.startswith("10 classes x 1, cfg on fashion-mnist, edm-heun 20 steps, seed 0")
     for elem in ("guidance-grid-a", "guidance-grid-b"):
         w, h = page.image_size(elem)
         assert w > 10 * 28 and h > 28, (elem, w, h)  # ten 28x28 Fashion-MNIST images side by side
@@ -47,8 +48,10 @@ def test_guidance_tab_generates_two_grids_with_their_cost(page):
     assert [r[0] for r in body] == ["constant", "linear"]
     for row in body:
         scales = parse_schedule(row[0]).scales(20, 3.0)
-        # CFG: one conditional pass per step, plus the unconditional pass wherever w_i = s_i - 1 > 0
-        assert int(row[2]) == 20 + int((scales > 1.0 + 1e-12).sum())
+        # CFG: one conditional pass per evaluation, plus the unconditional pass wherever w_i = s_i - 1 > 0;
+        # EDM Heun evaluates twice a step, once at the last
+        evaluations = [2] * 19 + [1]
+        assert int(row[2]) == sum(e * (1 + int(w > 1.0 + 1e-12)) for e, w in zip(evaluations, scales))
         assert float(row[3]) == pytest.approx(float(scales.mean()), abs=1e-3)
         assert int(row[1]) == 10 and float(row[4]) > 0
     page.screenshot("guidance")

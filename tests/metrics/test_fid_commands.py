@@ -100,8 +100,29 @@ def evaluate_pipeline(tmp_path):
     check_warning_and_floor(r.stdout, 6, dim, floor=False)
 
 
+def _digits_denoiser():
+    from storylab.images.assets import DENOISER
+
+    return DENOISER
+
+
+def guidance_removal(tmp_path):
+    r = run_cli("evaluate", "guidance-removal", "--checkpoint", _digits_denoiser(), "--scales", "2", "--points", "1",
+                "--per-class", "1", "--steps", "2", "--out", tmp_path / "gr")
+    assert r.returncode == 0, r.stderr
+    check_warning_and_floor(r.stdout, 10, feature_dim("digits"))
+
+
+def code_slide_loops(tmp_path):
+    r = run_cli("evaluate", "code-slide-loops", "--checkpoint", _digits_denoiser(), "--per-class", "1", "--steps", "2",
+                "--show", "1", "--out", tmp_path / "cs")
+    assert r.returncode == 0, r.stderr
+    check_warning_and_floor(r.stdout, 10, feature_dim("digits"))
+
+
 CASES = {"evaluate_digits_cmd": evaluate_study, "evaluate_controlnet_cmd": evaluate_controlnet,
-         "evaluate_zoo_cmd": evaluate_zoo, "evaluate_pipeline": evaluate_pipeline}
+         "evaluate_zoo_cmd": evaluate_zoo, "evaluate_pipeline": evaluate_pipeline,
+         "guidance_removal": guidance_removal, "code_slide_loops_cmd": code_slide_loops}
 
 
 def test_every_command_that_prints_fid_has_a_case():

@@ -17,7 +17,7 @@ import numpy as np
 
 from storylab.errors import StorylabError
 from storylab.images.assets import ASSETS, DENOISER, shipped
-from storylab.images.defaults import DEFAULT_SAMPLER, STUDY_STEPS
+from storylab.images.defaults import DEFAULT_SAMPLER, STUDY_STEPS, resolve_sampler
 
 # data set name -> its shipped denoiser checkpoint (class names come from storylab.images.data.datasets,
 # imported only when a panel runs, so that importing the panels stays free of torch).
@@ -69,6 +69,7 @@ class GridResult:
     schedule: str
     weights: list[float] = field(default_factory=list)   # per-step guidance scale s_i
     samples: np.ndarray | None = None  # (N, H, W) uint8, class-major (class 0's samples first)
+    sampler: str = ""            # the sampler that drew it (``auto`` resolved for the model)
 
 
 def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0, schedule: str = "constant",
@@ -118,7 +119,8 @@ def guidance_grid(dataset: str = "digits", rule: str = "cfg", scale: float = 3.0
     seconds = time.perf_counter() - t0
     grid = grid_array(images, nrow=int(per_class), upscale=max(1, round(48 / images.shape[-1])))  # 48 px tiles
     pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()
-    return GridResult(grid, list(names), int(per_class), int(guided.nfe), seconds, schedule, weights, pixels)
+    return GridResult(grid, list(names), int(per_class), int(guided.nfe), seconds, schedule, weights, pixels,
+                      resolve_sampler(sampler, model.config.prediction))
 
 
 def weight_curves(specs: list[str], scale: float, steps: int) -> dict[str, list[float]]:

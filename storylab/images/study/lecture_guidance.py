@@ -123,7 +123,7 @@ def removal_table(result: dict[str, Any]) -> str:
     floor = result["real_vs_real"]
     lines = [f"Guidance removal on {result['data']}: n = {result['n_fake']} samples per cell, {result['sampler'].upper()} {result['steps']} "
              f"steps, FID against {result['n_real']} test images; real vs real (n = {floor.get('n_fake')}): "
-             f"FID {_fmt(floor['fid'])}.", "",
+             f"FID {_fmt(floor['fid'])} ± {_fmt(floor['fid_std'])} (mean ± std over class-balanced train subsets).", "",
              "| removed | scale | FID | adherence | recall | Vendi | NFE |", "|---|---|---|---|---|---|---|"]
     for c in result["cells"]:
         removed = "nothing (constant CFG)" if c["family"] == "none" else f"[{c['start']:.3g}, {c['stop']:.3g}]"
@@ -203,7 +203,8 @@ def run_code_slide_loops(out: str | Path, checkpoint: str | Path, per_class: int
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "study.json", result)
     lines = [f"Figure 1's loops on {result['data']}: n = {n} samples per loop, {result['sampler'].upper()} {steps} steps, the same seeds; "
-             f"real vs real (n = {result['real_vs_real'].get('n_fake')}): FID {_fmt(result['real_vs_real']['fid'])}.", "",
+             f"real vs real (n = {result['real_vs_real'].get('n_fake')}): FID {_fmt(result['real_vs_real']['fid'])} ± "
+             f"{_fmt(result['real_vs_real']['fid_std'])} (mean ± std over class-balanced train subsets).", "",
              "| loop | SPEC, scale | FID | adherence | recall | Vendi | mean scale |", "|---|---|---|---|---|---|---|"]
     for c in cells:
         lines.append(f"| {c['loop']} | {c['schedule']}, {c['scale']:g} | {_fmt(c['fid'])} | {_fmt(c['adherence'])} | "
