@@ -302,7 +302,9 @@ def test_a_signalled_run_that_saved_nothing_leaves_nothing(tmp_path, sig, code, 
     try:
         proc = subprocess.Popen([sys.executable, "-m", "storylab.cli", "videoqa", "eval", "--sample", "--backend",
                                  f"openai://127.0.0.1:{server.port}/m", "--no-progress", "--out", str(out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                                # a pytest-xdist worker ignores SIGINT, and a child would inherit that
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while not (out / "run.json").exists():  # the lock is taken and the run is asking
             assert proc.poll() is None, proc.communicate()

@@ -24,7 +24,12 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
         signal.raise_signal(signal.SIGINT)  # to this thread: handled before the call returns, whatever other threads exist
 
     monkeypatch.setattr(storylab.cli_types, "check_output", interrupted)
-    result = run_cli("control", "extract", "canny", str(tmp_path / "missing.png"), "--out", str(tmp_path / "c.png"))
+    # a pytest-xdist worker runs with SIGINT ignored; a terminal's foreground command has Python's handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = run_cli("control", "extract", "canny", str(tmp_path / "missing.png"), "--out", str(tmp_path / "c.png"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.returncode == 130 and result.stderr.strip() == "error: interrupted", result.stderr
     assert list(tmp_path.iterdir()) == []
 
