@@ -14,7 +14,6 @@ from torch import nn
 
 from storylab.training import TrainConfig, load_resume_state, save_checkpoint, state_path_for, train
 from storylab.training import loop
-from tests.cli_runner import run_cli
 
 
 def test_a_checkpoint_is_written_whenever_checkpoint_seconds_have_passed(tmp_path, monkeypatch):
@@ -83,6 +82,14 @@ def kill_after_step_4(out, batch_size, steps):
     assert child.returncode == -signal.SIGKILL
 
 
+def fresh_cli(*args):
+    """``storylab ARGS`` in a new interpreter with one thread, like the killed child: a test process carries the
+    state of the tests before it (cached data sets, thread settings), which a resumed run must not depend on."""
+    proc = subprocess.run([sys.executable, "-m", "storylab.cli", "--threads", "1", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}, timeout=600)
+    return proc
+
+
 def weights(path):
     from storylab.images.networks.denoiser import load_digit_model
 
@@ -95,10 +102,10 @@ def test_train_digits_killed_after_a_checkpoint_resumes_onto_the_uninterrupted_r
     killed, straight = tmp_path / "killed.safetensors", tmp_path / "straight.safetensors"
     kill_after_step_4(killed, batch_size, 12)
     common = ["--steps", "12", "--channels", "8", "--batch-size", str(batch_size), "--no-progress"]
-    resumed = run_cli("--threads", "1", "train", "digits", "--out", killed, *common)
+    resumed = fresh_cli("train", "digits", "--out", killed, *common)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming train digits from step 4 ({state_path_for(killed)})" in resumed.stdout
-    uninterrupted = run_cli("--threads", "1", "train", "digits", "--out", straight, "--no-resume", *common)
+    uninterrupted = fresh_cli("train", "digits", "--out", straight, "--no-resume", *common)
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     a, b = weights(killed), weights(straight)
     assert a.keys() == b.keys()
